@@ -1,0 +1,173 @@
+/**
+ * Configuration: one JSON file per daemon. Every key is checked; an unknown key is an error
+ * (a typo must not silently leave a folder unprotected).
+ */
+import { readFileSync } from 'node:fs'
+import { hostname } from 'node:os'
+import { isAbsolute, join, resolve, dirname, basename } from 'node:path'
+import { HoldfastError } from '../util/errors.js'
+
+export type Role = 'agent' | 'manager'
+
+export interface FolderConfig {
+  /** Absolute path of the protected folder. */
+  path: string
+  /** Name the folder's entries are filed under (unique per agent). */
+  name: string
+}
+
+export interface AgentConfig {
+  folders: FolderConfig[]
+  /** Seconds between reconcile scans. */
+  scanIntervalSeconds: number
+  /** A file changed less than this long ago is left for the next scan. */
+  settleSeconds: number
+  /** The agent's own ceiling on upload rate, bytes per second (0 = whatever the manager says). */
+  maxUploadBytesPerSecond: number
+  /** Staging worker threads (0 = one per core, at most 4). */
+  workers: number
+}
+
+export interface ManagerConfig {
+  /** Seconds between pull rounds. */
+  pullIntervalSeconds: number
+  /** The global pull budget in bytes per second, shared by active pulls. */
+  bandwidthBytesPerSecond: number
+}
+
+export interface MdnsConfig {
+  enabled: boolean
+  /** Seconds between mDNS re-queries (the announcement on start covers most cases). */
+  queryIntervalSeconds: number
+}
+
+export interface HoldfastConfig {
+  role: Role
+  name: string
+  dataDir: string
+  listen: string[]
+  /** 32-byte fleet pre-shared key, hex. Gates every connection (Noise prologue). */
+  fleetKey: string
+  /** Agent: the manager peer ids it serves. Empty means any peer holding the fleet key. */
+  managers: string[]
+  mdns: MdnsConfig
+  /** Multiaddrs with /p2p/<id>, dialled when multicast does not pass. */
+  staticPeers: string[]
+  adminSocket: string
+  agent: AgentConfig
+  manager: ManagerConfig
+}
+
+type Shape = { [key: string]: 'string' | 'number' | 'boolean' | 'string[]' | 'folders' | Shape }
+
+const SHAPE: Shape = {
+  role: 'string',
+  name: 'string',
+  dataDir: 'string',
+  listen: 'string[]',
+  fleetKey: 'string',
+  managers: 'string[]',
+  mdns: { enabled: 'boolean', queryIntervalSeconds: 'number' },
+  staticPeers: 'string[]',
+  adminSocket: 'string',
+  agent: { folders: 'folders', scanIntervalSeconds: 'number', settleSeconds: 'number', maxUploadBytesPerSecond: 'number', workers: 'number' },
+  manager: { pullIntervalSeconds: 'number', bandwidthBytesPerSecond: 'number' }
+}
+
+function checkShape (value: unknown, shape: Shape, where: string): void {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new HoldfastError('CONFIG_INVALID', `${where || 'config'} must be an object`)
+  }
+  for (const [key, v] of Object.entries(value)) {
+    const path = where === '' ? key : `${where}.${key}`
+    const expected = shape[key]
+    if (expected === undefined) throw new HoldfastError('CONFIG_UNKNOWN_KEY', `unknown config key '${path}'`, { key: path })
+    if (typeof expected === 'object') { checkShape(v, expected, path); continue }
+    const ok = expected === 'string[]'
+      ? Array.isArray(v) && v.every(x => typeof x === 'string')
+      : expected === 'folders'
+        ? Array.isArray(v) && v.every(f => typeof f === 'string' || (typeof f === 'object' && f !== null && typeof (f as Record<string, unknown>).path === 'string' && Object.keys(f).every(k => k === 'path' || (k === 'name' && typeof (f as Record<string, unknown>).name === 'string'))))
+        : typeof v === expected && (expected !== 'number' || Number.isFinite(v))
+    if (!ok) throw new HoldfastError('CONFIG_INVALID', `config key '${path}' must be ${expected === 'folders' ? 'a list of paths or {path, name}' : expected}`, { key: path })
+  }
+}
+
+export type ConfigInput = Partial<Omit<HoldfastConfig, 'agent' | 'manager' | 'mdns'>> & {
+  agent?: Partial<Omit<AgentConfig, 'folders'>> & { folders?: Array<string | { path: string, name?: string }> }
+  manager?: Partial<ManagerConfig>
+  mdns?: Partial<MdnsConfig>
+}
+
+/** Fills defaults and validates. `baseDir` resolves relative paths (the config file's folder). */
+export function resolveConfig (input: unknown, baseDir = process.cwd()): HoldfastConfig {
+  checkShape(input, SHAPE, '')
+  const raw = input as ConfigInput
+  const role = raw.role ?? 'agent'
+  if (role !== 'agent' && role !== 'manager') throw new HoldfastError('CONFIG_INVALID', `role must be 'agent' or 'manager', not '${String(role)}'`)
+  const dataDir = resolve(baseDir, raw.dataDir ?? join(process.env.HOME ?? baseDir, '.holdfast', role))
+  const fleetKey = raw.fleetKey ?? ''
+  if (!/^[0-9a-f]{64}$/.test(fleetKey)) throw new HoldfastError('CONFIG_INVALID', 'fleetKey must be 64 hex characters (run `holdfast init` or `holdfast join`)')
+  const folders = (raw.agent?.folders ?? []).map(f => {
+    const spec = typeof f === 'string' ? { path: f } : f
+    const path = resolve(baseDir, spec.path)
+    return { path, name: spec.name ?? (basename(path) || 'root') }
+  })
+  const names = new Set<string>()
+  for (const f of folders) {
+    if (!/^[^/\0]{1,255}$/.test(f.name) || f.name === '.' || f.name === '..') throw new HoldfastError('CONFIG_INVALID', `folder name '${f.name}' is not a valid single path component`)
+    if (names.has(f.name)) throw new HoldfastError('CONFIG_INVALID', `two protected folders are named '${f.name}'; give one a distinct name`)
+    names.add(f.name)
+  }
+  const config: HoldfastConfig = {
+    role,
+    name: raw.name ?? hostname(),
+    dataDir,
+    listen: raw.listen ?? ['/ip4/0.0.0.0/tcp/0'],
+    fleetKey,
+    managers: raw.managers ?? [],
+    mdns: { enabled: raw.mdns?.enabled ?? true, queryIntervalSeconds: raw.mdns?.queryIntervalSeconds ?? 30 },
+    staticPeers: raw.staticPeers ?? [],
+    adminSocket: raw.adminSocket === undefined ? join(dataDir, 'admin.sock') : resolve(baseDir, raw.adminSocket),
+    agent: {
+      folders,
+      scanIntervalSeconds: raw.agent?.scanIntervalSeconds ?? 300,
+      settleSeconds: raw.agent?.settleSeconds ?? 2,
+      maxUploadBytesPerSecond: raw.agent?.maxUploadBytesPerSecond ?? 0,
+      workers: raw.agent?.workers ?? 0
+    },
+    manager: {
+      pullIntervalSeconds: raw.manager?.pullIntervalSeconds ?? 60,
+      // 10 Mbit/s: one endpoint's share of a 100 Mbit/s link split ten ways
+      bandwidthBytesPerSecond: raw.manager?.bandwidthBytesPerSecond ?? 1_250_000
+    }
+  }
+  for (const [key, value, min] of [
+    ['agent.scanIntervalSeconds', config.agent.scanIntervalSeconds, 1],
+    ['agent.settleSeconds', config.agent.settleSeconds, 0],
+    ['agent.maxUploadBytesPerSecond', config.agent.maxUploadBytesPerSecond, 0],
+    ['agent.workers', config.agent.workers, 0],
+    ['manager.pullIntervalSeconds', config.manager.pullIntervalSeconds, 1],
+    ['manager.bandwidthBytesPerSecond', config.manager.bandwidthBytesPerSecond, 1],
+    ['mdns.queryIntervalSeconds', config.mdns.queryIntervalSeconds, 1]
+  ] as Array<[string, number, number]>) {
+    if (value < min) throw new HoldfastError('CONFIG_INVALID', `config key '${key}' must be at least ${min}`)
+  }
+  if (role === 'agent' && !isAbsolute(config.dataDir)) throw new HoldfastError('CONFIG_INVALID', 'dataDir must resolve to an absolute path')
+  return config
+}
+
+export function loadConfig (file: string): HoldfastConfig {
+  let text: string
+  try {
+    text = readFileSync(file, 'utf8')
+  } catch (err) {
+    throw new HoldfastError('CONFIG_INVALID', `cannot read config file ${file}: ${(err as Error).message}`)
+  }
+  let parsed: unknown
+  try {
+    parsed = JSON.parse(text)
+  } catch (err) {
+    throw new HoldfastError('CONFIG_INVALID', `config file ${file} is not valid JSON: ${(err as Error).message}`)
+  }
+  return resolveConfig(parsed, dirname(resolve(file)))
+}

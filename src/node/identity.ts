@@ -1,0 +1,44 @@
+/**
+ * A node's persistent Ed25519 identity: created once, stored with mode 0600, reused on every
+ * start so the peer id never changes.
+ */
+import { chmodSync, mkdirSync, readFileSync, statSync, writeFileSync, renameSync } from 'node:fs'
+import { dirname, join } from 'node:path'
+import { generateKeyPair, privateKeyFromProtobuf, privateKeyToProtobuf } from '@libp2p/crypto/keys'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
+import type { PrivateKey } from '@libp2p/interface'
+import { HoldfastError } from '../util/errors.js'
+
+export const IDENTITY_FILE = 'identity.key'
+
+export interface Identity {
+  privateKey: PrivateKey
+  peerId: string
+}
+
+export async function loadOrCreateIdentity (dataDir: string): Promise<Identity> {
+  const file = join(dataDir, IDENTITY_FILE)
+  let bytes: Buffer | undefined
+  try {
+    bytes = readFileSync(file)
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
+  }
+  if (bytes !== undefined) {
+    // A key readable by others is no secret: tighten it rather than refuse to start.
+    if ((statSync(file).mode & 0o077) !== 0) chmodSync(file, 0o600)
+    let privateKey: PrivateKey
+    try {
+      privateKey = privateKeyFromProtobuf(bytes)
+    } catch (err) {
+      throw new HoldfastError('CONFIG_INVALID', `identity file ${file} is damaged`, {}, { cause: err })
+    }
+    return { privateKey, peerId: peerIdFromPrivateKey(privateKey).toString() }
+  }
+  const privateKey = await generateKeyPair('Ed25519')
+  mkdirSync(dirname(file), { recursive: true, mode: 0o700 })
+  const tmp = `${file}.tmp-${process.pid}`
+  writeFileSync(tmp, privateKeyToProtobuf(privateKey), { mode: 0o600, flag: 'wx' })
+  renameSync(tmp, file)
+  return { privateKey, peerId: peerIdFromPrivateKey(privateKey).toString() }
+}

@@ -1,0 +1,42 @@
+/**
+ * Builds the libp2p node every Holdfast daemon runs: TCP, Noise (with a prologue derived from
+ * the fleet key, so a peer without the key cannot complete a handshake), and yamux.
+ * @libp2p/pnet is not used: it truncates bulk transfers in this version (LIBP2P-NOTES.md).
+ */
+import { createLibp2p, type Libp2p } from 'libp2p'
+import { tcp } from '@libp2p/tcp'
+import { noise } from '@chainsafe/libp2p-noise'
+import { yamux } from '@chainsafe/libp2p-yamux'
+import type { PrivateKey } from '@libp2p/interface'
+import { noisePrologue } from './fleet.js'
+
+export interface NodeOptions {
+  privateKey: PrivateKey
+  fleetKey: string
+  listen: string[]
+}
+
+export type HoldfastNode = Libp2p
+
+export async function createHoldfastNode (options: NodeOptions): Promise<HoldfastNode> {
+  return await createLibp2p({
+    privateKey: options.privateKey,
+    addresses: { listen: options.listen },
+    transports: [tcp()],
+    connectionEncrypters: [noise({ prologueBytes: noisePrologue(options.fleetKey) })],
+    streamMuxers: [yamux()],
+    connectionManager: {
+      // a manager keeps one connection per endpoint; 1,000 endpoints is the design target
+      maxConnections: 1200
+    }
+  })
+}
+
+/** The TCP port the node actually listens on (the config may say port 0). */
+export function listenPort (node: HoldfastNode): number {
+  for (const ma of node.getMultiaddrs()) {
+    const tcpPart = ma.getComponents().find(c => c.name === 'tcp')
+    if (tcpPart?.value !== undefined) return Number(tcpPart.value)
+  }
+  throw new Error('node is not listening on TCP')
+}

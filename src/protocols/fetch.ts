@@ -1,0 +1,222 @@
+/**
+ * /holdfast/fetch/1 — the manager pulls a batch of chunks from an agent's spool.
+ *
+ *   → {v, setId, ids:[hex], rate}      (JSON frame; at most maxIdsPerRequest ids)
+ *   ← chunk frames, one per id in request order:  0x01 | id(32) | rawLength(u32 BE) | zstd data
+ *     or 0x02 | id(32) when the agent no longer holds the chunk,
+ *   ← then the end frame: 0x00 | count(u32 BE)
+ *   ← or at any point an error frame: 0xFF | JSON {v, error:{code,message}}
+ *
+ * Many chunks share one stream because opening a stream costs about a millisecond
+ * (LIBP2P-NOTES.md). The agent paces its sends at the rate the manager names. The receiver
+ * checks order, length and hash of every chunk, and a stream that ends before the end frame is
+ * an error, never a short result.
+ */
+import type { Connection, PeerId, Stream } from '@libp2p/interface'
+import type { Multiaddr } from '@multiformats/multiaddr'
+import { HoldfastError } from '../util/errors.js'
+import type { Logger } from '../util/log.js'
+import type { Clock } from '../util/clock.js'
+import { RateLimiter } from '../util/rate-limiter.js'
+import { CHUNK_ID_BYTES, fromHex, toHex } from '../model/entry.js'
+import { FrameReader, writeFrame } from './framing.js'
+import { arr, deadline, decodeJson, encodeJson, errorMessage, int, protocolId, readJson, refuse, runExchange, sendJson, field, WIRE_VERSION, type PeerGate, type ProtocolHost } from './exchange.js'
+
+export const FETCH_PROTOCOL = protocolId('fetch')
+
+export const FETCH_LIMITS = Object.freeze({
+  maxIdsPerRequest: 4096,
+  maxRequestBytes: 4096 * 70 + 1024,
+  /** Largest chunk (4 MiB) plus zstd's worst-case expansion and the frame's own header. */
+  maxChunkFrameBytes: 4 * 1024 * 1024 + 64 * 1024 + 64,
+  /** Deadline for one batch: generous, since a batch at a low rate can take minutes. */
+  timeoutMs: 30 * 60_000,
+  /** The stream fails if no frame arrives for this long. */
+  idleTimeoutMs: 60_000
+})
+
+const FRAME_CHUNK = 0x01
+const FRAME_MISSING = 0x02
+const FRAME_END = 0x00
+const FRAME_ERROR = 0xff
+
+export interface SpooledChunk {
+  rawLength: number
+  compressed: Uint8Array
+}
+
+/** What the agent provides to serve chunks. */
+export interface ChunkSource {
+  readChunk: (id: Uint8Array) => Promise<SpooledChunk | null>
+}
+
+export interface FetchRequest {
+  setId: number
+  ids: Uint8Array[]
+  /** Bytes per second the agent may send at; 0 means unlimited. */
+  rate: number
+}
+
+function requestFromWire (r: Record<string, unknown>): FetchRequest {
+  const ids = arr(r, 'ids', FETCH_LIMITS.maxIdsPerRequest).map(v => {
+    field(typeof v === 'string' && /^[0-9a-f]{64}$/.test(v), 'ids', v)
+    return fromHex(v as string)
+  })
+  return { setId: int(r, 'setId', 0), ids, rate: int(r, 'rate', 0) }
+}
+
+export interface FetchServiceInit {
+  source: ChunkSource
+  allow: PeerGate
+  log: Logger
+  clock: Clock
+  /** The agent's own ceiling on upload rate, whatever the manager asks (0 = none). */
+  maxRate?: number
+}
+
+export class FetchService {
+  private started = false
+  constructor (private readonly host: ProtocolHost, private readonly init: FetchServiceInit) {}
+
+  async start (): Promise<void> {
+    if (this.started) return
+    await this.host.handle(FETCH_PROTOCOL, (stream, connection) => { void this.onStream(stream, connection) }, { maxInboundStreams: 8 })
+    this.started = true
+  }
+
+  async stop (): Promise<void> {
+    if (!this.started) return
+    await this.host.unhandle(FETCH_PROTOCOL)
+    this.started = false
+  }
+
+  private async onStream (stream: Stream, connection: Connection): Promise<void> {
+    const remote = connection.remotePeer.toString()
+    const log = this.init.log.child(`fetch:${remote.slice(-8)}`)
+    if (!this.init.allow(remote)) {
+      log.warn('refused fetch from a peer that is not an allowed manager')
+      await refuse(stream, 'PEER_NOT_ALLOWED', 'this agent serves only its pinned manager', FETCH_LIMITS.maxRequestBytes)
+      return
+    }
+    const signal = deadline(FETCH_LIMITS.timeoutMs)
+    try {
+      await runExchange(stream, signal, 'fetch', async () => {
+        const reader = new FrameReader(stream)
+        let request: FetchRequest
+        try {
+          request = await readJson(reader, FETCH_LIMITS.maxRequestBytes, 'the fetch request', requestFromWire)
+        } catch (err) {
+          await writeFrame(stream, errorFrame(err), signal)
+          throw err
+        }
+        const rate = effectiveRate(request.rate, this.init.maxRate ?? 0)
+        const limiter = rate > 0 ? new RateLimiter(rate, this.init.clock) : undefined
+        let count = 0
+        for (const id of request.ids) {
+          const chunk = await this.init.source.readChunk(id)
+          if (chunk === null) {
+            await writeFrame(stream, concat([FRAME_MISSING], id), signal)
+          } else {
+            const header = new Uint8Array(1 + CHUNK_ID_BYTES + 4)
+            header[0] = FRAME_CHUNK
+            header.set(id, 1)
+            new DataView(header.buffer).setUint32(1 + CHUNK_ID_BYTES, chunk.rawLength, false)
+            if (limiter !== undefined) await limiter.take(header.byteLength + chunk.compressed.byteLength + 4, signal)
+            await writeFrame(stream, concat(header, chunk.compressed), signal)
+          }
+          count++
+        }
+        const end = new Uint8Array(5)
+        new DataView(end.buffer).setUint32(1, count, false)
+        end[0] = FRAME_END
+        await writeFrame(stream, end, signal)
+        await stream.close({ signal })
+      })
+    } catch (err) {
+      log.debug('fetch exchange failed', { err: String(err) })
+    }
+  }
+}
+
+function effectiveRate (asked: number, ceiling: number): number {
+  if (ceiling <= 0) return asked
+  if (asked <= 0) return ceiling
+  return Math.min(asked, ceiling)
+}
+
+function errorFrame (err: unknown): Uint8Array {
+  return concat([FRAME_ERROR], encodeJson(errorMessage(err), 64 * 1024))
+}
+
+function concat (a: ArrayLike<number>, b: Uint8Array): Uint8Array {
+  const out = new Uint8Array(a.length + b.byteLength)
+  out.set(a, 0)
+  out.set(b, a.length)
+  return out
+}
+
+export interface FetchedChunk {
+  id: Uint8Array
+  rawLength: number
+  compressed: Uint8Array
+}
+
+export interface FetchOptions {
+  signal?: AbortSignal
+  timeoutMs?: number
+}
+
+export class FetchClient {
+  constructor (private readonly host: ProtocolHost) {}
+
+  /**
+   * Yields the chunks of one batch in request order. Throws CHUNK_MISSING when the agent no
+   * longer holds one, STREAM_ENDED_EARLY when the stream ends before the end frame,
+   * FRAME_MALFORMED when the agent answers out of order. Hash checks are the caller's (they
+   * cost CPU the caller may want to spend elsewhere), see verifyChunk.
+   */
+  async * fetch (peer: PeerId | Multiaddr | Multiaddr[], request: FetchRequest, options: FetchOptions = {}): AsyncGenerator<FetchedChunk> {
+    if (request.ids.length > FETCH_LIMITS.maxIdsPerRequest) throw new RangeError(`at most ${FETCH_LIMITS.maxIdsPerRequest} ids per request`)
+    const signal = deadline(options.timeoutMs ?? FETCH_LIMITS.timeoutMs, options.signal)
+    const stream = await this.host.dialProtocol(peer, FETCH_PROTOCOL, { signal })
+    const reader = new FrameReader(stream)
+    await runExchange(stream, signal, 'fetch request', async () => {
+      await sendJson(stream, { v: WIRE_VERSION, setId: request.setId, ids: request.ids.map(toHex), rate: Math.floor(request.rate) }, FETCH_LIMITS.maxRequestBytes, signal)
+      await stream.close({ signal })
+    })
+    let index = 0
+    try {
+      for (;;) {
+        const idle = deadline(FETCH_LIMITS.idleTimeoutMs, signal)
+        const frame = await runExchange(stream, idle, 'fetch reply', async () => await reader.expect(FETCH_LIMITS.maxChunkFrameBytes, `the end frame (after ${index} of ${request.ids.length} chunks)`))
+        const kind = frame[0]
+        if (kind === FRAME_END) {
+          const count = frame.byteLength >= 5 ? new DataView(frame.buffer, frame.byteOffset, frame.byteLength).getUint32(1, false) : -1
+          if (count !== request.ids.length || index !== request.ids.length) {
+            throw new HoldfastError('FRAME_MALFORMED', `end frame after ${index} chunks says ${count}; ${request.ids.length} were asked for`)
+          }
+          return
+        }
+        if (kind === FRAME_ERROR) {
+          decodeJson(frame.subarray(1), () => null)
+          throw new HoldfastError('FRAME_MALFORMED', 'error frame without an error')
+        }
+        if (kind !== FRAME_CHUNK && kind !== FRAME_MISSING) throw new HoldfastError('FRAME_MALFORMED', `unknown fetch frame type ${String(kind)}`)
+        if (frame.byteLength < 1 + CHUNK_ID_BYTES) throw new HoldfastError('FRAME_MALFORMED', 'fetch frame too short for a chunk id')
+        const id = frame.subarray(1, 1 + CHUNK_ID_BYTES)
+        const expected = request.ids[index]
+        if (expected === undefined || !Buffer.from(id).equals(Buffer.from(expected))) {
+          throw new HoldfastError('FRAME_MALFORMED', `chunk ${index} is ${toHex(id)}, not the one asked for`)
+        }
+        if (kind === FRAME_MISSING) throw new HoldfastError('CHUNK_MISSING', `agent no longer holds chunk ${toHex(id)}`, { id: toHex(id) })
+        if (frame.byteLength < 1 + CHUNK_ID_BYTES + 4) throw new HoldfastError('FRAME_MALFORMED', 'chunk frame too short')
+        const rawLength = new DataView(frame.buffer, frame.byteOffset, frame.byteLength).getUint32(1 + CHUNK_ID_BYTES, false)
+        index++
+        yield { id: expected, rawLength, compressed: frame.subarray(1 + CHUNK_ID_BYTES + 4) }
+      }
+    } catch (err) {
+      stream.abort(err instanceof Error ? err : new Error(String(err)))
+      throw err
+    }
+  }
+}

@@ -1,0 +1,241 @@
+/**
+ * /holdfast/manifest/1 — the manager asks an agent what sealed staging sets it holds, and then
+ * for the entries of one set.
+ *
+ *   list:    → {v, op:'list'}                 ← {v, agentVersion, idle, sets:[SetSummary]}
+ *   entries: → {v, op:'entries', setId}       ← {v, entries:[WireEntry]}* then {v, done:true, count}
+ *
+ * Entries travel in pages so no single frame grows with the size of a set; the final frame
+ * carries the count, so a stream cut between pages is detected, never taken as a short set.
+ */
+import type { Connection, Stream } from '@libp2p/interface'
+import type { PeerId } from '@libp2p/interface'
+import type { Multiaddr } from '@multiformats/multiaddr'
+import { HoldfastError } from '../util/errors.js'
+import type { Logger } from '../util/log.js'
+import { ENTRY_TYPES, CHUNK_ID_BYTES, type EntryType, type SetSummary, type StagedEntry } from '../model/entry.js'
+import { FrameReader } from './framing.js'
+import { arr, bool, deadline, int, protocolId, readJson, refuse, runExchange, sendJson, str, field, errorMessage, WIRE_VERSION, type PeerGate, type ProtocolHost } from './exchange.js'
+
+export const MANIFEST_PROTOCOL = protocolId('manifest')
+
+export const MANIFEST_LIMITS = Object.freeze({
+  maxRequestBytes: 1024,
+  maxFrameBytes: 4 * 1024 * 1024,
+  maxSetsPerList: 10_000,
+  entriesPerPage: 2000,
+  maxEntriesPerPage: 10_000,
+  /** Longest chunk list in one entry: a 64 GiB file at the minimum chunk size. */
+  maxChunksPerEntry: 262_144,
+  timeoutMs: 120_000
+})
+
+export interface AgentManifest {
+  agentVersion: string
+  /** The endpoint reports whether its user is idle or it is inside its upload window. */
+  idle: boolean
+  sets: SetSummary[]
+}
+
+/** What the agent provides to answer manifest requests. */
+export interface ManifestSource {
+  manifest: () => AgentManifest
+  /** Entries of a sealed set in order; throws SET_UNKNOWN when there is no such set. */
+  entries: (setId: number) => Iterable<StagedEntry>
+}
+
+interface WireEntry {
+  f: string
+  p: string
+  t: EntryType
+  m: number
+  mt: string
+  s: number
+  c: string
+  l?: string
+}
+
+export function entryToWire (e: StagedEntry): WireEntry {
+  const wire: WireEntry = {
+    f: e.folder,
+    p: Buffer.from(e.path).toString('base64'),
+    t: e.type,
+    m: e.mode,
+    mt: e.mtimeNs.toString(),
+    s: e.size,
+    c: Buffer.from(e.chunks).toString('base64')
+  }
+  if (e.target !== undefined) wire.l = Buffer.from(e.target).toString('base64')
+  return wire
+}
+
+export function entryFromWire (value: unknown): StagedEntry {
+  if (typeof value !== 'object' || value === null) throw new HoldfastError('FRAME_MALFORMED', 'entry is not an object')
+  const r = value as Record<string, unknown>
+  const type = str(r, 't', 16) as EntryType
+  field(ENTRY_TYPES.includes(type), 't', type)
+  const mtime = str(r, 'mt', 32)
+  field(/^-?\d{1,25}$/.test(mtime), 'mt', mtime)
+  const path = new Uint8Array(Buffer.from(str(r, 'p', 16384), 'base64'))
+  field(path.byteLength > 0, 'p', path)
+  const chunks = new Uint8Array(Buffer.from(str(r, 'c', Math.ceil(MANIFEST_LIMITS.maxChunksPerEntry * CHUNK_ID_BYTES / 3) * 4 + 4), 'base64'))
+  field(chunks.byteLength % CHUNK_ID_BYTES === 0, 'c', chunks)
+  const entry: StagedEntry = {
+    folder: str(r, 'f', 255),
+    path,
+    type,
+    mode: int(r, 'm', 0, 0xffffffff),
+    mtimeNs: BigInt(mtime),
+    size: int(r, 's'),
+    chunks
+  }
+  if (r.l !== undefined) entry.target = new Uint8Array(Buffer.from(str(r, 'l', 16384), 'base64'))
+  return entry
+}
+
+function summaryFromWire (value: unknown): SetSummary {
+  if (typeof value !== 'object' || value === null) throw new HoldfastError('FRAME_MALFORMED', 'set summary is not an object')
+  const r = value as Record<string, unknown>
+  return {
+    id: int(r, 'id', 1),
+    sealedAt: int(r, 'sealedAt'),
+    entries: int(r, 'entries'),
+    chunks: int(r, 'chunks'),
+    rawBytes: int(r, 'rawBytes'),
+    storedBytes: int(r, 'storedBytes')
+  }
+}
+
+type ManifestRequest = { op: 'list' } | { op: 'entries', setId: number }
+
+function requestFromWire (r: Record<string, unknown>): ManifestRequest {
+  const op = str(r, 'op', 16)
+  if (op === 'list') return { op }
+  if (op === 'entries') return { op, setId: int(r, 'setId', 1) }
+  throw new HoldfastError('FRAME_MALFORMED', `unknown manifest op '${op}'`)
+}
+
+export interface ManifestProtocolInit {
+  source: ManifestSource
+  allow: PeerGate
+  log: Logger
+  timeoutMs?: number
+}
+
+/** The agent's side: answers manifest requests from allowed managers. */
+export class ManifestService {
+  private started = false
+  constructor (private readonly host: ProtocolHost, private readonly init: ManifestProtocolInit) {}
+
+  async start (): Promise<void> {
+    if (this.started) return
+    await this.host.handle(MANIFEST_PROTOCOL, (stream, connection) => { void this.onStream(stream, connection) }, { maxInboundStreams: 8 })
+    this.started = true
+  }
+
+  async stop (): Promise<void> {
+    if (!this.started) return
+    await this.host.unhandle(MANIFEST_PROTOCOL)
+    this.started = false
+  }
+
+  private async onStream (stream: Stream, connection: Connection): Promise<void> {
+    const remote = connection.remotePeer.toString()
+    const log = this.init.log.child(`manifest:${remote.slice(-8)}`)
+    if (!this.init.allow(remote)) {
+      log.warn('refused manifest request from a peer that is not an allowed manager')
+      await refuse(stream, 'PEER_NOT_ALLOWED', 'this agent serves only its pinned manager', MANIFEST_LIMITS.maxRequestBytes)
+      return
+    }
+    const signal = deadline(this.init.timeoutMs ?? MANIFEST_LIMITS.timeoutMs)
+    try {
+      await runExchange(stream, signal, 'manifest', async () => {
+        const reader = new FrameReader(stream)
+        let request: ManifestRequest
+        try {
+          request = await readJson(reader, MANIFEST_LIMITS.maxRequestBytes, 'the manifest request', requestFromWire)
+        } catch (err) {
+          await sendJson(stream, errorMessage(err), MANIFEST_LIMITS.maxFrameBytes, signal)
+          throw err
+        }
+        if (request.op === 'list') {
+          const m = this.init.source.manifest()
+          await sendJson(stream, { v: WIRE_VERSION, agentVersion: m.agentVersion, idle: m.idle, sets: m.sets.slice(0, MANIFEST_LIMITS.maxSetsPerList) }, MANIFEST_LIMITS.maxFrameBytes, signal)
+        } else {
+          let entries: Iterable<StagedEntry>
+          try {
+            entries = this.init.source.entries(request.setId)
+          } catch (err) {
+            await sendJson(stream, errorMessage(err), MANIFEST_LIMITS.maxFrameBytes, signal)
+            return
+          }
+          let page: WireEntry[] = []
+          let count = 0
+          for (const entry of entries) {
+            page.push(entryToWire(entry))
+            count++
+            if (page.length >= MANIFEST_LIMITS.entriesPerPage) {
+              await sendJson(stream, { v: WIRE_VERSION, entries: page }, MANIFEST_LIMITS.maxFrameBytes, signal)
+              page = []
+            }
+          }
+          if (page.length > 0) await sendJson(stream, { v: WIRE_VERSION, entries: page }, MANIFEST_LIMITS.maxFrameBytes, signal)
+          await sendJson(stream, { v: WIRE_VERSION, done: true, count }, MANIFEST_LIMITS.maxFrameBytes, signal)
+        }
+        await stream.close({ signal })
+      })
+    } catch (err) {
+      log.debug('manifest exchange failed', { err: String(err) })
+    }
+  }
+}
+
+export interface ManifestClientOptions {
+  signal?: AbortSignal
+  timeoutMs?: number
+}
+
+/** The manager's side. */
+export class ManifestClient {
+  constructor (private readonly host: ProtocolHost) {}
+
+  async list (peer: PeerId | Multiaddr | Multiaddr[], options: ManifestClientOptions = {}): Promise<AgentManifest> {
+    const signal = deadline(options.timeoutMs ?? MANIFEST_LIMITS.timeoutMs, options.signal)
+    const stream = await this.host.dialProtocol(peer, MANIFEST_PROTOCOL, { signal })
+    return await runExchange(stream, signal, 'manifest list', async () => {
+      await sendJson(stream, { v: WIRE_VERSION, op: 'list' }, MANIFEST_LIMITS.maxRequestBytes, signal)
+      await stream.close({ signal })
+      const reader = new FrameReader(stream)
+      return await readJson(reader, MANIFEST_LIMITS.maxFrameBytes, 'the manifest', r => ({
+        agentVersion: str(r, 'agentVersion', 64),
+        idle: bool(r, 'idle'),
+        sets: arr(r, 'sets', MANIFEST_LIMITS.maxSetsPerList).map(summaryFromWire)
+      }))
+    })
+  }
+
+  /** Streams the entries of one set; throws STREAM_ENDED_EARLY if the final frame is missing. */
+  async * entries (peer: PeerId | Multiaddr | Multiaddr[], setId: number, options: ManifestClientOptions = {}): AsyncGenerator<StagedEntry[]> {
+    const signal = deadline(options.timeoutMs ?? MANIFEST_LIMITS.timeoutMs, options.signal)
+    const stream = await this.host.dialProtocol(peer, MANIFEST_PROTOCOL, { signal })
+    const reader = new FrameReader(stream)
+    await runExchange(stream, signal, 'manifest entries', async () => {
+      await sendJson(stream, { v: WIRE_VERSION, op: 'entries', setId }, MANIFEST_LIMITS.maxRequestBytes, signal)
+      await stream.close({ signal })
+    })
+    let received = 0
+    for (;;) {
+      const page = await runExchange(stream, signal, 'manifest entries', async () =>
+        await readJson(reader, MANIFEST_LIMITS.maxFrameBytes, 'the end of the entry list', r => {
+          if (r.done === true) return { done: true as const, count: int(r, 'count') }
+          return { done: false as const, entries: arr(r, 'entries', MANIFEST_LIMITS.maxEntriesPerPage).map(entryFromWire) }
+        }))
+      if (page.done) {
+        if (page.count !== received) throw new HoldfastError('FRAME_MALFORMED', `entry count ${page.count} does not match the ${received} entries received`)
+        return
+      }
+      received += page.entries.length
+      yield page.entries
+    }
+  }
+}

@@ -1,0 +1,274 @@
+/**
+ * The agent's local state (node:sqlite): what each tracked path looked like when it was last
+ * staged, the staging sets and their entries, and where each spooled chunk lives.
+ *
+ * A set is 'staging' while its chunks are being written, 'sealed' once its entries and chunks
+ * are committed here (it is then immutable and served to the manager), and 'acked' when the
+ * manager said it is durable. A crash while 'staging' leaves a set that is thrown away on start.
+ */
+import { openDatabase, transaction, type DatabaseSync } from '../util/sqlite.js'
+import type { EntryType, SetSummary, StagedEntry } from '../model/entry.js'
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS files (
+  folder TEXT NOT NULL,
+  path BLOB NOT NULL,
+  type TEXT NOT NULL,
+  mode INTEGER NOT NULL,
+  size INTEGER NOT NULL,
+  mtime_ns TEXT NOT NULL,
+  ctime_ns TEXT NOT NULL,
+  ino TEXT NOT NULL,
+  chunks BLOB NOT NULL,
+  target BLOB,
+  set_id INTEGER NOT NULL,
+  acked INTEGER NOT NULL DEFAULT 0,
+  PRIMARY KEY (folder, path)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS sets (
+  id INTEGER PRIMARY KEY,
+  state TEXT NOT NULL CHECK (state IN ('staging', 'sealed', 'acked')),
+  created_at INTEGER NOT NULL,
+  sealed_at INTEGER,
+  acked_at INTEGER,
+  snapshot_id INTEGER,
+  entries INTEGER NOT NULL DEFAULT 0,
+  chunks INTEGER NOT NULL DEFAULT 0,
+  raw_bytes INTEGER NOT NULL DEFAULT 0,
+  stored_bytes INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS set_entries (
+  set_id INTEGER NOT NULL,
+  seq INTEGER NOT NULL,
+  folder TEXT NOT NULL,
+  path BLOB NOT NULL,
+  type TEXT NOT NULL,
+  mode INTEGER NOT NULL,
+  mtime_ns TEXT NOT NULL,
+  size INTEGER NOT NULL,
+  chunks BLOB NOT NULL,
+  target BLOB,
+  PRIMARY KEY (set_id, seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS spool_chunks (
+  id BLOB PRIMARY KEY,
+  set_id INTEGER NOT NULL,
+  segment TEXT NOT NULL,
+  offset INTEGER NOT NULL,
+  clen INTEGER NOT NULL,
+  rawlen INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS spool_chunks_by_set ON spool_chunks (set_id);
+CREATE TABLE IF NOT EXISTS path_errors (
+  folder TEXT NOT NULL,
+  path BLOB NOT NULL,
+  code TEXT NOT NULL,
+  message TEXT NOT NULL,
+  at INTEGER NOT NULL,
+  PRIMARY KEY (folder, path)
+) WITHOUT ROWID;
+`
+
+export interface TrackedFile {
+  type: EntryType
+  mode: number
+  size: number
+  mtimeNs: string
+  ctimeNs: string
+  ino: string
+}
+
+export interface SpoolLocation {
+  segment: string
+  offset: number
+  clen: number
+  rawlen: number
+}
+
+export interface NewSpoolChunk extends SpoolLocation {
+  id: Uint8Array
+}
+
+/** A staged change: the entry that goes into the set, and the state to track for the path. */
+export interface StagedChange {
+  entry: StagedEntry
+  /** Absent for deletions. */
+  tracked?: TrackedFile
+}
+
+export class AgentStateDb {
+  readonly db: DatabaseSync
+
+  constructor (file: string) {
+    this.db = openDatabase(file)
+    this.db.exec(SCHEMA)
+  }
+
+  close (): void { this.db.close() }
+
+  /** Every tracked path, keyed by folder and raw path, in one read (PERF-NOTES: no query per file). */
+  loadTracked (folder: string): Map<string, TrackedFile> {
+    const rows = this.db.prepare('SELECT path, type, mode, size, mtime_ns, ctime_ns, ino FROM files WHERE folder = ?').all(folder)
+    const map = new Map<string, TrackedFile>()
+    for (const r of rows) {
+      const path = r.path as Uint8Array
+      map.set(Buffer.from(path.buffer, path.byteOffset, path.byteLength).toString('latin1'), {
+        type: r.type as EntryType,
+        mode: Number(r.mode),
+        size: Number(r.size),
+        mtimeNs: r.mtime_ns as string,
+        ctimeNs: r.ctime_ns as string,
+        ino: r.ino as string
+      })
+    }
+    return map
+  }
+
+  trackedCount (): number {
+    return Number(this.db.prepare('SELECT count(*) AS n FROM files').get()?.n ?? 0)
+  }
+
+  /** Sets left 'staging' by a crash: their segments are garbage. Returns their ids. */
+  abandonUnsealedSets (): number[] {
+    const ids = this.db.prepare("SELECT id FROM sets WHERE state = 'staging'").all().map(r => Number(r.id))
+    transaction(this.db, () => {
+      for (const id of ids) {
+        this.db.prepare('DELETE FROM spool_chunks WHERE set_id = ?').run(id)
+        this.db.prepare('DELETE FROM set_entries WHERE set_id = ?').run(id)
+        this.db.prepare('DELETE FROM sets WHERE id = ?').run(id)
+      }
+    })
+    return ids
+  }
+
+  beginSet (now: number): number {
+    const r = this.db.prepare("INSERT INTO sets (state, created_at) VALUES ('staging', ?)").run(now)
+    return Number(r.lastInsertRowid)
+  }
+
+  /** Drops an unsealed set that turned out empty. */
+  discardSet (setId: number): void {
+    transaction(this.db, () => {
+      this.db.prepare('DELETE FROM spool_chunks WHERE set_id = ?').run(setId)
+      this.db.prepare("DELETE FROM sets WHERE id = ? AND state = 'staging'").run(setId)
+    })
+  }
+
+  /**
+   * Seals a set in one transaction: its entries, the spool locations of its new chunks, and
+   * the tracked state of every path it covers. Called only after the spool segments are fsynced.
+   */
+  sealSet (setId: number, changes: StagedChange[], chunks: NewSpoolChunk[], now: number): SetSummary {
+    return transaction(this.db, () => {
+      const insertEntry = this.db.prepare('INSERT INTO set_entries (set_id, seq, folder, path, type, mode, mtime_ns, size, chunks, target) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)')
+      const upsertFile = this.db.prepare(`INSERT INTO files (folder, path, type, mode, size, mtime_ns, ctime_ns, ino, chunks, target, set_id, acked)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)
+        ON CONFLICT (folder, path) DO UPDATE SET type = excluded.type, mode = excluded.mode, size = excluded.size,
+          mtime_ns = excluded.mtime_ns, ctime_ns = excluded.ctime_ns, ino = excluded.ino, chunks = excluded.chunks,
+          target = excluded.target, set_id = excluded.set_id, acked = 0`)
+      const deleteFile = this.db.prepare('DELETE FROM files WHERE folder = ? AND path = ?')
+      const clearError = this.db.prepare('DELETE FROM path_errors WHERE folder = ? AND path = ?')
+      const insertChunk = this.db.prepare('INSERT OR IGNORE INTO spool_chunks (id, set_id, segment, offset, clen, rawlen) VALUES (?, ?, ?, ?, ?, ?)')
+      let seq = 0
+      let rawBytes = 0
+      const distinct = new Set<string>()
+      for (const { entry, tracked } of changes) {
+        insertEntry.run(setId, seq++, entry.folder, entry.path, entry.type, entry.mode, entry.mtimeNs.toString(), entry.size, entry.chunks, entry.target ?? null)
+        if (entry.type === 'file') rawBytes += entry.size
+        for (let i = 0; i < entry.chunks.byteLength; i += 32) distinct.add(Buffer.from(entry.chunks.subarray(i, i + 32)).toString('latin1'))
+        if (tracked === undefined) {
+          deleteFile.run(entry.folder, entry.path)
+        } else {
+          upsertFile.run(entry.folder, entry.path, tracked.type, tracked.mode, tracked.size, tracked.mtimeNs, tracked.ctimeNs, tracked.ino, entry.chunks, entry.target ?? null, setId)
+        }
+        clearError.run(entry.folder, entry.path)
+      }
+      let storedBytes = 0
+      for (const c of chunks) {
+        const r = insertChunk.run(c.id, setId, c.segment, c.offset, c.clen, c.rawlen)
+        if (Number(r.changes) > 0) storedBytes += c.clen
+      }
+      this.db.prepare("UPDATE sets SET state = 'sealed', sealed_at = ?, entries = ?, chunks = ?, raw_bytes = ?, stored_bytes = ? WHERE id = ?")
+        .run(now, changes.length, distinct.size, rawBytes, storedBytes, setId)
+      return { id: setId, sealedAt: now, entries: changes.length, chunks: distinct.size, rawBytes, storedBytes }
+    })
+  }
+
+  sealedSets (): SetSummary[] {
+    return this.db.prepare("SELECT id, sealed_at, entries, chunks, raw_bytes, stored_bytes FROM sets WHERE state = 'sealed' ORDER BY id").all().map(r => ({
+      id: Number(r.id),
+      sealedAt: Number(r.sealed_at),
+      entries: Number(r.entries),
+      chunks: Number(r.chunks),
+      rawBytes: Number(r.raw_bytes),
+      storedBytes: Number(r.stored_bytes)
+    }))
+  }
+
+  setState (setId: number): 'staging' | 'sealed' | 'acked' | undefined {
+    return this.db.prepare('SELECT state FROM sets WHERE id = ?').get(setId)?.state as 'staging' | 'sealed' | 'acked' | undefined
+  }
+
+  * setEntries (setId: number): Generator<StagedEntry> {
+    const stmt = this.db.prepare('SELECT folder, path, type, mode, mtime_ns, size, chunks, target FROM set_entries WHERE set_id = ? ORDER BY seq')
+    for (const r of stmt.iterate(setId)) {
+      const entry: StagedEntry = {
+        folder: r.folder as string,
+        path: r.path as Uint8Array,
+        type: r.type as EntryType,
+        mode: Number(r.mode),
+        mtimeNs: BigInt(r.mtime_ns as string),
+        size: Number(r.size),
+        chunks: r.chunks as Uint8Array
+      }
+      if (r.target !== null) entry.target = r.target as Uint8Array
+      yield entry
+    }
+  }
+
+  spoolLocation (id: Uint8Array): SpoolLocation | undefined {
+    const r = this.db.prepare('SELECT segment, offset, clen, rawlen FROM spool_chunks WHERE id = ?').get(id)
+    if (r === undefined) return undefined
+    return { segment: r.segment as string, offset: Number(r.offset), clen: Number(r.clen), rawlen: Number(r.rawlen) }
+  }
+
+  /** Marks a sealed set acknowledged; returns the segments it no longer needs. */
+  acknowledge (setId: number, snapshotId: number, now: number): string[] {
+    return transaction(this.db, () => {
+      const segments = this.db.prepare('SELECT DISTINCT segment FROM spool_chunks WHERE set_id = ?').all(setId).map(r => r.segment as string)
+      this.db.prepare('UPDATE files SET acked = 1 WHERE set_id = ?').run(setId)
+      this.db.prepare('DELETE FROM spool_chunks WHERE set_id = ?').run(setId)
+      this.db.prepare('DELETE FROM set_entries WHERE set_id = ?').run(setId)
+      this.db.prepare("UPDATE sets SET state = 'acked', acked_at = ?, snapshot_id = ? WHERE id = ?").run(now, snapshotId, setId)
+      return segments
+    })
+  }
+
+  /** Segment names some spooled chunk still points at (everything else in the spool is garbage). */
+  liveSegments (): Set<string> {
+    return new Set(this.db.prepare('SELECT DISTINCT segment FROM spool_chunks').all().map(r => r.segment as string))
+  }
+
+  recordPathError (folder: string, path: Uint8Array, code: string, message: string, now: number): void {
+    this.db.prepare('INSERT OR REPLACE INTO path_errors (folder, path, code, message, at) VALUES (?, ?, ?, ?, ?)').run(folder, path, code, message, now)
+  }
+
+  pathErrors (limit = 100): Array<{ folder: string, path: Uint8Array, code: string, message: string, at: number }> {
+    return this.db.prepare('SELECT folder, path, code, message, at FROM path_errors ORDER BY at DESC LIMIT ?').all(limit).map(r => ({
+      folder: r.folder as string, path: r.path as Uint8Array, code: r.code as string, message: r.message as string, at: Number(r.at)
+    }))
+  }
+
+  lastAck (): { setId: number, snapshotId: number, at: number } | undefined {
+    const r = this.db.prepare("SELECT id, snapshot_id, acked_at FROM sets WHERE state = 'acked' ORDER BY acked_at DESC LIMIT 1").get()
+    return r === undefined ? undefined : { setId: Number(r.id), snapshotId: Number(r.snapshot_id), at: Number(r.acked_at) }
+  }
+
+  spoolBytes (): number {
+    return Number(this.db.prepare('SELECT coalesce(sum(clen), 0) AS n FROM spool_chunks').get()?.n ?? 0)
+  }
+
+  unackedFiles (): number {
+    return Number(this.db.prepare('SELECT count(*) AS n FROM files WHERE acked = 0').get()?.n ?? 0)
+  }
+}

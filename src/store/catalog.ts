@@ -1,0 +1,219 @@
+/**
+ * The manager's catalog (node:sqlite): endpoints, snapshots, file versions and the chunk
+ * index. A snapshot is a committed staging set; an endpoint's tree at snapshot S is the fold
+ * of its file versions up to S (for each path, the newest version at or before S, unless that
+ * version is a deletion). The store never imports the network.
+ */
+import { openDatabase, transaction, type DatabaseSync } from '../util/sqlite.js'
+import type { EntryType, StagedEntry } from '../model/entry.js'
+import type { PackLocation } from './packs.js'
+import { HoldfastError } from '../util/errors.js'
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS endpoints (
+  id INTEGER PRIMARY KEY,
+  peer_id TEXT NOT NULL UNIQUE,
+  name TEXT NOT NULL DEFAULT '',
+  first_seen INTEGER NOT NULL,
+  last_seen INTEGER NOT NULL,
+  last_backup INTEGER
+);
+CREATE TABLE IF NOT EXISTS snapshots (
+  id INTEGER PRIMARY KEY,
+  endpoint_id INTEGER NOT NULL REFERENCES endpoints (id),
+  set_id INTEGER NOT NULL,
+  sealed_at INTEGER NOT NULL,
+  committed_at INTEGER NOT NULL,
+  entries INTEGER NOT NULL,
+  raw_bytes INTEGER NOT NULL,
+  new_bytes INTEGER NOT NULL,
+  UNIQUE (endpoint_id, set_id)
+);
+CREATE TABLE IF NOT EXISTS file_versions (
+  snapshot_id INTEGER NOT NULL REFERENCES snapshots (id),
+  endpoint_id INTEGER NOT NULL,
+  folder TEXT NOT NULL,
+  path BLOB NOT NULL,
+  type TEXT NOT NULL,
+  mode INTEGER NOT NULL,
+  mtime_ns TEXT NOT NULL,
+  size INTEGER NOT NULL,
+  chunks BLOB NOT NULL,
+  target BLOB
+);
+CREATE INDEX IF NOT EXISTS file_versions_by_path ON file_versions (endpoint_id, folder, path, snapshot_id);
+CREATE INDEX IF NOT EXISTS file_versions_by_snapshot ON file_versions (snapshot_id);
+CREATE TABLE IF NOT EXISTS chunks (
+  id BLOB PRIMARY KEY,
+  pack TEXT NOT NULL,
+  offset INTEGER NOT NULL,
+  clen INTEGER NOT NULL,
+  rawlen INTEGER NOT NULL
+) WITHOUT ROWID;
+`
+
+export interface EndpointRow {
+  id: number
+  peerId: string
+  name: string
+  firstSeen: number
+  lastSeen: number
+  lastBackup?: number
+}
+
+export interface SnapshotRow {
+  id: number
+  endpointId: number
+  peerId: string
+  endpointName: string
+  setId: number
+  sealedAt: number
+  committedAt: number
+  entries: number
+  rawBytes: number
+  newBytes: number
+}
+
+export interface VersionRow extends StagedEntry {
+  snapshotId: number
+}
+
+export interface NewChunk extends PackLocation {
+  id: Uint8Array
+  rawlen: number
+}
+
+export class Catalog {
+  readonly db: DatabaseSync
+
+  constructor (file: string) {
+    this.db = openDatabase(file)
+    this.db.exec(SCHEMA)
+  }
+
+  close (): void { this.db.close() }
+
+  touchEndpoint (peerId: string, name: string, now: number): number {
+    this.db.prepare(`INSERT INTO endpoints (peer_id, name, first_seen, last_seen) VALUES (?, ?, ?, ?)
+      ON CONFLICT (peer_id) DO UPDATE SET last_seen = excluded.last_seen, name = CASE WHEN excluded.name = '' THEN endpoints.name ELSE excluded.name END`).run(peerId, name, now, now)
+    return Number(this.db.prepare('SELECT id FROM endpoints WHERE peer_id = ?').get(peerId)?.id)
+  }
+
+  endpoints (): EndpointRow[] {
+    return this.db.prepare('SELECT id, peer_id, name, first_seen, last_seen, last_backup FROM endpoints ORDER BY id').all().map(r => ({
+      id: Number(r.id), peerId: r.peer_id as string, name: r.name as string, firstSeen: Number(r.first_seen), lastSeen: Number(r.last_seen),
+      lastBackup: r.last_backup === null ? undefined : Number(r.last_backup)
+    }))
+  }
+
+  /** Finds an endpoint by peer id, by a unique suffix of it, or by name. */
+  findEndpoint (ref: string): EndpointRow {
+    const all = this.endpoints()
+    const exact = all.find(e => e.peerId === ref)
+    if (exact !== undefined) return exact
+    const matches = all.filter(e => e.name === ref || e.peerId.endsWith(ref))
+    if (matches.length === 1) return matches[0]
+    if (matches.length > 1) throw new HoldfastError('PEER_UNKNOWN', `'${ref}' matches ${matches.length} endpoints; use the full peer id`)
+    throw new HoldfastError('PEER_UNKNOWN', `no endpoint '${ref}' in the catalog`)
+  }
+
+  hasSnapshotFor (endpointId: number, setId: number): number | undefined {
+    const r = this.db.prepare('SELECT id FROM snapshots WHERE endpoint_id = ? AND set_id = ?').get(endpointId, setId)
+    return r === undefined ? undefined : Number(r.id)
+  }
+
+  /** Which of these chunk ids the store lacks. One read transaction for the batch. */
+  missingChunks (ids: Iterable<Uint8Array>): Uint8Array[] {
+    const stmt = this.db.prepare('SELECT 1 FROM chunks WHERE id = ?')
+    const missing: Uint8Array[] = []
+    this.db.exec('BEGIN')
+    try {
+      for (const id of ids) if (stmt.get(id) === undefined) missing.push(id)
+    } finally {
+      this.db.exec('COMMIT')
+    }
+    return missing
+  }
+
+  chunkLocation (id: Uint8Array): (PackLocation & { rawlen: number }) | undefined {
+    const r = this.db.prepare('SELECT pack, offset, clen, rawlen FROM chunks WHERE id = ?').get(id)
+    if (r === undefined) return undefined
+    return { pack: r.pack as string, offset: Number(r.offset), clen: Number(r.clen), rawlen: Number(r.rawlen) }
+  }
+
+  /**
+   * Commits a snapshot with its file versions and new chunks in one transaction. The packs
+   * holding the chunks must already be fsynced. Returns the snapshot id.
+   */
+  commitSnapshot (input: { endpointId: number, setId: number, sealedAt: number, committedAt: number, entries: StagedEntry[], chunks: NewChunk[] }): number {
+    return transaction(this.db, () => {
+      const existing = this.hasSnapshotFor(input.endpointId, input.setId)
+      if (existing !== undefined) return existing
+      const insertChunk = this.db.prepare('INSERT OR IGNORE INTO chunks (id, pack, offset, clen, rawlen) VALUES (?, ?, ?, ?, ?)')
+      let newBytes = 0
+      for (const c of input.chunks) {
+        const r = insertChunk.run(c.id, c.pack, c.offset, c.clen, c.rawlen)
+        if (Number(r.changes) > 0) newBytes += c.clen
+      }
+      const rawBytes = input.entries.reduce((n, e) => n + (e.type === 'file' ? e.size : 0), 0)
+      const snap = this.db.prepare('INSERT INTO snapshots (endpoint_id, set_id, sealed_at, committed_at, entries, raw_bytes, new_bytes) VALUES (?, ?, ?, ?, ?, ?, ?)')
+        .run(input.endpointId, input.setId, input.sealedAt, input.committedAt, input.entries.length, rawBytes, newBytes)
+      const snapshotId = Number(snap.lastInsertRowid)
+      const insertVersion = this.db.prepare('INSERT INTO file_versions (snapshot_id, endpoint_id, folder, path, type, mode, mtime_ns, size, chunks, target) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)')
+      for (const e of input.entries) {
+        insertVersion.run(snapshotId, input.endpointId, e.folder, e.path, e.type, e.mode, e.mtimeNs.toString(), e.size, e.chunks, e.target ?? null)
+      }
+      this.db.prepare('UPDATE endpoints SET last_backup = ? WHERE id = ?').run(input.committedAt, input.endpointId)
+      return snapshotId
+    })
+  }
+
+  snapshots (endpointId?: number): SnapshotRow[] {
+    const sql = `SELECT s.id, s.endpoint_id, e.peer_id, e.name, s.set_id, s.sealed_at, s.committed_at, s.entries, s.raw_bytes, s.new_bytes
+      FROM snapshots s JOIN endpoints e ON e.id = s.endpoint_id ${endpointId === undefined ? '' : 'WHERE s.endpoint_id = ?'} ORDER BY s.id`
+    const rows = endpointId === undefined ? this.db.prepare(sql).all() : this.db.prepare(sql).all(endpointId)
+    return rows.map(r => ({
+      id: Number(r.id), endpointId: Number(r.endpoint_id), peerId: r.peer_id as string, endpointName: r.name as string, setId: Number(r.set_id),
+      sealedAt: Number(r.sealed_at), committedAt: Number(r.committed_at), entries: Number(r.entries), rawBytes: Number(r.raw_bytes), newBytes: Number(r.new_bytes)
+    }))
+  }
+
+  latestSnapshot (endpointId: number): number | undefined {
+    const r = this.db.prepare('SELECT max(id) AS id FROM snapshots WHERE endpoint_id = ?').get(endpointId)
+    return r?.id === null || r?.id === undefined ? undefined : Number(r.id)
+  }
+
+  snapshot (id: number): SnapshotRow {
+    const row = this.snapshots().find(s => s.id === id)
+    if (row === undefined) throw new HoldfastError('SNAPSHOT_UNKNOWN', `no snapshot ${id}`)
+    return row
+  }
+
+  /** The endpoint's tree as of a snapshot: the newest version of each path, deletions dropped. */
+  * treeAt (endpointId: number, snapshotId: number): Generator<VersionRow> {
+    const stmt = this.db.prepare(`SELECT fv.snapshot_id, fv.folder, fv.path, fv.type, fv.mode, fv.mtime_ns, fv.size, fv.chunks, fv.target
+      FROM file_versions fv
+      JOIN (SELECT folder, path, max(snapshot_id) AS sid FROM file_versions WHERE endpoint_id = ? AND snapshot_id <= ? GROUP BY folder, path) newest
+        ON fv.endpoint_id = ? AND fv.folder = newest.folder AND fv.path = newest.path AND fv.snapshot_id = newest.sid
+      WHERE fv.type != 'deleted'
+      ORDER BY fv.folder, fv.path`)
+    for (const r of stmt.iterate(endpointId, snapshotId, endpointId)) {
+      const v: VersionRow = {
+        snapshotId: Number(r.snapshot_id),
+        folder: r.folder as string,
+        path: r.path as Uint8Array,
+        type: r.type as EntryType,
+        mode: Number(r.mode),
+        mtimeNs: BigInt(r.mtime_ns as string),
+        size: Number(r.size),
+        chunks: r.chunks as Uint8Array
+      }
+      if (r.target !== null) v.target = r.target as Uint8Array
+      yield v
+    }
+  }
+
+  storedBytes (): number {
+    return Number(this.db.prepare('SELECT coalesce(sum(clen), 0) AS n FROM chunks').get()?.n ?? 0)
+  }
+}

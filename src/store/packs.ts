@@ -1,0 +1,114 @@
+/**
+ * Pack files: chunks appended one after another into files of a target size, so a store of
+ * millions of chunks is a few hundred files and a commit costs one fsync.
+ *
+ * Layout: an 8-byte magic "HFPACK01", then records of
+ *   id (32 bytes) | rawLength (u32 BE) | compressedLength (u32 BE) | zstd data
+ * The catalog maps each chunk id to (pack, offset of its data, compressed length); the record
+ * headers make a pack readable without the catalog (for verify and repair).
+ * A pack is only ever appended to by the process that created it; after a restart a new pack
+ * is started, so bytes a crash left uncommitted are never mistaken for committed ones.
+ */
+import { closeSync, constants, fsyncSync, mkdirSync, openSync, readSync, writeSync, readdirSync } from 'node:fs'
+import { join } from 'node:path'
+import { randomBytes } from 'node:crypto'
+import { HoldfastError } from '../util/errors.js'
+
+export const PACK_MAGIC = Buffer.from('HFPACK01')
+export const PACK_RECORD_HEADER = 32 + 4 + 4
+export const DEFAULT_PACK_BYTES = 32 * 1024 * 1024
+
+export interface PackLocation {
+  pack: string
+  offset: number
+  clen: number
+}
+
+export class PackStore {
+  private current?: { name: string, fd: number, size: number }
+  private readonly readFds = new Map<string, number>()
+  private dirty = false
+
+  constructor (readonly dir: string, private readonly targetBytes = DEFAULT_PACK_BYTES) {
+    mkdirSync(dir, { recursive: true, mode: 0o700 })
+  }
+
+  /** Appends a chunk; durable only after sync(). */
+  append (id: Uint8Array, rawLength: number, compressed: Uint8Array): PackLocation {
+    if (this.current === undefined || this.current.size + PACK_RECORD_HEADER + compressed.byteLength > this.targetBytes) this.roll()
+    const cur = this.current as { name: string, fd: number, size: number }
+    const header = Buffer.allocUnsafe(PACK_RECORD_HEADER)
+    header.set(id, 0)
+    header.writeUInt32BE(rawLength, 32)
+    header.writeUInt32BE(compressed.byteLength, 36)
+    writeAll(cur.fd, header, cur.size)
+    writeAll(cur.fd, compressed, cur.size + PACK_RECORD_HEADER)
+    const loc = { pack: cur.name, offset: cur.size + PACK_RECORD_HEADER, clen: compressed.byteLength }
+    cur.size += PACK_RECORD_HEADER + compressed.byteLength
+    this.dirty = true
+    return loc
+  }
+
+  /** fsyncs what was appended (the first step of the commit order, see docs/architecture.md). */
+  sync (): void {
+    if (this.current !== undefined && this.dirty) fsyncSync(this.current.fd)
+    this.dirty = false
+  }
+
+  read (loc: PackLocation): Buffer {
+    let fd = this.readFds.get(loc.pack)
+    if (fd === undefined) {
+      if (this.readFds.size >= 128) this.closeReaders()
+      try {
+        fd = openSync(join(this.dir, loc.pack), constants.O_RDONLY)
+      } catch (err) {
+        throw new HoldfastError('STORE_CORRUPT', `pack ${loc.pack} cannot be opened: ${(err as Error).message}`, { pack: loc.pack })
+      }
+      this.readFds.set(loc.pack, fd)
+    }
+    const buf = Buffer.allocUnsafe(loc.clen)
+    let got = 0
+    while (got < loc.clen) {
+      const n = readSync(fd, buf, got, loc.clen - got, loc.offset + got)
+      if (n === 0) throw new HoldfastError('STORE_CORRUPT', `pack ${loc.pack} is truncated at ${loc.offset + got}`, { pack: loc.pack })
+      got += n
+    }
+    return buf
+  }
+
+  packNames (): string[] {
+    return readdirSync(this.dir).filter(n => n.endsWith('.pack')).sort()
+  }
+
+  close (): void {
+    this.sync()
+    if (this.current !== undefined) closeSync(this.current.fd)
+    this.current = undefined
+    this.closeReaders()
+  }
+
+  private closeReaders (): void {
+    for (const fd of this.readFds.values()) closeSync(fd)
+    this.readFds.clear()
+  }
+
+  private roll (): void {
+    if (this.current !== undefined) {
+      fsyncSync(this.current.fd)
+      closeSync(this.current.fd)
+    }
+    // time-ordered, unique even across restarts within one millisecond
+    const name = `${Date.now().toString(36).padStart(9, '0')}-${randomBytes(4).toString('hex')}.pack`
+    const fd = openSync(join(this.dir, name), constants.O_RDWR | constants.O_CREAT | constants.O_EXCL, 0o600)
+    writeAll(fd, PACK_MAGIC, 0)
+    fsyncSync(fd)
+    const dirFd = openSync(this.dir, constants.O_RDONLY)
+    try { fsyncSync(dirFd) } finally { closeSync(dirFd) }
+    this.current = { name, fd, size: PACK_MAGIC.byteLength }
+  }
+}
+
+function writeAll (fd: number, data: Uint8Array, position: number): void {
+  let written = 0
+  while (written < data.byteLength) written += writeSync(fd, data, written, data.byteLength - written, position + written)
+}

@@ -1,0 +1,30 @@
+/**
+ * node:sqlite, opened the way every Holdfast database is: WAL with synchronous FULL, so a
+ * committed transaction survives a crash or power cut, and a busy timeout so a reader never
+ * fails on a writer.
+ */
+import { DatabaseSync } from 'node:sqlite'
+
+export function openDatabase (file: string): DatabaseSync {
+  const db = new DatabaseSync(file)
+  db.exec('PRAGMA journal_mode = WAL')
+  db.exec('PRAGMA synchronous = FULL')
+  db.exec('PRAGMA busy_timeout = 5000')
+  db.exec('PRAGMA foreign_keys = ON')
+  return db
+}
+
+/** Runs `fn` in one transaction; rolls back if it throws. */
+export function transaction<T> (db: DatabaseSync, fn: () => T): T {
+  db.exec('BEGIN IMMEDIATE')
+  try {
+    const result = fn()
+    db.exec('COMMIT')
+    return result
+  } catch (err) {
+    db.exec('ROLLBACK')
+    throw err
+  }
+}
+
+export type { DatabaseSync }

@@ -1,0 +1,128 @@
+/**
+ * The local admin channel between the CLI and a running daemon: a Unix socket with mode 0600
+ * inside the daemon's 0700 data directory, one JSON request per connection, answered by zero
+ * or more progress lines and one final line. Only the local user who owns the daemon can use it.
+ */
+import { createServer, createConnection, type Server, type Socket } from 'node:net'
+import { chmodSync, unlinkSync } from 'node:fs'
+import { HoldfastError, errorCode, type HoldfastErrorCode } from '../util/errors.js'
+import type { Logger } from '../util/log.js'
+
+export const ADMIN_LIMITS = Object.freeze({ maxRequestBytes: 64 * 1024, maxReplyLineBytes: 64 * 1024 * 1024 })
+
+export interface AdminRequest {
+  cmd: string
+  args: Record<string, unknown>
+}
+
+export type AdminHandler = (args: Record<string, unknown>, ctx: { progress: (p: unknown) => void, signal: AbortSignal }) => Promise<unknown>
+
+export class AdminServer {
+  private server?: Server
+  private readonly sockets = new Set<Socket>()
+
+  constructor (private readonly path: string, private readonly handlers: Record<string, AdminHandler>, private readonly log: Logger) {}
+
+  async start (): Promise<void> {
+    try { unlinkSync(this.path) } catch {}
+    const server = createServer(socket => { this.onConnection(socket) })
+    const oldMask = process.umask(0o177)
+    try {
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject)
+        server.listen(this.path, () => { server.off('error', reject); resolve() })
+      })
+    } finally {
+      process.umask(oldMask)
+    }
+    chmodSync(this.path, 0o600)
+    this.server = server
+  }
+
+  async stop (): Promise<void> {
+    for (const s of this.sockets) s.destroy()
+    await new Promise<void>(resolve => { if (this.server === undefined) resolve(); else this.server.close(() => { resolve() }) })
+    this.server = undefined
+    try { unlinkSync(this.path) } catch {}
+  }
+
+  private onConnection (socket: Socket): void {
+    this.sockets.add(socket)
+    const controller = new AbortController()
+    socket.on('close', () => { this.sockets.delete(socket); controller.abort(new HoldfastError('ABORTED', 'client went away')) })
+    socket.on('error', () => {})
+    let buffer = ''
+    let handled = false
+    socket.setEncoding('utf8')
+    socket.on('data', (data: string) => {
+      if (handled) return
+      buffer += data
+      if (buffer.length > ADMIN_LIMITS.maxRequestBytes) { handled = true; this.reply(socket, { ok: false, error: { code: 'ADMIN_BAD_REQUEST', message: 'request too large' } }); return }
+      const nl = buffer.indexOf('\n')
+      if (nl < 0) return
+      handled = true
+      void this.handle(buffer.slice(0, nl), socket, controller.signal)
+    })
+  }
+
+  private async handle (line: string, socket: Socket, signal: AbortSignal): Promise<void> {
+    let request: AdminRequest
+    try {
+      const parsed = JSON.parse(line) as unknown
+      if (typeof parsed !== 'object' || parsed === null || typeof (parsed as AdminRequest).cmd !== 'string') throw new Error('not a request')
+      request = { cmd: (parsed as AdminRequest).cmd, args: ((parsed as AdminRequest).args ?? {}) }
+    } catch {
+      this.reply(socket, { ok: false, error: { code: 'ADMIN_BAD_REQUEST', message: 'request is not valid JSON {cmd, args}' } })
+      return
+    }
+    const handler = this.handlers[request.cmd]
+    if (handler === undefined) {
+      this.reply(socket, { ok: false, error: { code: 'ADMIN_BAD_REQUEST', message: `this daemon has no command '${request.cmd}'` } })
+      return
+    }
+    try {
+      const result = await handler(request.args, { progress: p => { socket.write(JSON.stringify({ progress: p }) + '\n') }, signal })
+      this.reply(socket, { ok: true, result })
+    } catch (err) {
+      this.log.debug('admin command failed', { cmd: request.cmd, err: String(err) })
+      this.reply(socket, { ok: false, error: { code: errorCode(err), message: err instanceof Error ? err.message : String(err) } })
+    }
+  }
+
+  private reply (socket: Socket, message: unknown): void {
+    socket.end(JSON.stringify(message, (_k, v: unknown) => typeof v === 'bigint' ? v.toString() : v) + '\n')
+  }
+}
+
+/** Sends one request to a daemon and waits for its final answer. */
+export async function adminCall (path: string, cmd: string, args: Record<string, unknown> = {}, options: { timeoutMs?: number, onProgress?: (p: unknown) => void } = {}): Promise<unknown> {
+  return await new Promise((resolve, reject) => {
+    const socket = createConnection(path)
+    let buffer = ''
+    let settled = false
+    const finish = (fn: () => void): void => { if (!settled) { settled = true; clearTimeout(timer); socket.destroy(); fn() } }
+    const timer = setTimeout(() => { finish(() => { reject(new HoldfastError('TIMEOUT', `daemon did not answer '${cmd}' within ${(options.timeoutMs ?? 60_000) / 1000} s`)) }) }, options.timeoutMs ?? 60_000)
+    socket.setEncoding('utf8')
+    socket.on('connect', () => { socket.write(JSON.stringify({ cmd, args }) + '\n') })
+    socket.on('error', (err: NodeJS.ErrnoException) => {
+      finish(() => { reject(new HoldfastError('ADMIN_UNREACHABLE', `cannot reach the daemon at ${path} (${err.code ?? err.message}); is it running?`)) })
+    })
+    socket.on('data', (data: string) => {
+      buffer += data
+      if (buffer.length > ADMIN_LIMITS.maxReplyLineBytes) { finish(() => { reject(new HoldfastError('FRAME_TOO_LARGE', 'daemon reply too large')) }); return }
+      let nl: number
+      while ((nl = buffer.indexOf('\n')) >= 0) {
+        const line = buffer.slice(0, nl)
+        buffer = buffer.slice(nl + 1)
+        let msg: { progress?: unknown, ok?: boolean, result?: unknown, error?: { code: string, message: string } }
+        try { msg = JSON.parse(line) } catch { finish(() => { reject(new HoldfastError('FRAME_MALFORMED', 'daemon sent a malformed reply')) }); return }
+        if (msg.progress !== undefined) { options.onProgress?.(msg.progress); continue }
+        if (msg.ok === true) { finish(() => { resolve(msg.result) }); return }
+        const e = msg.error ?? { code: 'REMOTE_ERROR', message: 'unknown error' }
+        finish(() => { reject(new HoldfastError((e.code as HoldfastErrorCode), e.message)) })
+        return
+      }
+    })
+    socket.on('close', () => { finish(() => { reject(new HoldfastError('ADMIN_UNREACHABLE', `daemon closed the connection before answering '${cmd}'`)) }) })
+  })
+}

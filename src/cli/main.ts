@@ -1,0 +1,314 @@
+/**
+ * The `holdfast` command line. Daemons (`manager`, `agent`) run in the foreground; admin
+ * commands talk to a running daemon over its local admin socket. Every failure is one line on
+ * stderr and a non-zero exit status; `--json` gives machine-readable output.
+ */
+import { parseArgs, type ParseArgsConfig } from 'node:util'
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs'
+import { homedir } from 'node:os'
+import { join, resolve } from 'node:path'
+import { loadConfig, resolveConfig, type HoldfastConfig, type Role } from '../node/config.js'
+import { loadOrCreateIdentity } from '../node/identity.js'
+import { decodeJoinToken, encodeJoinToken, newFleetKey } from '../node/fleet.js'
+import { adminCall } from '../admin/admin-socket.js'
+import { HoldfastError, describeError, errorCode } from '../util/errors.js'
+import { createLogger } from '../util/log.js'
+import { systemClock } from '../util/clock.js'
+import { age, bytes, shortId, table } from './format.js'
+import { HOLDFAST_VERSION } from '../version.js'
+import type { PeerListRow, RoundResult } from '../roles/manager/manager.js'
+import type { SnapshotRow } from '../store/catalog.js'
+import type { RestoreSummary } from '../store/restore.js'
+import type { AgentStatus } from '../roles/agent/agent.js'
+
+type Options = NonNullable<ParseArgsConfig['options']>
+
+interface Command {
+  summary: string
+  usage: string
+  options: Options
+  run: (values: Record<string, unknown>, positionals: string[]) => Promise<number>
+}
+
+const socketOptions: Options = {
+  socket: { type: 'string' },
+  config: { type: 'string' },
+  'data-dir': { type: 'string' },
+  json: { type: 'boolean' }
+}
+
+const SOCKET_HELP = `  --socket PATH     admin socket of the daemon
+  --config FILE     or: the daemon's config file (its admin socket is used)
+  --data-dir DIR    or: the daemon's data directory (DIR/admin.sock)
+  --json            machine-readable output`
+
+function defaultDataDir (role: Role): string {
+  return join(homedir(), '.holdfast', role)
+}
+
+function socketPath (values: Record<string, unknown>, role: Role): string {
+  if (typeof values.socket === 'string') return resolve(values.socket)
+  if (typeof values.config === 'string') return loadConfig(values.config).adminSocket
+  const dir = typeof values['data-dir'] === 'string' ? resolve(values['data-dir']) : defaultDataDir(role)
+  return join(dir, 'admin.sock')
+}
+
+function print (values: Record<string, unknown>, data: unknown, human: () => string): void {
+  process.stdout.write((values.json === true ? JSON.stringify(data, null, 2) : human()) + '\n')
+}
+
+const commands: Record<string, Command> = {
+  init: {
+    summary: 'create a fleet: the manager\'s config, identity and a join token for agents',
+    usage: `holdfast init [--data-dir DIR] [--listen MULTIADDR]... [--name NAME] [--no-mdns] [--force]
+
+Creates DIR (default ~/.holdfast/manager) with manager.json and the manager's identity, and
+prints the join token that agents use with \`holdfast join\`.
+  --listen MULTIADDR   where to listen (default /ip4/0.0.0.0/tcp/0); repeatable
+  --bandwidth BYTES    the global pull budget in bytes per second (default 1250000 = 10 Mbit/s)
+  --pull-interval S    seconds between pull rounds (default 60)
+  --static-peer MA     an agent to dial when mDNS cannot reach it; repeatable
+  --force              overwrite an existing config (a new fleet key: existing agents must rejoin)`,
+    options: { 'data-dir': { type: 'string' }, listen: { type: 'string', multiple: true }, name: { type: 'string' }, 'no-mdns': { type: 'boolean' }, force: { type: 'boolean' }, bandwidth: { type: 'string' }, 'pull-interval': { type: 'string' }, 'static-peer': { type: 'string', multiple: true }, json: { type: 'boolean' } },
+    run: async (values) => {
+      const dataDir = typeof values['data-dir'] === 'string' ? resolve(values['data-dir']) : defaultDataDir('manager')
+      const file = join(dataDir, 'manager.json')
+      if (existsSync(file) && values.force !== true) throw new HoldfastError('CONFIG_INVALID', `${file} exists; use --force to start a new fleet`)
+      mkdirSync(dataDir, { recursive: true, mode: 0o700 })
+      const raw: Record<string, unknown> = {
+        role: 'manager',
+        dataDir,
+        fleetKey: newFleetKey(),
+        listen: values.listen ?? ['/ip4/0.0.0.0/tcp/0'],
+        mdns: { enabled: values['no-mdns'] !== true },
+        staticPeers: values['static-peer'] ?? [],
+        manager: {
+          bandwidthBytesPerSecond: values.bandwidth === undefined ? 1_250_000 : Number(values.bandwidth),
+          pullIntervalSeconds: values['pull-interval'] === undefined ? 60 : Number(values['pull-interval'])
+        }
+      }
+      if (typeof values.name === 'string') raw.name = values.name
+      const config = resolveConfig(raw, dataDir)
+      const identity = await loadOrCreateIdentity(dataDir)
+      writeFileSync(file, JSON.stringify(raw, null, 2) + '\n', { mode: 0o600 })
+      const token = encodeJoinToken({ fleetKey: config.fleetKey, managerPeerId: identity.peerId })
+      print(values, { config: file, peerId: identity.peerId, token }, () =>
+        `fleet created\n  manager peer id: ${identity.peerId}\n  config:          ${file}\n  join token:      ${token}\n\nStart the manager:  holdfast manager --config ${file}\nOn each endpoint:   holdfast join <token> --folder <path>`)
+      return 0
+    }
+  },
+  join: {
+    summary: 'make this host an agent of a fleet (writes agent.json from a join token)',
+    usage: `holdfast join TOKEN --folder PATH [--folder PATH]... [--data-dir DIR] [--name NAME]
+
+Writes DIR/agent.json (default ~/.holdfast/agent): the fleet key and manager id from TOKEN,
+and the folders to protect.
+  --folder PATH        a folder to protect; repeatable
+  --listen MULTIADDR   where to listen (default /ip4/0.0.0.0/tcp/0); repeatable
+  --scan-interval S    seconds between reconcile scans (default 300)
+  --settle S           leave a file this many seconds after it changed (default 2)
+  --no-mdns            do not advertise over mDNS (the manager must list this host as a static peer)
+  --force              overwrite an existing agent.json`,
+    options: { 'data-dir': { type: 'string' }, folder: { type: 'string', multiple: true }, listen: { type: 'string', multiple: true }, name: { type: 'string' }, 'scan-interval': { type: 'string' }, settle: { type: 'string' }, 'no-mdns': { type: 'boolean' }, force: { type: 'boolean' }, json: { type: 'boolean' } },
+    run: async (values, positionals) => {
+      const token = positionals[0]
+      if (token === undefined) throw new HoldfastError('CONFIG_INVALID', 'join needs the token that `holdfast init` printed')
+      const folders = (values.folder as string[] | undefined) ?? []
+      if (folders.length === 0) throw new HoldfastError('CONFIG_INVALID', 'join needs at least one --folder to protect')
+      const { fleetKey, managerPeerId } = decodeJoinToken(token)
+      const dataDir = typeof values['data-dir'] === 'string' ? resolve(values['data-dir']) : defaultDataDir('agent')
+      const file = join(dataDir, 'agent.json')
+      if (existsSync(file) && values.force !== true) throw new HoldfastError('CONFIG_INVALID', `${file} exists; use --force to replace it`)
+      mkdirSync(dataDir, { recursive: true, mode: 0o700 })
+      const raw: Record<string, unknown> = {
+        role: 'agent',
+        dataDir,
+        fleetKey,
+        managers: [managerPeerId],
+        listen: values.listen ?? ['/ip4/0.0.0.0/tcp/0'],
+        mdns: { enabled: values['no-mdns'] !== true },
+        agent: {
+          folders: folders.map(f => resolve(f)),
+          scanIntervalSeconds: values['scan-interval'] === undefined ? 300 : Number(values['scan-interval']),
+          settleSeconds: values.settle === undefined ? 2 : Number(values.settle)
+        }
+      }
+      if (typeof values.name === 'string') raw.name = values.name
+      resolveConfig(raw, dataDir)
+      const identity = await loadOrCreateIdentity(dataDir)
+      writeFileSync(file, JSON.stringify(raw, null, 2) + '\n', { mode: 0o600 })
+      print(values, { config: file, peerId: identity.peerId, manager: managerPeerId }, () =>
+        `joined the fleet of manager ${managerPeerId}\n  agent peer id: ${identity.peerId}\n  config:        ${file}\n\nStart the agent:  holdfast agent --config ${file}`)
+      return 0
+    }
+  },
+  manager: {
+    summary: 'run the manager daemon',
+    usage: 'holdfast manager [--config FILE]     (default ~/.holdfast/manager/manager.json)',
+    options: { config: { type: 'string' } },
+    run: async (values) => await runDaemon('manager', values)
+  },
+  agent: {
+    summary: 'run the agent daemon',
+    usage: 'holdfast agent [--config FILE]       (default ~/.holdfast/agent/agent.json)',
+    options: { config: { type: 'string' } },
+    run: async (values) => await runDaemon('agent', values)
+  },
+  peers: {
+    summary: 'list the peers the manager knows',
+    usage: `holdfast peers [options]\n${SOCKET_HELP}`,
+    options: socketOptions,
+    run: async (values) => {
+      const rows = await adminCall(socketPath(values, 'manager'), 'peers') as PeerListRow[]
+      print(values, rows, () => rows.length === 0
+        ? 'no peers found yet'
+        : table(['PEER', 'NAME', 'ROLE', 'VERSION', 'ADDRESS', 'LAST SEEN', 'LAST BACKUP', 'PENDING', 'ERROR'],
+          rows.map(r => [shortId(r.peerId), r.name, r.role, r.version || '-', r.addresses[0]?.replace(/\/p2p\/.*$/, '') ?? '-', age(r.lastSeen), age(r.lastBackup), r.pendingBytes === undefined ? '-' : bytes(r.pendingBytes), r.lastError ?? ''])))
+      return 0
+    }
+  },
+  snapshots: {
+    summary: 'list backups (snapshots) in the manager\'s store',
+    usage: `holdfast snapshots [--endpoint PEER|NAME] [options]\n${SOCKET_HELP}`,
+    options: { ...socketOptions, endpoint: { type: 'string' } },
+    run: async (values) => {
+      const rows = await adminCall(socketPath(values, 'manager'), 'snapshots', values.endpoint === undefined ? {} : { endpoint: values.endpoint }) as SnapshotRow[]
+      print(values, rows, () => rows.length === 0
+        ? 'no snapshots yet'
+        : table(['ID', 'ENDPOINT', 'NAME', 'SET', 'COMMITTED', 'ENTRIES', 'SIZE', 'NEW DATA'],
+          rows.map(r => [String(r.id), shortId(r.peerId), r.endpointName, String(r.setId), new Date(r.committedAt).toISOString(), String(r.entries), bytes(r.rawBytes), bytes(r.newBytes)])))
+      return 0
+    }
+  },
+  restore: {
+    summary: 'restore an endpoint\'s files from the store into a directory',
+    usage: `holdfast restore --endpoint PEER|NAME --target DIR [--snapshot ID] [--path FOLDER[/PATH]] [options]
+
+Writes the endpoint's tree as of the snapshot (default: its latest) under DIR/<folder>/...
+DIR must be empty or not exist.
+${SOCKET_HELP}`,
+    options: { ...socketOptions, endpoint: { type: 'string' }, target: { type: 'string' }, snapshot: { type: 'string' }, path: { type: 'string' } },
+    run: async (values) => {
+      if (typeof values.endpoint !== 'string' || typeof values.target !== 'string') throw new HoldfastError('ADMIN_BAD_REQUEST', 'restore needs --endpoint and --target')
+      const args: Record<string, unknown> = { endpoint: values.endpoint, target: resolve(values.target) }
+      if (values.snapshot !== undefined) args.snapshot = Number(values.snapshot)
+      if (values.path !== undefined) args.path = values.path
+      const summary = await adminCall(socketPath(values, 'manager'), 'restore', args, {
+        timeoutMs: 24 * 3600_000,
+        onProgress: p => { if (values.json !== true && process.stderr.isTTY) process.stderr.write(`\r${(p as { files: number }).files} files, ${bytes((p as { bytes: number }).bytes)}`) }
+      }) as RestoreSummary
+      if (values.json !== true && process.stderr.isTTY) process.stderr.write('\n')
+      print(values, summary, () => [
+        `restored snapshot ${summary.snapshotId} into ${String(args.target)}: ${summary.files} files, ${summary.dirs} directories, ${summary.symlinks} symlinks, ${bytes(summary.bytes)} in ${(summary.ms / 1000).toFixed(1)} s`,
+        ...summary.errors.map(e => `  error: ${e.path}: ${e.code}: ${e.message}`)
+      ].join('\n'))
+      return summary.errors.length === 0 ? 0 : 1
+    }
+  },
+  'backup-now': {
+    summary: 'make the manager pull from every agent now',
+    usage: `holdfast backup-now [--expect-peers N] [--timeout S] [options]
+
+  --expect-peers N   first wait (at most --timeout seconds) until N agents are found
+${SOCKET_HELP}`,
+    options: { ...socketOptions, 'expect-peers': { type: 'string' }, timeout: { type: 'string' } },
+    run: async (values) => {
+      const timeoutMs = (values.timeout === undefined ? 30 : Number(values.timeout)) * 1000
+      const result = await adminCall(socketPath(values, 'manager'), 'backup-now', { expectPeers: Number(values['expect-peers'] ?? 0), timeoutMs }, { timeoutMs: 24 * 3600_000 }) as RoundResult
+      print(values, result, () => result.peers.length === 0
+        ? 'no agents to back up'
+        : table(['PEER', 'NAME', 'RESULT', 'SNAPSHOTS', 'PULLED'], result.peers.map(p => [shortId(p.peerId), p.name, p.ok ? 'ok' : `failed: ${p.error ?? ''}`, p.snapshots.map(s => String(s.snapshotId)).join(',') || '-', bytes(p.bytesPulled)])))
+      return result.peers.every(p => p.ok) ? 0 : 1
+    }
+  },
+  status: {
+    summary: 'show an agent\'s state (or a manager\'s, with --role manager)',
+    usage: `holdfast status [--role agent|manager] [options]\n${SOCKET_HELP}`,
+    options: { ...socketOptions, role: { type: 'string' } },
+    run: async (values) => {
+      const role: Role = values.role === 'manager' ? 'manager' : 'agent'
+      const status = await adminCall(socketPath(values, role), 'status')
+      print(values, status, () => role === 'manager' ? JSON.stringify(status, null, 2) : agentStatusText(status as AgentStatus))
+      return 0
+    }
+  },
+  'scan-now': {
+    summary: 'make the agent scan and stage its folders now',
+    usage: `holdfast scan-now [options]\n${SOCKET_HELP}`,
+    options: socketOptions,
+    run: async (values) => {
+      const result = await adminCall(socketPath(values, 'agent'), 'scan-now', {}, { timeoutMs: 24 * 3600_000 })
+      print(values, result, () => JSON.stringify(result, null, 2))
+      return 0
+    }
+  }
+}
+commands.backups = { ...commands.snapshots, summary: 'same as snapshots' }
+
+function agentStatusText (s: AgentStatus): string {
+  return [
+    `agent ${s.peerId} (${s.name})`,
+    `  folders:           ${s.folders.map(f => `${f.name}=${f.path}`).join(', ')}`,
+    `  files tracked:     ${s.filesTracked} (${s.filesNotBackedUp} not yet backed up)`,
+    `  settling:          ${s.settling}`,
+    `  staged, not pulled: ${s.sealedSets} sets, ${bytes(s.stagedBytesNotPulled)}`,
+    `  spool:             ${bytes(s.spoolBytes)}`,
+    `  last backup:       ${s.lastAck === undefined ? 'never' : `snapshot ${s.lastAck.snapshotId}, ${age(s.lastAck.at)}`}`,
+    `  mDNS:              ${s.mdns ? 'on' : 'off'}`,
+    ...(s.errors.length === 0 ? [] : ['  errors:', ...s.errors.map(e => `    ${e.folder}/${e.path}: ${e.code}: ${e.message}`)])
+  ].join('\n')
+}
+
+async function runDaemon (role: Role, values: Record<string, unknown>): Promise<number> {
+  const file = typeof values.config === 'string' ? values.config : join(defaultDataDir(role), `${role}.json`)
+  const config: HoldfastConfig = loadConfig(file)
+  if (config.role !== role) throw new HoldfastError('CONFIG_INVALID', `${file} is a ${config.role} config, not a ${role} config`)
+  const log = createLogger(role)
+  const { Agent } = await import('../roles/agent/agent.js')
+  const { Manager } = await import('../roles/manager/manager.js')
+  const daemon = role === 'agent' ? new Agent(config, systemClock, log) : new Manager(config, systemClock, log)
+  await daemon.start()
+  // Shut down in reverse order of start on SIGINT/SIGTERM, then exit.
+  await new Promise<void>(resolve => {
+    const onSignal = (sig: string): void => { log.info('stopping', { signal: sig }); resolve() }
+    process.once('SIGINT', () => { onSignal('SIGINT') })
+    process.once('SIGTERM', () => { onSignal('SIGTERM') })
+  })
+  await daemon.stop()
+  return 0
+}
+
+function mainHelp (): string {
+  const names = Object.keys(commands)
+  const width = Math.max(...names.map(n => n.length))
+  return `holdfast ${HOLDFAST_VERSION}: peer-to-peer LAN backup
+
+Usage: holdfast <command> [options]     holdfast <command> --help
+
+Commands:
+${names.map(n => `  ${n.padEnd(width)}  ${commands[n].summary}`).join('\n')}
+`
+}
+
+export async function main (argv: string[]): Promise<number> {
+  const [name, ...rest] = argv
+  if (name === undefined || name === '--help' || name === '-h' || name === 'help') { process.stdout.write(mainHelp()); return name === undefined ? 2 : 0 }
+  if (name === '--version' || name === '-v') { process.stdout.write(`${HOLDFAST_VERSION}\n`); return 0 }
+  const command = commands[name]
+  if (command === undefined) { process.stderr.write(`holdfast: unknown command '${name}' (see holdfast --help)\n`); return 2 }
+  if (rest.includes('--help') || rest.includes('-h')) { process.stdout.write(`${command.usage}\n`); return 0 }
+  let parsed: { values: Record<string, unknown>, positionals: string[] }
+  try {
+    parsed = parseArgs({ args: rest, options: command.options, allowPositionals: true, strict: true }) as { values: Record<string, unknown>, positionals: string[] }
+  } catch (err) {
+    process.stderr.write(`holdfast ${name}: ${(err as Error).message}\n`)
+    return 2
+  }
+  try {
+    return await command.run(parsed.values, parsed.positionals)
+  } catch (err) {
+    process.stderr.write(`holdfast ${name}: ${describeError(err)}\n`)
+    const code = errorCode(err)
+    return code === 'ADMIN_UNREACHABLE' ? 3 : code === 'CONFIG_INVALID' || code === 'CONFIG_UNKNOWN_KEY' || code === 'ADMIN_BAD_REQUEST' ? 2 : 1
+  }
+}

@@ -1,0 +1,188 @@
+/**
+ * The agent role: keeps its protected folders staged and serves the staged sets to the
+ * manager it trusts. Scans run at start, on a timer, and sooner when something is settling;
+ * only one staging round runs at a time.
+ */
+import { mkdirSync } from 'node:fs'
+import { join } from 'node:path'
+import type { HoldfastConfig } from '../../node/config.js'
+import { loadOrCreateIdentity } from '../../node/identity.js'
+import { createHoldfastNode, listenPort, type HoldfastNode } from '../../node/libp2p-node.js'
+import { Discovery } from '../../node/discovery.js'
+import { fleetTag } from '../../node/fleet.js'
+import { AgentStateDb } from '../../staging/state-db.js'
+import { Spool } from '../../staging/spool.js'
+import { Stager, type StageRoundResult } from '../../staging/stager.js'
+import { ManifestService } from '../../protocols/manifest.js'
+import { FetchService } from '../../protocols/fetch.js'
+import { AckService } from '../../protocols/ack.js'
+import { AdminServer } from '../../admin/admin-socket.js'
+import { HoldfastError, describeError } from '../../util/errors.js'
+import type { Clock } from '../../util/clock.js'
+import type { Logger } from '../../util/log.js'
+import { displayPath } from '../../model/entry.js'
+import { HOLDFAST_VERSION } from '../../version.js'
+
+export interface AgentStatus {
+  peerId: string
+  name: string
+  listen: string[]
+  folders: Array<{ name: string, path: string }>
+  filesTracked: number
+  filesNotBackedUp: number
+  settling: number
+  sealedSets: number
+  stagedBytesNotPulled: number
+  spoolBytes: number
+  lastScanAt?: number
+  lastAck?: { setId: number, snapshotId: number, at: number, ageSeconds: number }
+  errors: Array<{ folder: string, path: string, code: string, message: string, at: number }>
+  mdns: boolean
+}
+
+export class Agent {
+  private node?: HoldfastNode
+  private discovery?: Discovery
+  private admin?: AdminServer
+  private readonly state: AgentStateDb
+  private readonly spool: Spool
+  private readonly stager: Stager
+  private readonly controller = new AbortController()
+  private peerId = ''
+  private running?: Promise<StageRoundResult>
+  private lastScan?: { at: number, result: StageRoundResult }
+  private loop?: Promise<void>
+  private wake?: () => void
+
+  constructor (readonly config: HoldfastConfig, private readonly clock: Clock, private readonly log: Logger) {
+    mkdirSync(config.dataDir, { recursive: true, mode: 0o700 })
+    this.state = new AgentStateDb(join(config.dataDir, 'agent.db'))
+    this.spool = new Spool(join(config.dataDir, 'spool'), this.state)
+    this.stager = new Stager({
+      folders: config.agent.folders,
+      state: this.state,
+      spool: this.spool,
+      clock,
+      log: log.child('stage'),
+      settleMs: config.agent.settleSeconds * 1000,
+      workers: config.agent.workers
+    })
+  }
+
+  async start (): Promise<void> {
+    const abandoned = this.state.abandonUnsealedSets()
+    const orphans = this.spool.removeOrphans()
+    if (abandoned.length > 0 || orphans > 0) this.log.info('cleaned up after an interrupted staging round', { sets: abandoned.length, segments: orphans })
+    const identity = await loadOrCreateIdentity(this.config.dataDir)
+    this.peerId = identity.peerId
+    const node = await createHoldfastNode({ privateKey: identity.privateKey, fleetKey: this.config.fleetKey, listen: this.config.listen })
+    this.node = node
+    const allow = (remote: string): boolean => this.config.managers.length === 0 || this.config.managers.includes(remote)
+    await new ManifestService(node, {
+      allow,
+      log: this.log,
+      source: {
+        manifest: () => ({ agentVersion: HOLDFAST_VERSION, idle: true, sets: this.state.sealedSets() }),
+        entries: (setId) => {
+          if (this.state.setState(setId) !== 'sealed') throw new HoldfastError('SET_UNKNOWN', `no sealed set ${setId}`)
+          return this.state.setEntries(setId)
+        }
+      }
+    }).start()
+    await new FetchService(node, { source: this.spool, allow, log: this.log, clock: this.clock, maxRate: this.config.agent.maxUploadBytesPerSecond }).start()
+    await new AckService(node, {
+      allow,
+      log: this.log,
+      sink: {
+        acknowledge: async (setId, snapshotId, manager) => {
+          const state = this.state.setState(setId)
+          if (state === 'acked' || state === undefined) return
+          const segments = this.state.acknowledge(setId, snapshotId, this.clock.now())
+          this.spool.remove(segments)
+          this.log.info('set acknowledged by manager; marked backed up', { set: setId, snapshot: snapshotId, manager: manager.slice(-8) })
+        }
+      }
+    }).start()
+    this.discovery = new Discovery({
+      self: { peerId: this.peerId, role: 'agent', version: HOLDFAST_VERSION, name: this.config.name, port: listenPort(node), fleetTag: fleetTag(this.config.fleetKey) },
+      mdns: this.config.mdns.enabled,
+      queryIntervalMs: this.config.mdns.queryIntervalSeconds * 1000,
+      staticPeers: [],
+      onPeer: () => {},
+      clock: this.clock,
+      log: this.log.child('discovery')
+    })
+    this.discovery.start()
+    this.admin = new AdminServer(this.config.adminSocket, {
+      status: async () => this.status(),
+      'scan-now': async () => await this.scanNow()
+    }, this.log)
+    await this.admin.start()
+    this.log.info('agent started', { peer: this.peerId, listen: node.getMultiaddrs().map(String), folders: this.config.agent.folders.map(f => f.path) })
+    this.loop = this.scanLoop()
+  }
+
+  async stop (): Promise<void> {
+    this.controller.abort(new HoldfastError('ABORTED', 'agent stopping'))
+    this.wake?.()
+    await this.loop?.catch(() => {})
+    await this.running?.catch(() => {})
+    await this.admin?.stop()
+    this.discovery?.stop()
+    await this.node?.stop()
+    this.spool.closeAll()
+    this.state.close()
+  }
+
+  /** Runs a staging round now (or joins the one running) and reports it. */
+  async scanNow (): Promise<StageRoundResult> {
+    if (this.running !== undefined) return await this.running
+    this.running = this.stager.stageRound({ signal: this.controller.signal }).then(result => {
+      this.lastScan = { at: this.clock.now(), result }
+      return result
+    }).finally(() => { this.running = undefined })
+    return await this.running
+  }
+
+  status (): AgentStatus {
+    const last = this.state.lastAck()
+    const sets = this.state.sealedSets()
+    return {
+      peerId: this.peerId,
+      name: this.config.name,
+      listen: this.node?.getMultiaddrs().map(String) ?? [],
+      folders: this.config.agent.folders.map(f => ({ name: f.name, path: f.path })),
+      filesTracked: this.state.trackedCount(),
+      filesNotBackedUp: this.state.unackedFiles(),
+      settling: this.lastScan?.result.settling ?? 0,
+      sealedSets: sets.length,
+      stagedBytesNotPulled: sets.reduce((n, s) => n + s.storedBytes, 0),
+      spoolBytes: this.state.spoolBytes(),
+      lastScanAt: this.lastScan?.at,
+      lastAck: last === undefined ? undefined : { ...last, ageSeconds: Math.round((this.clock.now() - last.at) / 1000) },
+      errors: this.state.pathErrors().map(e => ({ folder: e.folder, path: displayPath(e.path), code: e.code, message: e.message, at: e.at })),
+      mdns: this.discovery?.mdnsEnabled ?? false
+    }
+  }
+
+  private async scanLoop (): Promise<void> {
+    const signal = this.controller.signal
+    while (!signal.aborted) {
+      let nextDelay = this.config.agent.scanIntervalSeconds * 1000
+      try {
+        const result = await this.scanNow()
+        if (result.settledAt !== undefined) nextDelay = Math.min(nextDelay, Math.max(100, result.settledAt - this.clock.now() + 50))
+      } catch (err) {
+        if (signal.aborted) return
+        this.log.error('staging round failed; will retry', { err: describeError(err) })
+      }
+      const wakeController = new AbortController()
+      this.wake = () => { wakeController.abort() }
+      try {
+        await this.clock.sleep(nextDelay, AbortSignal.any([signal, wakeController.signal]))
+      } catch {
+        if (signal.aborted) return
+      }
+    }
+  }
+}

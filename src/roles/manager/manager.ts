@@ -1,0 +1,227 @@
+/**
+ * The manager role: finds endpoints (mDNS + static peers), and on a timer dials each agent in
+ * turn, pulls what it has staged into the store, and answers the admin CLI.
+ */
+import { mkdirSync } from 'node:fs'
+import { join, isAbsolute } from 'node:path'
+import type { HoldfastConfig } from '../../node/config.js'
+import { loadOrCreateIdentity } from '../../node/identity.js'
+import { createHoldfastNode, listenPort, type HoldfastNode } from '../../node/libp2p-node.js'
+import { Discovery } from '../../node/discovery.js'
+import { fleetTag } from '../../node/fleet.js'
+import { Catalog } from '../../store/catalog.js'
+import { PackStore } from '../../store/packs.js'
+import { restoreSnapshot, type RestoreSummary } from '../../store/restore.js'
+import { AdminServer } from '../../admin/admin-socket.js'
+import { HoldfastError, describeError } from '../../util/errors.js'
+import type { Clock } from '../../util/clock.js'
+import type { Logger } from '../../util/log.js'
+import { HOLDFAST_VERSION } from '../../version.js'
+import { PeerTable, type PeerRecord } from './peer-table.js'
+import { Puller, type PullResult } from './puller.js'
+
+export interface PeerListRow {
+  peerId: string
+  name: string
+  role: string
+  version: string
+  addresses: string[]
+  source: string
+  lastSeen: number
+  lastBackup?: number
+  pendingBytes?: number
+  pendingSets?: number
+  lastError?: string
+}
+
+export interface RoundResult {
+  peers: Array<{ peerId: string, name: string, ok: boolean, snapshots: PullResult['snapshots'], bytesPulled: number, error?: string }>
+}
+
+const MAX_BACKOFF_MS = 60 * 60_000
+
+export class Manager {
+  private node?: HoldfastNode
+  private discovery?: Discovery
+  private admin?: AdminServer
+  private puller?: Puller
+  readonly catalog: Catalog
+  readonly packs: PackStore
+  readonly peers = new PeerTable()
+  private readonly controller = new AbortController()
+  private peerId = ''
+  private round?: Promise<RoundResult>
+  private loop?: Promise<void>
+
+  constructor (readonly config: HoldfastConfig, private readonly clock: Clock, private readonly log: Logger) {
+    mkdirSync(config.dataDir, { recursive: true, mode: 0o700 })
+    this.catalog = new Catalog(join(config.dataDir, 'catalog.db'))
+    this.packs = new PackStore(join(config.dataDir, 'packs'))
+  }
+
+  get id (): string { return this.peerId }
+
+  async start (): Promise<void> {
+    const identity = await loadOrCreateIdentity(this.config.dataDir)
+    this.peerId = identity.peerId
+    const node = await createHoldfastNode({ privateKey: identity.privateKey, fleetKey: this.config.fleetKey, listen: this.config.listen })
+    this.node = node
+    this.puller = new Puller({ host: node, catalog: this.catalog, packs: this.packs, clock: this.clock, log: this.log.child('pull') })
+    this.discovery = new Discovery({
+      self: { peerId: this.peerId, role: 'manager', version: HOLDFAST_VERSION, name: this.config.name, port: listenPort(node), fleetTag: fleetTag(this.config.fleetKey) },
+      mdns: this.config.mdns.enabled,
+      queryIntervalMs: this.config.mdns.queryIntervalSeconds * 1000,
+      staticPeers: this.config.staticPeers,
+      onPeer: peer => {
+        const isNew = this.peers.get(peer.peerId) === undefined
+        this.peers.upsert(peer, this.clock.now())
+        if (isNew) this.log.info('found peer', { peer: peer.peerId, role: peer.role, via: peer.source, addrs: peer.addrs.map(String) })
+      },
+      clock: this.clock,
+      log: this.log.child('discovery')
+    })
+    this.discovery.start()
+    this.admin = new AdminServer(this.config.adminSocket, {
+      peers: async () => this.peerList(),
+      snapshots: async (args) => this.catalog.snapshots(args.endpoint === undefined ? undefined : this.catalog.findEndpoint(String(args.endpoint)).id),
+      restore: async (args, ctx) => this.restore(args, ctx.progress, ctx.signal),
+      'backup-now': async (args, ctx) => await this.backupNow(args, ctx.progress, ctx.signal),
+      status: async () => ({ peerId: this.peerId, name: this.config.name, listen: node.getMultiaddrs().map(String), mdns: this.discovery?.mdnsEnabled ?? false, peers: this.peers.all().length, snapshots: this.catalog.snapshots().length, storedBytes: this.catalog.storedBytes() })
+    }, this.log)
+    await this.admin.start()
+    this.log.info('manager started', { peer: this.peerId, listen: node.getMultiaddrs().map(String) })
+    this.loop = this.scheduleLoop()
+  }
+
+  async stop (): Promise<void> {
+    this.controller.abort(new HoldfastError('ABORTED', 'manager stopping'))
+    await this.loop?.catch(() => {})
+    await this.round?.catch(() => {})
+    await this.admin?.stop()
+    this.discovery?.stop()
+    await this.node?.stop()
+    this.packs.close()
+    this.catalog.close()
+  }
+
+  peerList (): PeerListRow[] {
+    const endpoints = new Map(this.catalog.endpoints().map(e => [e.peerId, e]))
+    return this.peers.all().map(p => ({
+      peerId: p.peerId,
+      name: p.name,
+      role: p.role,
+      version: p.version,
+      addresses: p.addrs.map(String),
+      source: p.source,
+      lastSeen: p.lastSeen,
+      lastBackup: endpoints.get(p.peerId)?.lastBackup ?? p.lastBackup,
+      pendingBytes: p.pendingBytes,
+      pendingSets: p.pendingSets,
+      lastError: p.lastError
+    }))
+  }
+
+  /** One round over every agent, in turn. Rounds never overlap. */
+  async runRound (options: { respectBackoff: boolean, signal?: AbortSignal, progress?: (p: unknown) => void }): Promise<RoundResult> {
+    if (this.round !== undefined) return await this.round
+    this.round = this.doRound(options).finally(() => { this.round = undefined })
+    return await this.round
+  }
+
+  private async doRound (options: { respectBackoff: boolean, signal?: AbortSignal, progress?: (p: unknown) => void }): Promise<RoundResult> {
+    const result: RoundResult = { peers: [] }
+    const signal = options.signal === undefined ? this.controller.signal : AbortSignal.any([options.signal, this.controller.signal])
+    for (const peer of this.peers.agents()) {
+      if (signal.aborted) break
+      if (options.respectBackoff && peer.nextAttemptAt > this.clock.now()) continue
+      result.peers.push(await this.pullPeer(peer, signal, options.progress))
+    }
+    return result
+  }
+
+  private async pullPeer (peer: PeerRecord, signal: AbortSignal, progress?: (p: unknown) => void): Promise<RoundResult['peers'][number]> {
+    const puller = this.puller as Puller
+    // One pull at a time today, so it gets the whole budget; concurrent pulls will share it.
+    const rate = this.config.manager.bandwidthBytesPerSecond
+    try {
+      const pulled = await puller.pull(peer, {
+        rate,
+        signal,
+        onProgress: p => progress?.(p),
+        onManifest: m => {
+          peer.lastContact = this.clock.now()
+          peer.version = m.agentVersion
+          peer.pendingSets = m.sets.length
+          peer.pendingBytes = m.sets.reduce((n, s) => n + s.storedBytes, 0)
+        }
+      })
+      peer.failures = 0
+      peer.nextAttemptAt = 0
+      peer.lastError = undefined
+      peer.pendingSets = 0
+      peer.pendingBytes = 0
+      if (pulled.snapshots.length > 0) peer.lastBackup = this.clock.now()
+      return { peerId: peer.peerId, name: peer.name, ok: true, snapshots: pulled.snapshots, bytesPulled: pulled.bytesPulled }
+    } catch (err) {
+      peer.failures++
+      peer.lastError = describeError(err)
+      const backoff = Math.min(MAX_BACKOFF_MS, this.config.manager.pullIntervalSeconds * 1000 * 2 ** Math.min(peer.failures - 1, 10))
+      peer.nextAttemptAt = this.clock.now() + backoff
+      this.log.warn('pull failed; will retry', { peer: peer.peerId, err: peer.lastError, retryInSeconds: Math.round(backoff / 1000) })
+      return { peerId: peer.peerId, name: peer.name, ok: false, snapshots: [], bytesPulled: 0, error: peer.lastError }
+    }
+  }
+
+  private async backupNow (args: Record<string, unknown>, progress: (p: unknown) => void, signal: AbortSignal): Promise<RoundResult> {
+    const expect = typeof args.expectPeers === 'number' ? args.expectPeers : 0
+    const timeoutMs = typeof args.timeoutMs === 'number' ? args.timeoutMs : 30_000
+    const deadline = this.clock.now() + timeoutMs
+    // Bounded wait for discovery to find the expected number of agents.
+    while (this.peers.agents().length < expect) {
+      if (this.clock.now() >= deadline) {
+        throw new HoldfastError('TIMEOUT', `found ${this.peers.agents().length} of ${expect} expected agents within ${timeoutMs / 1000} s`)
+      }
+      await this.clock.sleep(100, signal)
+    }
+    return await this.runRound({ respectBackoff: false, signal, progress })
+  }
+
+  private restore (args: Record<string, unknown>, progress: (p: unknown) => void, signal: AbortSignal): RestoreSummary {
+    if (typeof args.endpoint !== 'string') throw new HoldfastError('ADMIN_BAD_REQUEST', 'restore needs an endpoint')
+    if (typeof args.target !== 'string' || !isAbsolute(args.target)) throw new HoldfastError('ADMIN_BAD_REQUEST', 'restore needs an absolute target directory')
+    const endpoint = this.catalog.findEndpoint(args.endpoint)
+    let snapshotId: number | undefined
+    if (args.snapshot !== undefined) {
+      snapshotId = Number(args.snapshot)
+      const snap = this.catalog.snapshot(snapshotId)
+      if (snap.endpointId !== endpoint.id) throw new HoldfastError('SNAPSHOT_UNKNOWN', `snapshot ${snapshotId} belongs to another endpoint`)
+    } else {
+      snapshotId = this.catalog.latestSnapshot(endpoint.id)
+      if (snapshotId === undefined) throw new HoldfastError('SNAPSHOT_UNKNOWN', `endpoint ${endpoint.peerId} has no snapshots yet`)
+    }
+    return restoreSnapshot(this.catalog, this.packs, {
+      endpointId: endpoint.id,
+      snapshotId,
+      path: typeof args.path === 'string' ? args.path : undefined,
+      target: args.target,
+      signal,
+      onProgress: p => { progress(p) }
+    })
+  }
+
+  private async scheduleLoop (): Promise<void> {
+    const signal = this.controller.signal
+    while (!signal.aborted) {
+      try {
+        await this.clock.sleep(this.config.manager.pullIntervalSeconds * 1000, signal)
+      } catch {
+        return
+      }
+      try {
+        await this.runRound({ respectBackoff: true })
+      } catch (err) {
+        if (!signal.aborted) this.log.error('pull round failed', { err: describeError(err) })
+      }
+    }
+  }
+}

@@ -1,0 +1,111 @@
+/**
+ * Pulls one agent's sealed staging sets into the store, in order:
+ *   manifest → entries → fetch the chunks the store lacks (paced, verified) → append to packs
+ *   → fsync packs → commit the snapshot in the catalog → ack the agent.
+ * Nothing is acked before it is durable; a failure anywhere leaves the set on the agent, to
+ * be pulled again next round (chunks already committed are not fetched twice).
+ */
+import type { Multiaddr } from '@multiformats/multiaddr'
+import type { Catalog, NewChunk } from '../../store/catalog.js'
+import type { PackStore } from '../../store/packs.js'
+import { ManifestClient, type AgentManifest } from '../../protocols/manifest.js'
+import { FetchClient } from '../../protocols/fetch.js'
+import { AckClient } from '../../protocols/ack.js'
+import type { ProtocolHost } from '../../protocols/exchange.js'
+import { verifyChunk } from '../../codec/chunk-codec.js'
+import { CHUNK_ID_BYTES, type SetSummary, type StagedEntry } from '../../model/entry.js'
+import type { Clock } from '../../util/clock.js'
+import type { Logger } from '../../util/log.js'
+
+export const FETCH_BATCH_IDS = 1024
+
+export interface PullProgress {
+  peerId: string
+  setId: number
+  chunksDone: number
+  chunksTotal: number
+  bytesPulled: number
+}
+
+export interface PullResult {
+  peerId: string
+  manifest: AgentManifest
+  snapshots: Array<{ setId: number, snapshotId: number, entries: number, chunksPulled: number, bytesPulled: number }>
+  bytesPulled: number
+}
+
+export interface PullerInit {
+  host: ProtocolHost
+  catalog: Catalog
+  packs: PackStore
+  clock: Clock
+  log: Logger
+}
+
+export class Puller {
+  private readonly manifest: ManifestClient
+  private readonly fetcher: FetchClient
+  private readonly acker: AckClient
+
+  constructor (private readonly init: PullerInit) {
+    this.manifest = new ManifestClient(init.host)
+    this.fetcher = new FetchClient(init.host)
+    this.acker = new AckClient(init.host)
+  }
+
+  async pull (peer: { peerId: string, name: string, addrs: Multiaddr[] }, options: { rate: number, signal?: AbortSignal, onProgress?: (p: PullProgress) => void, onManifest?: (m: AgentManifest) => void }): Promise<PullResult> {
+    const { catalog, clock } = this.init
+    const log = this.init.log.child(peer.peerId.slice(-8))
+    const manifest = await this.manifest.list(peer.addrs, { signal: options.signal })
+    options.onManifest?.(manifest)
+    const endpointId = catalog.touchEndpoint(peer.peerId, peer.name, clock.now())
+    const result: PullResult = { peerId: peer.peerId, manifest, snapshots: [], bytesPulled: 0 }
+    for (const set of [...manifest.sets].sort((a, b) => a.id - b.id)) {
+      const already = catalog.hasSnapshotFor(endpointId, set.id)
+      if (already !== undefined) {
+        // committed before, but the ack was lost: say it again
+        await this.acker.ack(peer.addrs, set.id, already, { signal: options.signal })
+        continue
+      }
+      const pulled = await this.pullSet(peer, endpointId, set, options)
+      result.snapshots.push(pulled)
+      result.bytesPulled += pulled.bytesPulled
+      log.info('snapshot committed and acknowledged', { set: set.id, snapshot: pulled.snapshotId, entries: pulled.entries, chunks: pulled.chunksPulled, bytes: pulled.bytesPulled })
+    }
+    return result
+  }
+
+  private async pullSet (peer: { peerId: string, addrs: Multiaddr[] }, endpointId: number, set: SetSummary, options: { rate: number, signal?: AbortSignal, onProgress?: (p: PullProgress) => void }): Promise<PullResult['snapshots'][number]> {
+    const { catalog, packs, clock } = this.init
+    const entries: StagedEntry[] = []
+    const wanted = new Map<string, Uint8Array>()
+    for await (const page of this.manifest.entries(peer.addrs, set.id, { signal: options.signal })) {
+      for (const e of page) {
+        entries.push(e)
+        for (let i = 0; i < e.chunks.byteLength; i += CHUNK_ID_BYTES) {
+          const id = e.chunks.subarray(i, i + CHUNK_ID_BYTES)
+          const key = Buffer.from(id).toString('latin1')
+          if (!wanted.has(key)) wanted.set(key, id)
+        }
+      }
+    }
+    const missing = catalog.missingChunks(wanted.values())
+    const newChunks: NewChunk[] = []
+    let bytesPulled = 0
+    for (let i = 0; i < missing.length; i += FETCH_BATCH_IDS) {
+      const batch = missing.slice(i, i + FETCH_BATCH_IDS)
+      for await (const chunk of this.fetcher.fetch(peer.addrs, { setId: set.id, ids: batch, rate: options.rate }, { signal: options.signal })) {
+        verifyChunk(chunk.id, chunk.compressed, chunk.rawLength)
+        const loc = packs.append(chunk.id, chunk.rawLength, chunk.compressed)
+        newChunks.push({ ...loc, id: chunk.id, rawlen: chunk.rawLength })
+        bytesPulled += chunk.compressed.byteLength
+      }
+      options.onProgress?.({ peerId: peer.peerId, setId: set.id, chunksDone: Math.min(i + FETCH_BATCH_IDS, missing.length), chunksTotal: missing.length, bytesPulled })
+    }
+    // The commit order (docs/architecture.md): pack data durable → catalog commit → ack.
+    packs.sync()
+    const snapshotId = catalog.commitSnapshot({ endpointId, setId: set.id, sealedAt: set.sealedAt, committedAt: clock.now(), entries, chunks: newChunks })
+    await this.acker.ack(peer.addrs, set.id, snapshotId, { signal: options.signal })
+    return { setId: set.id, snapshotId, entries: entries.length, chunksPulled: newChunks.length, bytesPulled }
+  }
+}

@@ -1,0 +1,129 @@
+/**
+ * A fleet of real Holdfast daemons as separate OS processes, driven through the real CLI:
+ * `init`, `join`, `manager`, `agent`, and the admin commands. Every process it starts is
+ * tracked and stopped by `stopAll` (SIGTERM, then SIGKILL after a bound).
+ */
+import { spawn, type ChildProcess } from 'node:child_process'
+import { createWriteStream, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { join, dirname } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { setTimeout as delay } from 'node:timers/promises'
+
+export const HOLDFAST_BIN = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'bin', 'holdfast.js')
+
+export interface CliResult { code: number, stdout: string, stderr: string }
+
+export async function runCli (args: string[], options: { timeoutMs?: number, env?: NodeJS.ProcessEnv } = {}): Promise<CliResult> {
+  return await new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [HOLDFAST_BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...options.env } })
+    let stdout = ''
+    let stderr = ''
+    child.stdout.setEncoding('utf8').on('data', (d: string) => { stdout += d })
+    child.stderr.setEncoding('utf8').on('data', (d: string) => { stderr += d })
+    const timer = setTimeout(() => { child.kill('SIGKILL'); reject(new Error(`holdfast ${args.join(' ')} took longer than ${options.timeoutMs ?? 120_000} ms`)) }, options.timeoutMs ?? 120_000)
+    child.on('error', err => { clearTimeout(timer); reject(err) })
+    child.on('close', code => { clearTimeout(timer); resolve({ code: code ?? 1, stdout, stderr }) })
+  })
+}
+
+/** Runs the CLI with --json and parses its output; throws with stderr when it fails. */
+export async function cliJson<T> (args: string[], options: { timeoutMs?: number } = {}): Promise<T> {
+  const r = await runCli([...args, '--json'], options)
+  if (r.code !== 0) throw new Error(`holdfast ${args.join(' ')} exited ${r.code}: ${r.stderr.trim()}`)
+  return JSON.parse(r.stdout) as T
+}
+
+export interface AgentHandle { name: string, dataDir: string, config: string, socket: string, folder: string, peerId: string }
+
+export class TestFleet {
+  readonly managerDir: string
+  readonly managerConfig: string
+  readonly managerSocket: string
+  token = ''
+  managerPeerId = ''
+  private readonly children = new Map<string, ChildProcess>()
+
+  constructor (readonly root: string) {
+    this.managerDir = join(root, 'manager')
+    this.managerConfig = join(this.managerDir, 'manager.json')
+    this.managerSocket = join(this.managerDir, 'admin.sock')
+  }
+
+  async init (options: { bandwidth?: number, mdns?: boolean, staticPeers?: string[], pullInterval?: number } = {}): Promise<void> {
+    const args = ['init', '--data-dir', this.managerDir, '--listen', '/ip4/127.0.0.1/tcp/0', '--name', 'test-manager', '--pull-interval', String(options.pullInterval ?? 3600)]
+    if (options.bandwidth !== undefined) args.push('--bandwidth', String(options.bandwidth))
+    if (options.mdns === false) args.push('--no-mdns')
+    for (const p of options.staticPeers ?? []) args.push('--static-peer', p)
+    const out = await cliJson<{ token: string, peerId: string }>(args)
+    this.token = out.token
+    this.managerPeerId = out.peerId
+  }
+
+  async addAgent (name: string, folder: string, options: { mdns?: boolean, listen?: string, settle?: number, scanInterval?: number } = {}): Promise<AgentHandle> {
+    const dataDir = join(this.root, `agent-${name}`)
+    const args = ['join', this.token, '--data-dir', dataDir, '--folder', folder, '--name', name, '--listen', options.listen ?? '/ip4/127.0.0.1/tcp/0', '--settle', String(options.settle ?? 0), '--scan-interval', String(options.scanInterval ?? 3600)]
+    if (options.mdns === false) args.push('--no-mdns')
+    const out = await cliJson<{ config: string, peerId: string }>(args)
+    return { name, dataDir, config: out.config, socket: join(dataDir, 'admin.sock'), folder, peerId: out.peerId }
+  }
+
+  /** Edits a daemon's JSON config in place (for settings the CLI does not expose). */
+  patchConfig (file: string, patch: (c: Record<string, unknown>) => void): void {
+    const c = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>
+    patch(c)
+    writeFileSync(file, JSON.stringify(c, null, 2))
+  }
+
+  async startManager (): Promise<void> {
+    await this.startDaemon('manager', 'manager', this.managerConfig, this.managerSocket)
+  }
+
+  async startAgent (agent: AgentHandle): Promise<void> {
+    await this.startDaemon(`agent-${agent.name}`, 'agent', agent.config, agent.socket)
+  }
+
+  process (key: string): ChildProcess | undefined { return this.children.get(key) }
+
+  async startDaemon (key: string, role: 'manager' | 'agent', config: string, socket: string): Promise<void> {
+    mkdirSync(this.root, { recursive: true })
+    const log = createWriteStream(join(this.root, `${key}.log`), { flags: 'a' })
+    const child = spawn(process.execPath, [HOLDFAST_BIN, role, '--config', config], { stdio: ['ignore', 'pipe', 'pipe'] })
+    child.stdout?.pipe(log)
+    child.stderr?.pipe(log)
+    this.children.set(key, child)
+    let exited = false
+    child.on('exit', () => { exited = true })
+    // Bounded wait for the admin socket: the daemon is up when it answers.
+    for (let i = 0; i < 300; i++) {
+      if (exited) throw new Error(`${key} exited during start; see ${join(this.root, `${key}.log`)}:\n${readLog(join(this.root, `${key}.log`))}`)
+      if (existsSync(socket)) {
+        const r = await runCli(['status', '--socket', socket, '--role', role, '--json'], { timeoutMs: 10_000 })
+        if (r.code === 0) return
+      }
+      await delay(100)
+    }
+    throw new Error(`${key} did not start within 30 s`)
+  }
+
+  async stop (key: string, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+    const child = this.children.get(key)
+    if (child === undefined) return
+    this.children.delete(key)
+    if (child.exitCode !== null || child.signalCode !== null) return
+    const exited = new Promise<void>(resolve => child.once('exit', () => { resolve() }))
+    child.kill(signal)
+    const timer = setTimeout(() => child.kill('SIGKILL'), 10_000)
+    await exited
+    clearTimeout(timer)
+  }
+
+  async stopAll (): Promise<void> {
+    await Promise.all([...this.children.keys()].map(async k => await this.stop(k)))
+  }
+
+  log (key: string): string { return readLog(join(this.root, `${key}.log`)) }
+}
+
+function readLog (file: string): string {
+  try { return readFileSync(file, 'utf8').split('\n').slice(-40).join('\n') } catch { return '(no log)' }
+}

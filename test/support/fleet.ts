@@ -33,6 +33,14 @@ export async function cliJson<T> (args: string[], options: { timeoutMs?: number 
   return JSON.parse(r.stdout) as T
 }
 
+/** Runs the CLI with --json and returns the exit status with the parsed output (for commands that report failure in both). */
+export async function cliJsonStatus<T> (args: string[], options: { timeoutMs?: number } = {}): Promise<{ code: number, json: T, stderr: string }> {
+  const r = await runCli([...args, '--json'], options)
+  let json: T
+  try { json = JSON.parse(r.stdout) as T } catch { throw new Error(`holdfast ${args.join(' ')} exited ${r.code} without JSON: ${r.stderr.trim()}`) }
+  return { code: r.code, json, stderr: r.stderr }
+}
+
 export interface AgentHandle { name: string, dataDir: string, config: string, socket: string, folder: string, peerId: string }
 
 export class TestFleet {

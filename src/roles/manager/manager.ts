@@ -35,7 +35,7 @@ export interface PeerListRow {
 }
 
 export interface RoundResult {
-  peers: Array<{ peerId: string, name: string, ok: boolean, snapshots: PullResult['snapshots'], bytesPulled: number, error?: string }>
+  peers: Array<{ peerId: string, name: string, ok: boolean, snapshots: PullResult['snapshots'], bytesPulled: number, ms: number, error?: string }>
 }
 
 const MAX_BACKOFF_MS = 60 * 60_000
@@ -143,6 +143,7 @@ export class Manager {
     const puller = this.puller as Puller
     // One pull at a time today, so it gets the whole budget; concurrent pulls will share it.
     const rate = this.config.manager.bandwidthBytesPerSecond
+    const started = this.clock.now()
     try {
       const pulled = await puller.pull(peer, {
         rate,
@@ -161,14 +162,14 @@ export class Manager {
       peer.pendingSets = 0
       peer.pendingBytes = 0
       if (pulled.snapshots.length > 0) peer.lastBackup = this.clock.now()
-      return { peerId: peer.peerId, name: peer.name, ok: true, snapshots: pulled.snapshots, bytesPulled: pulled.bytesPulled }
+      return { peerId: peer.peerId, name: peer.name, ok: true, snapshots: pulled.snapshots, bytesPulled: pulled.bytesPulled, ms: this.clock.now() - started }
     } catch (err) {
       peer.failures++
       peer.lastError = describeError(err)
       const backoff = Math.min(MAX_BACKOFF_MS, this.config.manager.pullIntervalSeconds * 1000 * 2 ** Math.min(peer.failures - 1, 10))
       peer.nextAttemptAt = this.clock.now() + backoff
       this.log.warn('pull failed; will retry', { peer: peer.peerId, err: peer.lastError, retryInSeconds: Math.round(backoff / 1000) })
-      return { peerId: peer.peerId, name: peer.name, ok: false, snapshots: [], bytesPulled: 0, error: peer.lastError }
+      return { peerId: peer.peerId, name: peer.name, ok: false, snapshots: [], bytesPulled: 0, ms: this.clock.now() - started, error: peer.lastError }
     }
   }
 

@@ -1,0 +1,210 @@
+import { strict as assert } from 'node:assert'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { hostname, tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { loadConfig, resolveConfig } from '../../src/node/config.js'
+import { HoldfastError } from '../../src/util/errors.js'
+import { holdfastCode } from './helpers.js'
+
+const KEY = '0123456789abcdef'.repeat(4)
+const BASE = '/srv/holdfast-test'
+
+function withKey (extra: Record<string, unknown> = {}): Record<string, unknown> {
+  return { fleetKey: KEY, ...extra }
+}
+
+function unknownKey (key: string): (err: unknown) => boolean {
+  return (err: unknown) => {
+    holdfastCode('CONFIG_UNKNOWN_KEY', `'${key}'`)(err)
+    assert.equal((err as HoldfastError).details.key, key)
+    return true
+  }
+}
+
+describe('config', () => {
+  describe('resolveConfig', () => {
+    it('fills every default for a minimal agent config', () => {
+      const c = resolveConfig(withKey(), BASE)
+      const dataDir = join(process.env.HOME ?? BASE, '.holdfast', 'agent')
+      assert.deepEqual(c, {
+        role: 'agent',
+        name: hostname(),
+        dataDir,
+        listen: ['/ip4/0.0.0.0/tcp/0'],
+        fleetKey: KEY,
+        managers: [],
+        mdns: { enabled: true, queryIntervalSeconds: 30 },
+        staticPeers: [],
+        adminSocket: join(dataDir, 'admin.sock'),
+        agent: { folders: [], scanIntervalSeconds: 300, settleSeconds: 2, maxUploadBytesPerSecond: 0, workers: 0 },
+        manager: { pullIntervalSeconds: 60, bandwidthBytesPerSecond: 1_250_000 }
+      })
+    })
+
+    it('uses the role in the default data dir and keeps given values', () => {
+      const c = resolveConfig(withKey({
+        role: 'manager',
+        name: 'vault',
+        listen: ['/ip4/127.0.0.1/tcp/4001'],
+        managers: ['12D3KooWabc'],
+        mdns: { enabled: false },
+        staticPeers: ['/ip4/10.0.0.2/tcp/4001/p2p/12D3KooWxyz'],
+        agent: { settleSeconds: 0, workers: 3 },
+        manager: { bandwidthBytesPerSecond: 5 }
+      }), BASE)
+      assert.equal(c.role, 'manager')
+      assert.equal(c.name, 'vault')
+      assert.equal(c.dataDir, join(process.env.HOME ?? BASE, '.holdfast', 'manager'))
+      assert.deepEqual(c.listen, ['/ip4/127.0.0.1/tcp/4001'])
+      assert.deepEqual(c.managers, ['12D3KooWabc'])
+      assert.deepEqual(c.mdns, { enabled: false, queryIntervalSeconds: 30 }, 'a partial nested object keeps the other defaults')
+      assert.deepEqual(c.staticPeers, ['/ip4/10.0.0.2/tcp/4001/p2p/12D3KooWxyz'])
+      assert.equal(c.agent.settleSeconds, 0)
+      assert.equal(c.agent.workers, 3)
+      assert.equal(c.agent.scanIntervalSeconds, 300)
+      assert.deepEqual(c.manager, { pullIntervalSeconds: 60, bandwidthBytesPerSecond: 5 })
+    })
+
+    it('resolves relative dataDir, adminSocket and folder paths against baseDir', () => {
+      const c = resolveConfig(withKey({
+        dataDir: 'state',
+        adminSocket: 'run/admin.sock',
+        agent: { folders: ['photos', '../shared/docs', '/abs/music', { path: 'work', name: 'job' }] }
+      }), BASE)
+      assert.equal(c.dataDir, '/srv/holdfast-test/state')
+      assert.equal(c.adminSocket, '/srv/holdfast-test/run/admin.sock')
+      assert.deepEqual(c.agent.folders, [
+        { path: '/srv/holdfast-test/photos', name: 'photos' },
+        { path: '/srv/shared/docs', name: 'docs' },
+        { path: '/abs/music', name: 'music' },
+        { path: '/srv/holdfast-test/work', name: 'job' }
+      ])
+    })
+
+    it('puts the admin socket in the data dir by default', () => {
+      const c = resolveConfig(withKey({ dataDir: '/var/lib/hf' }), BASE)
+      assert.equal(c.adminSocket, '/var/lib/hf/admin.sock')
+    })
+
+    it('names the root folder "root"', () => {
+      const c = resolveConfig(withKey({ agent: { folders: ['/'] } }), BASE)
+      assert.deepEqual(c.agent.folders, [{ path: '/', name: 'root' }])
+    })
+
+    it('rejects an unknown top-level key with CONFIG_UNKNOWN_KEY naming it', () => {
+      assert.throws(() => resolveConfig(withKey({ fleetkey: KEY }), BASE), unknownKey('fleetkey'))
+    })
+
+    it('rejects an unknown nested key with CONFIG_UNKNOWN_KEY naming its full path', () => {
+      assert.throws(() => resolveConfig(withKey({ agent: { foldrs: ['/x'] } }), BASE), unknownKey('agent.foldrs'))
+      assert.throws(() => resolveConfig(withKey({ mdns: { enable: true } }), BASE), unknownKey('mdns.enable'))
+      assert.throws(() => resolveConfig(withKey({ manager: { bandwidth: 1 } }), BASE), unknownKey('manager.bandwidth'))
+    })
+
+    it('rejects a config that is not an object', () => {
+      for (const value of [null, [], 'agent', 42, undefined]) {
+        assert.throws(() => resolveConfig(value, BASE), holdfastCode('CONFIG_INVALID'), String(value))
+      }
+    })
+
+    it('rejects wrong types with CONFIG_INVALID naming the key', () => {
+      const cases: Array<[Record<string, unknown>, string]> = [
+        [{ role: 1 }, 'role'],
+        [{ name: ['a'] }, 'name'],
+        [{ dataDir: 5 }, 'dataDir'],
+        [{ listen: '/ip4/0.0.0.0/tcp/0' }, 'listen'],
+        [{ listen: [1] }, 'listen'],
+        [{ managers: [null] }, 'managers'],
+        [{ mdns: true }, 'mdns'],
+        [{ mdns: null }, 'mdns'],
+        [{ mdns: { enabled: 'yes' } }, 'mdns.enabled'],
+        [{ mdns: { queryIntervalSeconds: '30' } }, 'mdns.queryIntervalSeconds'],
+        [{ agent: [] }, 'agent'],
+        [{ agent: { workers: '4' } }, 'agent.workers'],
+        [{ agent: { scanIntervalSeconds: Number.POSITIVE_INFINITY } }, 'agent.scanIntervalSeconds'],
+        [{ agent: { settleSeconds: Number.NaN } }, 'agent.settleSeconds'],
+        [{ agent: { folders: '/home' } }, 'agent.folders'],
+        [{ agent: { folders: [7] } }, 'agent.folders'],
+        [{ agent: { folders: [{ name: 'x' }] } }, 'agent.folders'],
+        [{ agent: { folders: [{ path: '/x', name: 3 }] } }, 'agent.folders'],
+        [{ agent: { folders: [{ path: '/x', exclude: ['*.tmp'] }] } }, 'agent.folders'],
+        [{ manager: { pullIntervalSeconds: true } }, 'manager.pullIntervalSeconds'],
+        [{ staticPeers: {} }, 'staticPeers']
+      ]
+      for (const [input, key] of cases) {
+        assert.throws(() => resolveConfig(withKey(input), BASE), holdfastCode('CONFIG_INVALID', `${key}`), JSON.stringify(input))
+      }
+    })
+
+    it('rejects a role other than agent or manager', () => {
+      assert.throws(() => resolveConfig(withKey({ role: 'boss' }), BASE), holdfastCode('CONFIG_INVALID', 'boss'))
+    })
+
+    it('rejects numbers below their minimum', () => {
+      const cases: Array<[Record<string, unknown>, string]> = [
+        [{ agent: { scanIntervalSeconds: 0 } }, 'agent.scanIntervalSeconds'],
+        [{ agent: { settleSeconds: -1 } }, 'agent.settleSeconds'],
+        [{ agent: { maxUploadBytesPerSecond: -5 } }, 'agent.maxUploadBytesPerSecond'],
+        [{ agent: { workers: -1 } }, 'agent.workers'],
+        [{ manager: { pullIntervalSeconds: 0.5 } }, 'manager.pullIntervalSeconds'],
+        [{ manager: { bandwidthBytesPerSecond: 0 } }, 'manager.bandwidthBytesPerSecond'],
+        [{ mdns: { queryIntervalSeconds: 0 } }, 'mdns.queryIntervalSeconds']
+      ]
+      for (const [input, key] of cases) {
+        assert.throws(() => resolveConfig(withKey(input), BASE), holdfastCode('CONFIG_INVALID', key), JSON.stringify(input))
+      }
+    })
+
+    it('requires a fleetKey of exactly 64 lowercase hex characters', () => {
+      assert.throws(() => resolveConfig({}, BASE), holdfastCode('CONFIG_INVALID', 'fleetKey'))
+      for (const fleetKey of ['', 'abc', KEY.slice(1), KEY + '0', KEY.toUpperCase(), 'g'.repeat(64), ` ${KEY.slice(1)}`]) {
+        assert.throws(() => resolveConfig({ fleetKey }, BASE), holdfastCode('CONFIG_INVALID', 'fleetKey'), fleetKey)
+      }
+      assert.throws(() => resolveConfig({ fleetKey: 123 }, BASE), holdfastCode('CONFIG_INVALID', 'fleetKey'))
+    })
+
+    it('rejects two folders with the same name, and accepts them once renamed', () => {
+      const folders = ['/home/alice/docs', '/home/bob/docs']
+      assert.throws(() => resolveConfig(withKey({ agent: { folders } }), BASE), holdfastCode('CONFIG_INVALID', "'docs'"))
+      assert.throws(() => resolveConfig(withKey({ agent: { folders: ['/a/x', { path: '/b/y', name: 'x' }] } }), BASE), holdfastCode('CONFIG_INVALID', "'x'"))
+      const ok = resolveConfig(withKey({ agent: { folders: ['/home/alice/docs', { path: '/home/bob/docs', name: 'bob-docs' }] } }), BASE)
+      assert.deepEqual(ok.agent.folders.map(f => f.name), ['docs', 'bob-docs'])
+    })
+
+    it('rejects folder names that are not a single path component', () => {
+      for (const name of ['a/b', '.', '..', '', 'x'.repeat(256), 'nul\u0000byte']) {
+        assert.throws(() => resolveConfig(withKey({ agent: { folders: [{ path: '/data', name }] } }), BASE), holdfastCode('CONFIG_INVALID'), JSON.stringify(name))
+      }
+    })
+  })
+
+  describe('loadConfig', () => {
+    let dir: string
+    before(() => { dir = mkdtempSync(join(tmpdir(), 'holdfast-config-')) })
+    after(() => { rmSync(dir, { recursive: true, force: true }) })
+
+    it('reads a JSON file and resolves relative paths against the file\'s folder', () => {
+      const file = join(dir, 'holdfast.json')
+      writeFileSync(file, JSON.stringify({ fleetKey: KEY, dataDir: 'data', agent: { folders: ['docs'] } }))
+      const c = loadConfig(file)
+      assert.equal(c.dataDir, join(dir, 'data'))
+      assert.deepEqual(c.agent.folders, [{ path: join(dir, 'docs'), name: 'docs' }])
+    })
+
+    it('fails with CONFIG_INVALID for a missing file', () => {
+      assert.throws(() => loadConfig(join(dir, 'does-not-exist.json')), holdfastCode('CONFIG_INVALID', 'does-not-exist.json'))
+    })
+
+    it('fails with CONFIG_INVALID for a file that is not JSON', () => {
+      const file = join(dir, 'broken.json')
+      writeFileSync(file, '{ "fleetKey": "abc", }')
+      assert.throws(() => loadConfig(file), holdfastCode('CONFIG_INVALID', 'not valid JSON'))
+    })
+
+    it('reports unknown keys from a file with CONFIG_UNKNOWN_KEY', () => {
+      const file = join(dir, 'typo.json')
+      writeFileSync(file, JSON.stringify({ fleetKey: KEY, agnet: {} }))
+      assert.throws(() => loadConfig(file), unknownKey('agnet'))
+    })
+  })
+})

@@ -1,0 +1,85 @@
+import { strict as assert } from 'node:assert'
+import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { IDENTITY_FILE, loadOrCreateIdentity } from '../../src/node/identity.js'
+import { holdfastCode } from './helpers.js'
+
+describe('identity', () => {
+  let root: string
+  let n = 0
+  const freshDir = (): string => join(root, `node-${n++}`)
+
+  before(() => { root = mkdtempSync(join(tmpdir(), 'holdfast-identity-')) })
+  after(() => { rmSync(root, { recursive: true, force: true }) })
+
+  it('creates the key file with mode 0600 (and the data dir) on first use', async () => {
+    const dir = freshDir()
+    assert.equal(existsSync(dir), false)
+    const id = await loadOrCreateIdentity(dir)
+    const file = join(dir, IDENTITY_FILE)
+    assert.equal(statSync(file).mode & 0o777, 0o600)
+    assert.equal(statSync(dir).mode & 0o077, 0, 'the data dir is not open to others')
+    assert.match(id.peerId, /^12D3KooW/, 'an Ed25519 peer id')
+    assert.equal(id.privateKey.type, 'Ed25519')
+    assert.equal(id.privateKey.publicKey.toString(), id.peerId)
+    assert.deepEqual(readdirSync(dir), [IDENTITY_FILE], 'no temporary file is left behind')
+  })
+
+  it('returns the same identity on the next start', async () => {
+    const dir = freshDir()
+    const first = await loadOrCreateIdentity(dir)
+    const bytes = readFileSync(join(dir, IDENTITY_FILE))
+    const second = await loadOrCreateIdentity(dir)
+    assert.equal(second.peerId, first.peerId)
+    assert.ok(second.privateKey.equals(first.privateKey))
+    assert.deepEqual(readFileSync(join(dir, IDENTITY_FILE)), bytes, 'the file is not rewritten')
+  })
+
+  it('gives different data dirs different identities', async () => {
+    const a = await loadOrCreateIdentity(freshDir())
+    const b = await loadOrCreateIdentity(freshDir())
+    assert.notEqual(a.peerId, b.peerId)
+  })
+
+  it('tightens a key file readable by others to 0600 and still loads it', async () => {
+    const dir = freshDir()
+    const { peerId } = await loadOrCreateIdentity(dir)
+    const file = join(dir, IDENTITY_FILE)
+    for (const loose of [0o644, 0o640, 0o604, 0o666]) {
+      chmodSync(file, loose)
+      const again = await loadOrCreateIdentity(dir)
+      assert.equal(again.peerId, peerId)
+      assert.equal(statSync(file).mode & 0o777, 0o600, `mode ${loose.toString(8)} should be tightened`)
+    }
+  })
+
+  it('leaves an owner-only mode it finds alone', async () => {
+    const dir = freshDir()
+    await loadOrCreateIdentity(dir)
+    const file = join(dir, IDENTITY_FILE)
+    chmodSync(file, 0o400)
+    await loadOrCreateIdentity(dir)
+    assert.equal(statSync(file).mode & 0o777, 0o400)
+  })
+
+  it('refuses a damaged key file with CONFIG_INVALID and leaves it in place', async () => {
+    for (const content of [Buffer.from('not a key'), Buffer.alloc(0), Buffer.from([0x08, 0x01, 0x12, 0x40, 1, 2, 3])]) {
+      const dir = freshDir()
+      await loadOrCreateIdentity(dir)
+      const file = join(dir, IDENTITY_FILE)
+      writeFileSync(file, content)
+      await assert.rejects(loadOrCreateIdentity(dir), holdfastCode('CONFIG_INVALID', 'damaged'))
+      assert.deepEqual(readFileSync(file), content, 'a damaged identity must not be silently replaced')
+    }
+  })
+
+  it('refuses a truncated copy of a real key file', async () => {
+    const dir = freshDir()
+    await loadOrCreateIdentity(dir)
+    const file = join(dir, IDENTITY_FILE)
+    const bytes = readFileSync(file)
+    writeFileSync(file, bytes.subarray(0, bytes.length - 5))
+    await assert.rejects(loadOrCreateIdentity(dir), holdfastCode('CONFIG_INVALID'))
+  })
+})

@@ -1,0 +1,202 @@
+/**
+ * Helpers for the benchmarks: the corpus (extracted once from Debian's linux-source-6.1),
+ * machine facts, per-process CPU and peak RSS from /proc, bounded child processes, sizes on
+ * disk. No timing tool beyond performance.now() and /proc.
+ */
+import { spawn, spawnSync } from 'node:child_process'
+import { existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs'
+import { createServer } from 'node:net'
+import { availableParallelism, totalmem } from 'node:os'
+import { join } from 'node:path'
+
+export const CORPUS_TARBALL = '/usr/src/linux-source-6.1.tar.xz'
+export const CORPUS_HOME = '/var/tmp/holdfast-corpus'
+export const DEFAULT_CORPUS = join(CORPUS_HOME, 'linux-source-6.1')
+
+export function say (line = ''): void { process.stderr.write(line + '\n') }
+
+/** The corpus directory: the argument, else HOLDFAST_CORPUS, else the tarball extracted once. */
+export function ensureCorpus (explicit?: string): string {
+  const wanted = explicit ?? process.env.HOLDFAST_CORPUS
+  if (wanted !== undefined && wanted !== '') {
+    if (!statSync(wanted).isDirectory()) throw new Error(`corpus ${wanted} is not a directory`)
+    return wanted
+  }
+  if (existsSync(DEFAULT_CORPUS)) return DEFAULT_CORPUS
+  if (!existsSync(CORPUS_TARBALL)) {
+    throw new Error(`${CORPUS_TARBALL} is missing: apt-get install -y linux-source-6.1 (or pass a corpus directory)`)
+  }
+  mkdirSync(CORPUS_HOME, { recursive: true })
+  // Extract beside the final place and rename, so an interrupted extraction is never taken
+  // for the corpus.
+  const tmp = mkdtempSync(join(CORPUS_HOME, '.extract-'))
+  say(`extracting ${CORPUS_TARBALL} into ${CORPUS_HOME} (once)`)
+  const r = spawnSync('tar', ['-xJf', CORPUS_TARBALL, '-C', tmp], { stdio: 'inherit', timeout: 15 * 60_000 })
+  if (r.status !== 0) { rmSync(tmp, { recursive: true, force: true }); throw new Error('extracting the corpus failed') }
+  renameSync(join(tmp, 'linux-source-6.1'), DEFAULT_CORPUS)
+  rmSync(tmp, { recursive: true, force: true })
+  return DEFAULT_CORPUS
+}
+
+export interface TreeFacts { files: number, dirs: number, symlinks: number, other: number, fileBytes: number, largestFile: number, medianFile: number }
+
+/** Counts a tree without following symlinks. */
+export function treeFacts (root: string): TreeFacts {
+  const facts: TreeFacts = { files: 0, dirs: 0, symlinks: 0, other: 0, fileBytes: 0, largestFile: 0, medianFile: 0 }
+  const sizes: number[] = []
+  const stack = [root]
+  while (stack.length > 0) {
+    const dir = stack.pop() as string
+    for (const d of readdirSync(dir, { withFileTypes: true })) {
+      const p = join(dir, d.name)
+      if (d.isDirectory()) { facts.dirs++; stack.push(p) } else if (d.isSymbolicLink()) facts.symlinks++
+      else if (d.isFile()) {
+        const size = lstatSync(p).size
+        facts.files++
+        facts.fileBytes += size
+        sizes.push(size)
+        if (size > facts.largestFile) facts.largestFile = size
+      } else facts.other++
+    }
+  }
+  sizes.sort((a, b) => a - b)
+  facts.medianFile = sizes.length === 0 ? 0 : sizes[Math.floor(sizes.length / 2)]
+  return facts
+}
+
+/** Reads every file once so every measurement starts from a warm page cache. GNU tar skips
+ * reading when its archive is /dev/null, hence the pipe. */
+export function warmCache (dir: string): number {
+  const t = performance.now()
+  const r = spawnSync('sh', ['-c', 'tar -cf - -C "$1" . | cat > /dev/null', 'sh', dir], { stdio: 'ignore', timeout: 10 * 60_000 })
+  if (r.status !== 0) throw new Error(`warming the page cache over ${dir} failed`)
+  return (performance.now() - t) / 1000
+}
+
+/** Flushes dirty pages so one phase's writeback does not land in the next phase's clock. */
+export function syncDisks (): void {
+  spawnSync('sync', [], { stdio: 'ignore', timeout: 5 * 60_000 })
+}
+
+export interface MachineFacts { nproc: number, cpuModel: string, memTotalGiB: number, node: string, kernel: string, restic: string, date: string }
+
+export function machineFacts (): MachineFacts {
+  let cpuModel = 'unknown'
+  try {
+    const m = /^model name\s*:\s*(.*)$/m.exec(readFileSync('/proc/cpuinfo', 'utf8'))
+    if (m !== null) cpuModel = m[1].trim()
+  } catch {}
+  const kernel = spawnSync('uname', ['-r'], { encoding: 'utf8' }).stdout?.trim() ?? 'unknown'
+  const resticOut = spawnSync('restic', ['version'], { encoding: 'utf8' })
+  return {
+    nproc: availableParallelism(),
+    cpuModel,
+    memTotalGiB: Math.round(totalmem() / 2 ** 30 * 10) / 10,
+    node: process.version,
+    kernel,
+    restic: resticOut.status === 0 ? resticOut.stdout.trim() : 'not installed',
+    date: new Date().toISOString()
+  }
+}
+
+const CLK_TCK = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout?.trim() ?? '100') || 100
+
+export interface ProcSample { userS: number, sysS: number, vmHwmMiB: number, vmRssMiB: number }
+
+/** CPU seconds (all threads) and peak/current RSS of a live process, from /proc. */
+export function procSample (pid: number | undefined): ProcSample | undefined {
+  if (pid === undefined) return undefined
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    // fields after the command name, which is in parentheses and may contain spaces
+    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    const utime = Number(rest[11])
+    const stime = Number(rest[12])
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8')
+    const kb = (key: string): number => Number(new RegExp(`^${key}:\\s*(\\d+) kB`, 'm').exec(status)?.[1] ?? 0)
+    return { userS: utime / CLK_TCK, sysS: stime / CLK_TCK, vmHwmMiB: kb('VmHWM') / 1024, vmRssMiB: kb('VmRSS') / 1024 }
+  } catch {
+    return undefined
+  }
+}
+
+export function cpuDelta (a: ProcSample | undefined, b: ProcSample | undefined): number | undefined {
+  if (a === undefined || b === undefined) return undefined
+  return Math.round((b.userS + b.sysS - a.userS - a.sysS) * 100) / 100
+}
+
+/** Bytes of every regular file under dir (like du -sb without directory blocks). */
+export function duBytes (path: string): number {
+  let st
+  try { st = lstatSync(path) } catch { return 0 }
+  if (st.isFile()) return st.size
+  if (!st.isDirectory()) return 0
+  let n = 0
+  for (const name of readdirSync(path)) n += duBytes(join(path, name))
+  return n
+}
+
+export async function freePort (): Promise<number> {
+  return await new Promise((resolve, reject) => {
+    const server = createServer()
+    server.once('error', reject)
+    server.listen(0, '127.0.0.1', () => {
+      const addr = server.address()
+      const port = typeof addr === 'object' && addr !== null ? addr.port : 0
+      server.close(() => { resolve(port) })
+    })
+  })
+}
+
+export interface Timed { code: number, stdout: string, stderr: string, wallS: number, childUserS?: number, childSysS?: number }
+
+/**
+ * Runs a command with a deadline, timing its wall clock; CPU seconds of the command come from
+ * bash's `times` builtin (children's user and system time), printed to fd 3.
+ */
+export async function runTimed (argv: string[], options: { env?: NodeJS.ProcessEnv, timeoutMs: number }): Promise<Timed> {
+  const script = '"$@"; rc=$?; times >&3; exit $rc'
+  return await new Promise((resolve, reject) => {
+    const started = performance.now()
+    const child = spawn('bash', ['-c', script, 'bash', ...argv], { stdio: ['ignore', 'pipe', 'pipe', 'pipe'], env: { ...process.env, ...options.env } })
+    let stdout = ''
+    let stderr = ''
+    let times = ''
+    child.stdout?.setEncoding('utf8').on('data', (d: string) => { stdout += d })
+    child.stderr?.setEncoding('utf8').on('data', (d: string) => { stderr += d })
+    const fd3 = child.stdio[3] as NodeJS.ReadableStream | null
+    fd3?.setEncoding('utf8')
+    fd3?.on('data', (d: string) => { times += d })
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL')
+      reject(new Error(`${argv.join(' ')} took longer than ${options.timeoutMs / 1000} s`))
+    }, options.timeoutMs)
+    child.on('error', err => { clearTimeout(timer); reject(err) })
+    child.on('close', code => {
+      clearTimeout(timer)
+      const wallS = (performance.now() - started) / 1000
+      // `times` prints two lines: the shell's own, then its children's "XmY.YYYs XmY.YYYs"
+      const lines = times.trim().split('\n')
+      const parse = (s: string | undefined): number | undefined => {
+        const m = s === undefined ? null : /^(\d+)m([\d.]+)s$/.exec(s)
+        return m === null ? undefined : Number(m[1]) * 60 + Number(m[2])
+      }
+      const [cu, cs] = (lines[1] ?? '').split(/\s+/)
+      resolve({ code: code ?? 1, stdout, stderr, wallS, childUserS: parse(cu), childSysS: parse(cs) })
+    })
+  })
+}
+
+export function median (xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b)
+  if (s.length === 0) return NaN
+  return s.length % 2 === 1 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2
+}
+
+export function round (x: number | undefined, digits = 2): number | undefined {
+  if (x === undefined || !Number.isFinite(x)) return x
+  const f = 10 ** digits
+  return Math.round(x * f) / f
+}
+
+export function mib (bytes: number): string { return `${(bytes / 2 ** 20).toFixed(1)} MiB` }

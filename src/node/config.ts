@@ -80,7 +80,8 @@ function checkShape (value: unknown, shape: Shape, where: string): void {
   }
   for (const [key, v] of Object.entries(value)) {
     const path = where === '' ? key : `${where}.${key}`
-    const expected = shape[key]
+    // own keys only: '__proto__' or 'constructor' must not match Object.prototype
+    const expected = Object.hasOwn(shape, key) ? shape[key] : undefined
     if (expected === undefined) throw new HoldfastError('CONFIG_UNKNOWN_KEY', `unknown config key '${path}'`, { key: path })
     if (typeof expected === 'object') { checkShape(v, expected, path); continue }
     const ok = expected === 'string[]'

@@ -63,8 +63,10 @@ export class AckService {
           await this.init.sink.acknowledge(ack.setId, ack.snapshotId, remote)
           await sendJson(stream, { v: WIRE_VERSION, ok: true }, ACK_LIMITS.maxMessageBytes, signal)
         } catch (err) {
+          log.warn('ack not applied', { err: String(err) })
           await sendJson(stream, errorMessage(err), ACK_LIMITS.maxMessageBytes, signal)
-          throw err
+          await stream.close({ signal })
+          return
         }
         await stream.close({ signal })
       })

@@ -106,8 +106,11 @@ export class FetchService {
         try {
           request = await readJson(reader, FETCH_LIMITS.maxRequestBytes, 'the fetch request', requestFromWire)
         } catch (err) {
+          // Tell the client why, then end the stream cleanly: a reset could discard the answer.
+          log.info('rejected a malformed fetch request', { err: String(err) })
           await writeFrame(stream, errorFrame(err), signal)
-          throw err
+          await stream.close({ signal })
+          return
         }
         const rate = effectiveRate(request.rate, this.init.maxRate ?? 0)
         const limiter = rate > 0 ? new RateLimiter(rate, this.init.clock) : undefined

@@ -155,8 +155,11 @@ export class ManifestService {
         try {
           request = await readJson(reader, MANIFEST_LIMITS.maxRequestBytes, 'the manifest request', requestFromWire)
         } catch (err) {
+          // Tell the client why, then end the stream cleanly: a reset could discard the answer.
+          log.info('rejected a malformed manifest request', { err: String(err) })
           await sendJson(stream, errorMessage(err), MANIFEST_LIMITS.maxFrameBytes, signal)
-          throw err
+          await stream.close({ signal })
+          return
         }
         if (request.op === 'list') {
           const m = this.init.source.manifest()
@@ -167,6 +170,7 @@ export class ManifestService {
             entries = this.init.source.entries(request.setId)
           } catch (err) {
             await sendJson(stream, errorMessage(err), MANIFEST_LIMITS.maxFrameBytes, signal)
+            await stream.close({ signal })
             return
           }
           let page: WireEntry[] = []

@@ -21,6 +21,7 @@ export class RateLimiter {
 
   /** Changes the rate for bytes not yet taken (the manager rebalances its budget). */
   setRate (bytesPerSecond: number): void {
+    if (!(bytesPerSecond > 0)) throw new RangeError('bytesPerSecond must be > 0')
     this.refill()
     this.bytesPerSecond = bytesPerSecond
   }

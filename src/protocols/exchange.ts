@@ -43,8 +43,16 @@ export async function runExchange<T> (stream: Stream, signal: AbortSignal, what:
   }
   if (signal.aborted) onAbort()
   signal.addEventListener('abort', onAbort, { once: true })
+  // Aborting the stream does not always end a pending read (a stream already reset keeps
+  // its iterator waiting), so the deadline also races the work itself.
+  let rejectOnAbort: (() => void) | undefined
+  const aborted = new Promise<never>((_resolve, reject) => {
+    rejectOnAbort = () => { reject(signal.reason) }
+    signal.addEventListener('abort', rejectOnAbort, { once: true })
+  })
+  aborted.catch(() => {})
   try {
-    return await fn()
+    return await Promise.race([fn(), aborted])
   } catch (err) {
     if (signal.aborted) {
       const reason: unknown = signal.reason
@@ -57,6 +65,7 @@ export async function runExchange<T> (stream: Stream, signal: AbortSignal, what:
     throw err
   } finally {
     signal.removeEventListener('abort', onAbort)
+    if (rejectOnAbort !== undefined) signal.removeEventListener('abort', rejectOnAbort)
   }
 }
 
@@ -131,9 +140,9 @@ export function arr (record: Record<string, unknown>, name: string, maxItems: nu
 }
 
 /** Aborts the handler's stream with a typed error frame first, so the client learns why. */
-export async function refuse (stream: Stream, code: HoldfastErrorCode, message: string, maxLength: number): Promise<void> {
+export async function refuse (stream: Stream, code: HoldfastErrorCode, message: string, maxLength: number, encode: (err: unknown) => Uint8Array = err => encodeJson(errorMessage(err), maxLength)): Promise<void> {
   try {
-    await sendJson(stream, errorMessage(new HoldfastError(code, message)), maxLength, AbortSignal.timeout(2000))
+    await writeFrame(stream, encode(new HoldfastError(code, message)), AbortSignal.timeout(2000))
     await stream.close({ signal: AbortSignal.timeout(2000) })
   } catch {
     stream.abort(new HoldfastError(code, message))

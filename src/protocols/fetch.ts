@@ -19,7 +19,7 @@ import type { Logger } from '../util/log.js'
 import type { Clock } from '../util/clock.js'
 import { RateLimiter } from '../util/rate-limiter.js'
 import { CHUNK_ID_BYTES, fromHex, toHex } from '../model/entry.js'
-import { FrameReader, writeFrame } from './framing.js'
+import { FrameBatcher, FrameReader, writeFrame } from './framing.js'
 import { arr, deadline, decodeJson, encodeJson, errorMessage, int, protocolId, readJson, refuse, runExchange, sendJson, field, WIRE_VERSION, type PeerGate, type ProtocolHost } from './exchange.js'
 
 export const FETCH_PROTOCOL = protocolId('fetch')
@@ -95,7 +95,7 @@ export class FetchService {
     const log = this.init.log.child(`fetch:${remote.slice(-8)}`)
     if (!this.init.allow(remote)) {
       log.warn('refused fetch from a peer that is not an allowed manager')
-      await refuse(stream, 'PEER_NOT_ALLOWED', 'this agent serves only its pinned manager', FETCH_LIMITS.maxRequestBytes)
+      await refuse(stream, 'PEER_NOT_ALLOWED', 'this agent serves only its pinned manager', FETCH_LIMITS.maxRequestBytes, errorFrame)
       return
     }
     const signal = deadline(FETCH_LIMITS.timeoutMs)
@@ -114,25 +114,30 @@ export class FetchService {
         }
         const rate = effectiveRate(request.rate, this.init.maxRate ?? 0)
         const limiter = rate > 0 ? new RateLimiter(rate, this.init.clock) : undefined
+        // At low rates flush often (a tenth of a second of traffic) so the receiver's idle
+        // deadline never sees a long silence while a batch fills.
+        const batcher = new FrameBatcher(stream, rate > 0 ? Math.max(16 * 1024, Math.min(256 * 1024, Math.floor(rate / 10))) : 256 * 1024)
         let count = 0
         for (const id of request.ids) {
           const chunk = await this.init.source.readChunk(id)
           if (chunk === null) {
-            await writeFrame(stream, concat([FRAME_MISSING], id), signal)
+            await batcher.push(concat([FRAME_MISSING], id), signal)
           } else {
-            const header = new Uint8Array(1 + CHUNK_ID_BYTES + 4)
-            header[0] = FRAME_CHUNK
-            header.set(id, 1)
-            new DataView(header.buffer).setUint32(1 + CHUNK_ID_BYTES, chunk.rawLength, false)
-            if (limiter !== undefined) await limiter.take(header.byteLength + chunk.compressed.byteLength + 4, signal)
-            await writeFrame(stream, concat(header, chunk.compressed), signal)
+            const frame = new Uint8Array(1 + CHUNK_ID_BYTES + 4 + chunk.compressed.byteLength)
+            frame[0] = FRAME_CHUNK
+            frame.set(id, 1)
+            new DataView(frame.buffer).setUint32(1 + CHUNK_ID_BYTES, chunk.rawLength, false)
+            frame.set(chunk.compressed, 1 + CHUNK_ID_BYTES + 4)
+            if (limiter !== undefined) await limiter.take(frame.byteLength + 4, signal)
+            await batcher.push(frame, signal)
           }
           count++
         }
         const end = new Uint8Array(5)
         new DataView(end.buffer).setUint32(1, count, false)
         end[0] = FRAME_END
-        await writeFrame(stream, end, signal)
+        await batcher.push(end, signal)
+        await batcher.flush(signal)
         await stream.close({ signal })
       })
     } catch (err) {
@@ -188,9 +193,13 @@ export class FetchClient {
       await stream.close({ signal })
     })
     let index = 0
+    // One idle timer, pushed back on every frame (a new signal per frame costs more than the frame).
+    const idleController = new AbortController()
+    const idleTimer = setTimeout(() => { idleController.abort(new DOMException(`no frame for ${FETCH_LIMITS.idleTimeoutMs} ms`, 'TimeoutError')) }, FETCH_LIMITS.idleTimeoutMs)
+    const idle = AbortSignal.any([signal, idleController.signal])
     try {
       for (;;) {
-        const idle = deadline(FETCH_LIMITS.idleTimeoutMs, signal)
+        idleTimer.refresh()
         const frame = await runExchange(stream, idle, 'fetch reply', async () => await reader.expect(FETCH_LIMITS.maxChunkFrameBytes, `the end frame (after ${index} of ${request.ids.length} chunks)`))
         const kind = frame[0]
         if (kind === FRAME_END) {
@@ -220,6 +229,8 @@ export class FetchClient {
     } catch (err) {
       stream.abort(err instanceof Error ? err : new Error(String(err)))
       throw err
+    } finally {
+      clearTimeout(idleTimer)
     }
   }
 }

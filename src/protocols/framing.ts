@@ -20,9 +20,33 @@ export function encodeFrame (payload: Uint8Array): Uint8Array[] {
   return [header, payload]
 }
 
+/**
+ * Sends one frame as one message: header and payload in one `send`, so the muxer and Noise
+ * see one message, not a 4-byte one (small Noise messages take a slow JS cipher path).
+ */
 export async function writeFrame (stream: ByteStream, payload: Uint8Array, signal?: AbortSignal): Promise<void> {
-  for (const part of encodeFrame(payload)) {
-    if (!stream.send(part)) await stream.onDrain({ signal })
+  if (!stream.send(new Uint8ArrayList(...encodeFrame(payload)))) await stream.onDrain({ signal })
+}
+
+/**
+ * Packs many frames into few sends. Per-message costs (yamux header, Noise tag and cipher
+ * call, a syscall) dominate for small chunks; a batch of up to `flushBytes` pays them once.
+ */
+export class FrameBatcher {
+  private readonly pending = new Uint8ArrayList()
+
+  constructor (private readonly stream: ByteStream, private readonly flushBytes = 256 * 1024) {}
+
+  async push (payload: Uint8Array, signal?: AbortSignal): Promise<void> {
+    for (const part of encodeFrame(payload)) this.pending.append(part)
+    if (this.pending.byteLength >= this.flushBytes) await this.flush(signal)
+  }
+
+  async flush (signal?: AbortSignal): Promise<void> {
+    if (this.pending.byteLength === 0) return
+    const out = this.pending.sublist()
+    this.pending.consume(this.pending.byteLength)
+    if (!this.stream.send(out)) await this.stream.onDrain({ signal })
   }
 }
 

@@ -6,7 +6,7 @@
  * are committed here (it is then immutable and served to the manager), and 'acked' when the
  * manager said it is durable. A crash while 'staging' leaves a set that is thrown away on start.
  */
-import { openDatabase, transaction, type DatabaseSync } from '../util/sqlite.js'
+import { openDatabase, statementCache, transaction, type DatabaseSync } from '../util/sqlite.js'
 import type { EntryType, SetSummary, StagedEntry } from '../model/entry.js'
 
 const SCHEMA = `
@@ -98,17 +98,19 @@ export interface StagedChange {
 
 export class AgentStateDb {
   readonly db: DatabaseSync
+  private readonly sql: ReturnType<typeof statementCache>
 
   constructor (file: string) {
     this.db = openDatabase(file)
     this.db.exec(SCHEMA)
+    this.sql = statementCache(this.db)
   }
 
   close (): void { this.db.close() }
 
   /** Every tracked path, keyed by folder and raw path, in one read (PERF-NOTES: no query per file). */
   loadTracked (folder: string): Map<string, TrackedFile> {
-    const rows = this.db.prepare('SELECT path, type, mode, size, mtime_ns, ctime_ns, ino FROM files WHERE folder = ?').all(folder)
+    const rows = this.sql('SELECT path, type, mode, size, mtime_ns, ctime_ns, ino FROM files WHERE folder = ?').all(folder)
     const map = new Map<string, TrackedFile>()
     for (const r of rows) {
       const path = r.path as Uint8Array
@@ -125,32 +127,32 @@ export class AgentStateDb {
   }
 
   trackedCount (): number {
-    return Number(this.db.prepare('SELECT count(*) AS n FROM files').get()?.n ?? 0)
+    return Number(this.sql('SELECT count(*) AS n FROM files').get()?.n ?? 0)
   }
 
   /** Sets left 'staging' by a crash: their segments are garbage. Returns their ids. */
   abandonUnsealedSets (): number[] {
-    const ids = this.db.prepare("SELECT id FROM sets WHERE state = 'staging'").all().map(r => Number(r.id))
+    const ids = this.sql("SELECT id FROM sets WHERE state = 'staging'").all().map(r => Number(r.id))
     transaction(this.db, () => {
       for (const id of ids) {
-        this.db.prepare('DELETE FROM spool_chunks WHERE set_id = ?').run(id)
-        this.db.prepare('DELETE FROM set_entries WHERE set_id = ?').run(id)
-        this.db.prepare('DELETE FROM sets WHERE id = ?').run(id)
+        this.sql('DELETE FROM spool_chunks WHERE set_id = ?').run(id)
+        this.sql('DELETE FROM set_entries WHERE set_id = ?').run(id)
+        this.sql('DELETE FROM sets WHERE id = ?').run(id)
       }
     })
     return ids
   }
 
   beginSet (now: number): number {
-    const r = this.db.prepare("INSERT INTO sets (state, created_at) VALUES ('staging', ?)").run(now)
+    const r = this.sql("INSERT INTO sets (state, created_at) VALUES ('staging', ?)").run(now)
     return Number(r.lastInsertRowid)
   }
 
   /** Drops an unsealed set that turned out empty. */
   discardSet (setId: number): void {
     transaction(this.db, () => {
-      this.db.prepare('DELETE FROM spool_chunks WHERE set_id = ?').run(setId)
-      this.db.prepare("DELETE FROM sets WHERE id = ? AND state = 'staging'").run(setId)
+      this.sql('DELETE FROM spool_chunks WHERE set_id = ?').run(setId)
+      this.sql("DELETE FROM sets WHERE id = ? AND state = 'staging'").run(setId)
     })
   }
 
@@ -160,15 +162,15 @@ export class AgentStateDb {
    */
   sealSet (setId: number, changes: StagedChange[], chunks: NewSpoolChunk[], now: number): SetSummary {
     return transaction(this.db, () => {
-      const insertEntry = this.db.prepare('INSERT INTO set_entries (set_id, seq, folder, path, type, mode, mtime_ns, size, chunks, target) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)')
-      const upsertFile = this.db.prepare(`INSERT INTO files (folder, path, type, mode, size, mtime_ns, ctime_ns, ino, chunks, target, set_id, acked)
+      const insertEntry = this.sql('INSERT INTO set_entries (set_id, seq, folder, path, type, mode, mtime_ns, size, chunks, target) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)')
+      const upsertFile = this.sql(`INSERT INTO files (folder, path, type, mode, size, mtime_ns, ctime_ns, ino, chunks, target, set_id, acked)
         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)
         ON CONFLICT (folder, path) DO UPDATE SET type = excluded.type, mode = excluded.mode, size = excluded.size,
           mtime_ns = excluded.mtime_ns, ctime_ns = excluded.ctime_ns, ino = excluded.ino, chunks = excluded.chunks,
           target = excluded.target, set_id = excluded.set_id, acked = 0`)
-      const deleteFile = this.db.prepare('DELETE FROM files WHERE folder = ? AND path = ?')
-      const clearError = this.db.prepare('DELETE FROM path_errors WHERE folder = ? AND path = ?')
-      const insertChunk = this.db.prepare('INSERT OR IGNORE INTO spool_chunks (id, set_id, segment, offset, clen, rawlen) VALUES (?, ?, ?, ?, ?, ?)')
+      const deleteFile = this.sql('DELETE FROM files WHERE folder = ? AND path = ?')
+      const clearError = this.sql('DELETE FROM path_errors WHERE folder = ? AND path = ?')
+      const insertChunk = this.sql('INSERT OR IGNORE INTO spool_chunks (id, set_id, segment, offset, clen, rawlen) VALUES (?, ?, ?, ?, ?, ?)')
       let seq = 0
       let rawBytes = 0
       const distinct = new Set<string>()
@@ -188,14 +190,14 @@ export class AgentStateDb {
         const r = insertChunk.run(c.id, setId, c.segment, c.offset, c.clen, c.rawlen)
         if (Number(r.changes) > 0) storedBytes += c.clen
       }
-      this.db.prepare("UPDATE sets SET state = 'sealed', sealed_at = ?, entries = ?, chunks = ?, raw_bytes = ?, stored_bytes = ? WHERE id = ?")
+      this.sql("UPDATE sets SET state = 'sealed', sealed_at = ?, entries = ?, chunks = ?, raw_bytes = ?, stored_bytes = ? WHERE id = ?")
         .run(now, changes.length, distinct.size, rawBytes, storedBytes, setId)
       return { id: setId, sealedAt: now, entries: changes.length, chunks: distinct.size, rawBytes, storedBytes }
     })
   }
 
   sealedSets (): SetSummary[] {
-    return this.db.prepare("SELECT id, sealed_at, entries, chunks, raw_bytes, stored_bytes FROM sets WHERE state = 'sealed' ORDER BY id").all().map(r => ({
+    return this.sql("SELECT id, sealed_at, entries, chunks, raw_bytes, stored_bytes FROM sets WHERE state = 'sealed' ORDER BY id").all().map(r => ({
       id: Number(r.id),
       sealedAt: Number(r.sealed_at),
       entries: Number(r.entries),
@@ -206,7 +208,7 @@ export class AgentStateDb {
   }
 
   setState (setId: number): 'staging' | 'sealed' | 'acked' | undefined {
-    return this.db.prepare('SELECT state FROM sets WHERE id = ?').get(setId)?.state as 'staging' | 'sealed' | 'acked' | undefined
+    return this.sql('SELECT state FROM sets WHERE id = ?').get(setId)?.state as 'staging' | 'sealed' | 'acked' | undefined
   }
 
   * setEntries (setId: number): Generator<StagedEntry> {
@@ -227,7 +229,7 @@ export class AgentStateDb {
   }
 
   spoolLocation (id: Uint8Array): SpoolLocation | undefined {
-    const r = this.db.prepare('SELECT segment, offset, clen, rawlen FROM spool_chunks WHERE id = ?').get(id)
+    const r = this.sql('SELECT segment, offset, clen, rawlen FROM spool_chunks WHERE id = ?').get(id)
     if (r === undefined) return undefined
     return { segment: r.segment as string, offset: Number(r.offset), clen: Number(r.clen), rawlen: Number(r.rawlen) }
   }
@@ -235,40 +237,40 @@ export class AgentStateDb {
   /** Marks a sealed set acknowledged; returns the segments it no longer needs. */
   acknowledge (setId: number, snapshotId: number, now: number): string[] {
     return transaction(this.db, () => {
-      const segments = this.db.prepare('SELECT DISTINCT segment FROM spool_chunks WHERE set_id = ?').all(setId).map(r => r.segment as string)
-      this.db.prepare('UPDATE files SET acked = 1 WHERE set_id = ?').run(setId)
-      this.db.prepare('DELETE FROM spool_chunks WHERE set_id = ?').run(setId)
-      this.db.prepare('DELETE FROM set_entries WHERE set_id = ?').run(setId)
-      this.db.prepare("UPDATE sets SET state = 'acked', acked_at = ?, snapshot_id = ? WHERE id = ?").run(now, snapshotId, setId)
+      const segments = this.sql('SELECT DISTINCT segment FROM spool_chunks WHERE set_id = ?').all(setId).map(r => r.segment as string)
+      this.sql('UPDATE files SET acked = 1 WHERE set_id = ?').run(setId)
+      this.sql('DELETE FROM spool_chunks WHERE set_id = ?').run(setId)
+      this.sql('DELETE FROM set_entries WHERE set_id = ?').run(setId)
+      this.sql("UPDATE sets SET state = 'acked', acked_at = ?, snapshot_id = ? WHERE id = ?").run(now, snapshotId, setId)
       return segments
     })
   }
 
   /** Segment names some spooled chunk still points at (everything else in the spool is garbage). */
   liveSegments (): Set<string> {
-    return new Set(this.db.prepare('SELECT DISTINCT segment FROM spool_chunks').all().map(r => r.segment as string))
+    return new Set(this.sql('SELECT DISTINCT segment FROM spool_chunks').all().map(r => r.segment as string))
   }
 
   recordPathError (folder: string, path: Uint8Array, code: string, message: string, now: number): void {
-    this.db.prepare('INSERT OR REPLACE INTO path_errors (folder, path, code, message, at) VALUES (?, ?, ?, ?, ?)').run(folder, path, code, message, now)
+    this.sql('INSERT OR REPLACE INTO path_errors (folder, path, code, message, at) VALUES (?, ?, ?, ?, ?)').run(folder, path, code, message, now)
   }
 
   pathErrors (limit = 100): Array<{ folder: string, path: Uint8Array, code: string, message: string, at: number }> {
-    return this.db.prepare('SELECT folder, path, code, message, at FROM path_errors ORDER BY at DESC LIMIT ?').all(limit).map(r => ({
+    return this.sql('SELECT folder, path, code, message, at FROM path_errors ORDER BY at DESC LIMIT ?').all(limit).map(r => ({
       folder: r.folder as string, path: r.path as Uint8Array, code: r.code as string, message: r.message as string, at: Number(r.at)
     }))
   }
 
   lastAck (): { setId: number, snapshotId: number, at: number } | undefined {
-    const r = this.db.prepare("SELECT id, snapshot_id, acked_at FROM sets WHERE state = 'acked' ORDER BY acked_at DESC LIMIT 1").get()
+    const r = this.sql("SELECT id, snapshot_id, acked_at FROM sets WHERE state = 'acked' ORDER BY acked_at DESC LIMIT 1").get()
     return r === undefined ? undefined : { setId: Number(r.id), snapshotId: Number(r.snapshot_id), at: Number(r.acked_at) }
   }
 
   spoolBytes (): number {
-    return Number(this.db.prepare('SELECT coalesce(sum(clen), 0) AS n FROM spool_chunks').get()?.n ?? 0)
+    return Number(this.sql('SELECT coalesce(sum(clen), 0) AS n FROM spool_chunks').get()?.n ?? 0)
   }
 
   unackedFiles (): number {
-    return Number(this.db.prepare('SELECT count(*) AS n FROM files WHERE acked = 0').get()?.n ?? 0)
+    return Number(this.sql('SELECT count(*) AS n FROM files WHERE acked = 0').get()?.n ?? 0)
   }
 }

@@ -4,7 +4,7 @@
  * of its file versions up to S (for each path, the newest version at or before S, unless that
  * version is a deletion). The store never imports the network.
  */
-import { openDatabase, transaction, type DatabaseSync } from '../util/sqlite.js'
+import { openDatabase, statementCache, transaction, type DatabaseSync } from '../util/sqlite.js'
 import type { EntryType, StagedEntry } from '../model/entry.js'
 import type { PackLocation } from './packs.js'
 import { HoldfastError } from '../util/errors.js'
@@ -85,22 +85,24 @@ export interface NewChunk extends PackLocation {
 
 export class Catalog {
   readonly db: DatabaseSync
+  private readonly sql: ReturnType<typeof statementCache>
 
   constructor (file: string) {
     this.db = openDatabase(file)
     this.db.exec(SCHEMA)
+    this.sql = statementCache(this.db)
   }
 
   close (): void { this.db.close() }
 
   touchEndpoint (peerId: string, name: string, now: number): number {
-    this.db.prepare(`INSERT INTO endpoints (peer_id, name, first_seen, last_seen) VALUES (?, ?, ?, ?)
+    this.sql(`INSERT INTO endpoints (peer_id, name, first_seen, last_seen) VALUES (?, ?, ?, ?)
       ON CONFLICT (peer_id) DO UPDATE SET last_seen = excluded.last_seen, name = CASE WHEN excluded.name = '' THEN endpoints.name ELSE excluded.name END`).run(peerId, name, now, now)
-    return Number(this.db.prepare('SELECT id FROM endpoints WHERE peer_id = ?').get(peerId)?.id)
+    return Number(this.sql('SELECT id FROM endpoints WHERE peer_id = ?').get(peerId)?.id)
   }
 
   endpoints (): EndpointRow[] {
-    return this.db.prepare('SELECT id, peer_id, name, first_seen, last_seen, last_backup FROM endpoints ORDER BY id').all().map(r => ({
+    return this.sql('SELECT id, peer_id, name, first_seen, last_seen, last_backup FROM endpoints ORDER BY id').all().map(r => ({
       id: Number(r.id), peerId: r.peer_id as string, name: r.name as string, firstSeen: Number(r.first_seen), lastSeen: Number(r.last_seen),
       lastBackup: r.last_backup === null ? undefined : Number(r.last_backup)
     }))
@@ -118,7 +120,7 @@ export class Catalog {
   }
 
   hasSnapshotFor (endpointId: number, setId: number): number | undefined {
-    const r = this.db.prepare('SELECT id FROM snapshots WHERE endpoint_id = ? AND set_id = ?').get(endpointId, setId)
+    const r = this.sql('SELECT id FROM snapshots WHERE endpoint_id = ? AND set_id = ?').get(endpointId, setId)
     return r === undefined ? undefined : Number(r.id)
   }
 
@@ -136,7 +138,7 @@ export class Catalog {
   }
 
   chunkLocation (id: Uint8Array): (PackLocation & { rawlen: number }) | undefined {
-    const r = this.db.prepare('SELECT pack, offset, clen, rawlen FROM chunks WHERE id = ?').get(id)
+    const r = this.sql('SELECT pack, offset, clen, rawlen FROM chunks WHERE id = ?').get(id)
     if (r === undefined) return undefined
     return { pack: r.pack as string, offset: Number(r.offset), clen: Number(r.clen), rawlen: Number(r.rawlen) }
   }
@@ -149,21 +151,21 @@ export class Catalog {
     return transaction(this.db, () => {
       const existing = this.hasSnapshotFor(input.endpointId, input.setId)
       if (existing !== undefined) return existing
-      const insertChunk = this.db.prepare('INSERT OR IGNORE INTO chunks (id, pack, offset, clen, rawlen) VALUES (?, ?, ?, ?, ?)')
+      const insertChunk = this.sql('INSERT OR IGNORE INTO chunks (id, pack, offset, clen, rawlen) VALUES (?, ?, ?, ?, ?)')
       let newBytes = 0
       for (const c of input.chunks) {
         const r = insertChunk.run(c.id, c.pack, c.offset, c.clen, c.rawlen)
         if (Number(r.changes) > 0) newBytes += c.clen
       }
       const rawBytes = input.entries.reduce((n, e) => n + (e.type === 'file' ? e.size : 0), 0)
-      const snap = this.db.prepare('INSERT INTO snapshots (endpoint_id, set_id, sealed_at, committed_at, entries, raw_bytes, new_bytes) VALUES (?, ?, ?, ?, ?, ?, ?)')
+      const snap = this.sql('INSERT INTO snapshots (endpoint_id, set_id, sealed_at, committed_at, entries, raw_bytes, new_bytes) VALUES (?, ?, ?, ?, ?, ?, ?)')
         .run(input.endpointId, input.setId, input.sealedAt, input.committedAt, input.entries.length, rawBytes, newBytes)
       const snapshotId = Number(snap.lastInsertRowid)
-      const insertVersion = this.db.prepare('INSERT INTO file_versions (snapshot_id, endpoint_id, folder, path, type, mode, mtime_ns, size, chunks, target) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)')
+      const insertVersion = this.sql('INSERT INTO file_versions (snapshot_id, endpoint_id, folder, path, type, mode, mtime_ns, size, chunks, target) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)')
       for (const e of input.entries) {
         insertVersion.run(snapshotId, input.endpointId, e.folder, e.path, e.type, e.mode, e.mtimeNs.toString(), e.size, e.chunks, e.target ?? null)
       }
-      this.db.prepare('UPDATE endpoints SET last_backup = ? WHERE id = ?').run(input.committedAt, input.endpointId)
+      this.sql('UPDATE endpoints SET last_backup = ? WHERE id = ?').run(input.committedAt, input.endpointId)
       return snapshotId
     })
   }
@@ -171,7 +173,7 @@ export class Catalog {
   snapshots (endpointId?: number): SnapshotRow[] {
     const sql = `SELECT s.id, s.endpoint_id, e.peer_id, e.name, s.set_id, s.sealed_at, s.committed_at, s.entries, s.raw_bytes, s.new_bytes
       FROM snapshots s JOIN endpoints e ON e.id = s.endpoint_id ${endpointId === undefined ? '' : 'WHERE s.endpoint_id = ?'} ORDER BY s.id`
-    const rows = endpointId === undefined ? this.db.prepare(sql).all() : this.db.prepare(sql).all(endpointId)
+    const rows = endpointId === undefined ? this.sql(sql).all() : this.sql(sql).all(endpointId)
     return rows.map(r => ({
       id: Number(r.id), endpointId: Number(r.endpoint_id), peerId: r.peer_id as string, endpointName: r.name as string, setId: Number(r.set_id),
       sealedAt: Number(r.sealed_at), committedAt: Number(r.committed_at), entries: Number(r.entries), rawBytes: Number(r.raw_bytes), newBytes: Number(r.new_bytes)
@@ -179,7 +181,7 @@ export class Catalog {
   }
 
   latestSnapshot (endpointId: number): number | undefined {
-    const r = this.db.prepare('SELECT max(id) AS id FROM snapshots WHERE endpoint_id = ?').get(endpointId)
+    const r = this.sql('SELECT max(id) AS id FROM snapshots WHERE endpoint_id = ?').get(endpointId)
     return r?.id === null || r?.id === undefined ? undefined : Number(r.id)
   }
 
@@ -214,6 +216,6 @@ export class Catalog {
   }
 
   storedBytes (): number {
-    return Number(this.db.prepare('SELECT coalesce(sum(clen), 0) AS n FROM chunks').get()?.n ?? 0)
+    return Number(this.sql('SELECT coalesce(sum(clen), 0) AS n FROM chunks').get()?.n ?? 0)
   }
 }

@@ -24,10 +24,16 @@ export interface PackLocation {
   clen: number
 }
 
+const WRITE_BUFFER_BYTES = 4 * 1024 * 1024
+
 export class PackStore {
   private current?: { name: string, fd: number, size: number }
   private readonly readFds = new Map<string, number>()
   private dirty = false
+  // Appends gather here and reach the file in few large writes (chunks average a few KiB).
+  private readonly writeBuffer = Buffer.allocUnsafe(WRITE_BUFFER_BYTES)
+  private buffered = 0
+  private bufferedAt = 0
 
   constructor (readonly dir: string, private readonly targetBytes = DEFAULT_PACK_BYTES) {
     mkdirSync(dir, { recursive: true, mode: 0o700 })
@@ -37,12 +43,19 @@ export class PackStore {
   append (id: Uint8Array, rawLength: number, compressed: Uint8Array): PackLocation {
     if (this.current === undefined || this.current.size + PACK_RECORD_HEADER + compressed.byteLength > this.targetBytes) this.roll()
     const cur = this.current as { name: string, fd: number, size: number }
-    const header = Buffer.allocUnsafe(PACK_RECORD_HEADER)
-    header.set(id, 0)
-    header.writeUInt32BE(rawLength, 32)
-    header.writeUInt32BE(compressed.byteLength, 36)
-    writeAll(cur.fd, header, cur.size)
-    writeAll(cur.fd, compressed, cur.size + PACK_RECORD_HEADER)
+    const recordBytes = PACK_RECORD_HEADER + compressed.byteLength
+    if (this.buffered + recordBytes > WRITE_BUFFER_BYTES) this.flush()
+    if (this.buffered === 0) this.bufferedAt = cur.size
+    if (recordBytes > WRITE_BUFFER_BYTES) {
+      const header = Buffer.allocUnsafe(PACK_RECORD_HEADER)
+      writeRecordHeader(header, 0, id, rawLength, compressed.byteLength)
+      writeAll(cur.fd, header, cur.size)
+      writeAll(cur.fd, compressed, cur.size + PACK_RECORD_HEADER)
+    } else {
+      writeRecordHeader(this.writeBuffer, this.buffered, id, rawLength, compressed.byteLength)
+      this.writeBuffer.set(compressed, this.buffered + PACK_RECORD_HEADER)
+      this.buffered += recordBytes
+    }
     const loc = { pack: cur.name, offset: cur.size + PACK_RECORD_HEADER, clen: compressed.byteLength }
     cur.size += PACK_RECORD_HEADER + compressed.byteLength
     this.dirty = true
@@ -51,11 +64,19 @@ export class PackStore {
 
   /** fsyncs what was appended (the first step of the commit order, see docs/architecture.md). */
   sync (): void {
+    this.flush()
     if (this.current !== undefined && this.dirty) fsyncSync(this.current.fd)
     this.dirty = false
   }
 
+  private flush (): void {
+    if (this.buffered === 0 || this.current === undefined) return
+    writeAll(this.current.fd, this.writeBuffer.subarray(0, this.buffered), this.bufferedAt)
+    this.buffered = 0
+  }
+
   read (loc: PackLocation): Buffer {
+    if (loc.pack === this.current?.name) this.flush()
     let fd = this.readFds.get(loc.pack)
     if (fd === undefined) {
       if (this.readFds.size >= 128) this.closeReaders()
@@ -94,6 +115,7 @@ export class PackStore {
 
   private roll (): void {
     if (this.current !== undefined) {
+      this.flush()
       fsyncSync(this.current.fd)
       closeSync(this.current.fd)
     }
@@ -106,6 +128,12 @@ export class PackStore {
     try { fsyncSync(dirFd) } finally { closeSync(dirFd) }
     this.current = { name, fd, size: PACK_MAGIC.byteLength }
   }
+}
+
+function writeRecordHeader (buf: Buffer, at: number, id: Uint8Array, rawLength: number, clen: number): void {
+  buf.set(id, at)
+  buf.writeUInt32BE(rawLength, at + 32)
+  buf.writeUInt32BE(clen, at + 36)
 }
 
 function writeAll (fd: number, data: Uint8Array, position: number): void {

@@ -7,7 +7,7 @@
  * written by the restore can pass through a link it restored. Each chunk is re-hashed as it
  * is read, so a corrupt store is reported rather than restored.
  */
-import { closeSync, constants, lutimesSync, mkdirSync, openSync, readdirSync, symlinkSync, utimesSync, writeSync, chmodSync, statSync, ftruncateSync } from 'node:fs'
+import { closeSync, constants, lutimesSync, mkdirSync, openSync, readdirSync, symlinkSync, utimesSync, writeSync, chmodSync, statSync, unlinkSync } from 'node:fs'
 import { CHUNK_ID_BYTES, displayPath, isSafeRelativePath, toHex, type StagedEntry } from '../model/entry.js'
 import { verifyChunk } from '../codec/chunk-codec.js'
 import { HoldfastError } from '../util/errors.js'
@@ -136,13 +136,14 @@ function writeFile (abs: Buffer, e: StagedEntry, catalog: Catalog, packs: PackSt
       while (written < plain.byteLength) written += writeSync(fd, plain, written, plain.byteLength - written, position + written)
       position += plain.byteLength
     }
-    if (position !== e.size) {
-      ftruncateSync(fd, position)
-      throw new HoldfastError('STORE_CORRUPT', `restored ${position} bytes, the catalog says ${e.size}`)
-    }
-  } finally {
+    if (position !== e.size) throw new HoldfastError('STORE_CORRUPT', `restored ${position} bytes, the catalog says ${e.size}`)
+  } catch (err) {
+    // A file that cannot be restored whole is not left behind looking restored.
     closeSync(fd)
+    try { unlinkSync(abs) } catch {}
+    throw err
   }
+  closeSync(fd)
   chmodSync(abs, e.mode & 0o7777)
   utimesSync(abs, secondsOf(e.mtimeNs), secondsOf(e.mtimeNs))
   return position

@@ -3,7 +3,7 @@
  * committed transaction survives a crash or power cut, and a busy timeout so a reader never
  * fails on a writer.
  */
-import { DatabaseSync } from 'node:sqlite'
+import { DatabaseSync, type StatementSync } from 'node:sqlite'
 
 export function openDatabase (file: string): DatabaseSync {
   const db = new DatabaseSync(file)
@@ -28,3 +28,20 @@ export function transaction<T> (db: DatabaseSync, fn: () => T): T {
 }
 
 export type { DatabaseSync }
+
+/**
+ * Prepared statements, prepared once per database: preparing costs more than running a
+ * point lookup, and hot paths (a chunk lookup per chunk) run them tens of thousands of times.
+ * Not for statements that are iterated: two iterations of one statement would collide.
+ */
+export function statementCache (db: DatabaseSync): (sql: string) => StatementSync {
+  const cache = new Map<string, StatementSync>()
+  return (sql) => {
+    let stmt = cache.get(sql)
+    if (stmt === undefined) {
+      stmt = db.prepare(sql)
+      cache.set(sql, stmt)
+    }
+    return stmt
+  }
+}

@@ -1,6 +1,6 @@
 import { strict as assert } from 'node:assert'
 import { Uint8ArrayList } from 'uint8arraylist'
-import { encodeFrame, FRAME_HEADER_BYTES, FrameReader, writeFrame, type ByteStream } from '../../src/protocols/framing.js'
+import { encodeFrame, FRAME_HEADER_BYTES, FrameBatcher, FrameReader, writeFrame, type ByteStream } from '../../src/protocols/framing.js'
 import { holdfastCode, makeRng, prngBytes } from './helpers.js'
 
 type Piece = Uint8Array | Uint8ArrayList
@@ -225,11 +225,11 @@ describe('framing', () => {
       return { stream, sent, drains }
     }
 
-    it('writes header then payload, and the bytes read back as the same frames', async () => {
+    it('sends each frame as one message (header and payload together), and the bytes read back as the same frames', async () => {
       const { stream, sent, drains } = fakeStream(Number.MAX_SAFE_INTEGER)
       for (const p of PAYLOADS) await writeFrame(stream, p)
       assert.equal(drains.length, 0, 'no drain wait while send() accepts')
-      assert.equal(sent.length, PAYLOADS.length * 2)
+      assert.equal(sent.length, PAYLOADS.length, 'one send per frame: a lone 4-byte header would be its own muxer and Noise message')
       const frames = await readAll(new FrameReader(recordingSource([concat(sent)]).source), 1_000_000)
       assert.deepEqual(frames.map(f => Buffer.from(f)), PAYLOADS.map(p => Buffer.from(p)))
     })
@@ -239,10 +239,29 @@ describe('framing', () => {
       const signal = new AbortController().signal
       await writeFrame(stream, new Uint8Array([1, 2, 3]), signal)
       await writeFrame(stream, new Uint8Array([4]), signal)
-      assert.equal(sent.length, 4)
-      assert.equal(drains.length, 2)
+      assert.equal(sent.length, 2)
+      assert.equal(drains.length, 1)
       assert.ok(drains.every(s => s === signal))
       assert.deepEqual(concat(sent), framesBytes([new Uint8Array([1, 2, 3]), new Uint8Array([4])]))
+    })
+  })
+
+  describe('FrameBatcher', () => {
+    it('packs many small frames into few sends that read back as the same frames', async () => {
+      const sent: Uint8Array[] = []
+      const stream = {
+        send: (data: Uint8Array | Uint8ArrayList): boolean => { sent.push(data instanceof Uint8ArrayList ? data.subarray() : data); return true },
+        onDrain: async (): Promise<void> => {},
+        [Symbol.asyncIterator]: async function * () {}
+      } as unknown as ByteStream
+      const batcher = new FrameBatcher(stream, 1000)
+      const payloads = Array.from({ length: 100 }, (_, i) => new Uint8Array(50).fill(i))
+      for (const p of payloads) await batcher.push(p)
+      assert.ok(sent.length < 10, `${sent.length} sends for 100 frames`)
+      await batcher.flush()
+      await batcher.flush()
+      const frames = await readAll(new FrameReader(recordingSource([concat(sent)]).source), 1_000_000)
+      assert.deepEqual(frames.map(f => Buffer.from(f)), payloads.map(p => Buffer.from(p)))
     })
   })
 })

@@ -97,6 +97,7 @@ export class Manager {
     this.controller.abort(new HoldfastError('ABORTED', 'manager stopping'))
     await this.loop?.catch(() => {})
     await this.round?.catch(() => {})
+    await this.puller?.close()
     await this.admin?.stop()
     this.discovery?.stop()
     await this.node?.stop()

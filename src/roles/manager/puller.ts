@@ -12,12 +12,17 @@ import { ManifestClient, type AgentManifest } from '../../protocols/manifest.js'
 import { FetchClient } from '../../protocols/fetch.js'
 import { AckClient } from '../../protocols/ack.js'
 import type { ProtocolHost } from '../../protocols/exchange.js'
-import { verifyChunk } from '../../codec/chunk-codec.js'
+import { VerifyPool, type ReceivedChunk } from '../../store/verify-pool.js'
 import { CHUNK_ID_BYTES, type SetSummary, type StagedEntry } from '../../model/entry.js'
 import type { Clock } from '../../util/clock.js'
 import type { Logger } from '../../util/log.js'
 
 export const FETCH_BATCH_IDS = 1024
+/** Chunks verified together in a worker; bounds what is held before it reaches a pack. */
+const VERIFY_BATCH_CHUNKS = 256
+const VERIFY_BATCH_BYTES = 4 * 1024 * 1024
+/** Batches in verification at once: keeps both workers busy without unbounded memory. */
+const VERIFY_IN_FLIGHT = 4
 
 export interface PullProgress {
   peerId: string
@@ -46,11 +51,17 @@ export class Puller {
   private readonly manifest: ManifestClient
   private readonly fetcher: FetchClient
   private readonly acker: AckClient
+  private verifier?: VerifyPool
 
   constructor (private readonly init: PullerInit) {
     this.manifest = new ManifestClient(init.host)
     this.fetcher = new FetchClient(init.host)
     this.acker = new AckClient(init.host)
+  }
+
+  async close (): Promise<void> {
+    await this.verifier?.terminate()
+    this.verifier = undefined
   }
 
   async pull (peer: { peerId: string, name: string, addrs: Multiaddr[] }, options: { rate: number, signal?: AbortSignal, onProgress?: (p: PullProgress) => void, onManifest?: (m: AgentManifest) => void }): Promise<PullResult> {
@@ -92,15 +103,48 @@ export class Puller {
     const missing = catalog.missingChunks(wanted.values())
     const newChunks: NewChunk[] = []
     let bytesPulled = 0
-    for (let i = 0; i < missing.length; i += FETCH_BATCH_IDS) {
-      const batch = missing.slice(i, i + FETCH_BATCH_IDS)
-      for await (const chunk of this.fetcher.fetch(peer.addrs, { setId: set.id, ids: batch, rate: options.rate }, { signal: options.signal })) {
-        verifyChunk(chunk.id, chunk.compressed, chunk.rawLength)
+    // Received chunks are verified in worker threads, a batch at a time, and appended to the
+    // pack in order once verified; a mismatch fails the whole pull before anything commits.
+    this.verifier ??= new VerifyPool()
+    const verifier = this.verifier
+    const inFlight: Array<{ done: Promise<void>, chunks: ReceivedChunk[] }> = []
+    const appendOldest = async (): Promise<void> => {
+      const oldest = inFlight.shift()
+      if (oldest === undefined) return
+      await oldest.done
+      for (const chunk of oldest.chunks) {
         const loc = packs.append(chunk.id, chunk.rawLength, chunk.compressed)
         newChunks.push({ ...loc, id: chunk.id, rawlen: chunk.rawLength })
-        bytesPulled += chunk.compressed.byteLength
       }
-      options.onProgress?.({ peerId: peer.peerId, setId: set.id, chunksDone: Math.min(i + FETCH_BATCH_IDS, missing.length), chunksTotal: missing.length, bytesPulled })
+    }
+    let pending: ReceivedChunk[] = []
+    let pendingBytes = 0
+    const submit = async (): Promise<void> => {
+      if (pending.length === 0) return
+      const chunks = pending
+      const done = verifier.verify(chunks)
+      done.catch(() => {}) // observed when appended; a failure must not go unhandled meanwhile
+      inFlight.push({ done, chunks })
+      pending = []
+      pendingBytes = 0
+      if (inFlight.length >= VERIFY_IN_FLIGHT) await appendOldest()
+    }
+    try {
+      for (let i = 0; i < missing.length; i += FETCH_BATCH_IDS) {
+        const batch = missing.slice(i, i + FETCH_BATCH_IDS)
+        for await (const chunk of this.fetcher.fetch(peer.addrs, { setId: set.id, ids: batch, rate: options.rate }, { signal: options.signal })) {
+          pending.push(chunk)
+          pendingBytes += chunk.compressed.byteLength
+          bytesPulled += chunk.compressed.byteLength
+          if (pending.length >= VERIFY_BATCH_CHUNKS || pendingBytes >= VERIFY_BATCH_BYTES) await submit()
+        }
+        options.onProgress?.({ peerId: peer.peerId, setId: set.id, chunksDone: Math.min(i + FETCH_BATCH_IDS, missing.length), chunksTotal: missing.length, bytesPulled })
+      }
+      await submit()
+      while (inFlight.length > 0) await appendOldest()
+    } finally {
+      // on failure, let outstanding verifications settle before the caller moves on
+      await Promise.allSettled(inFlight.map(async b => await b.done))
     }
     // The commit order (docs/architecture.md): pack data durable → catalog commit → ack.
     packs.sync()

@@ -3,7 +3,7 @@
  * commands talk to a running daemon over its local admin socket. Every failure is one line on
  * stderr and a non-zero exit status; `--json` gives machine-readable output.
  */
-import { parseArgs, type ParseArgsConfig } from 'node:util'
+import { parseArgs } from 'node:util'
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs'
 import { homedir } from 'node:os'
 import { join, resolve } from 'node:path'
@@ -16,19 +16,14 @@ import { createLogger } from '../util/log.js'
 import { systemClock } from '../util/clock.js'
 import { age, bytes, shortId, table } from './format.js'
 import { HOLDFAST_VERSION } from '../version.js'
+import type { Command, CommandOptions } from './command.js'
+import { storeCommands } from './commands/store.js'
 import type { PeerListRow, RoundResult } from '../roles/manager/manager.js'
 import type { SnapshotRow } from '../store/catalog.js'
 import type { RestoreSummary } from '../store/restore.js'
 import type { AgentStatus } from '../roles/agent/agent.js'
 
-type Options = NonNullable<ParseArgsConfig['options']>
-
-interface Command {
-  summary: string
-  usage: string
-  options: Options
-  run: (values: Record<string, unknown>, positionals: string[]) => Promise<number>
-}
+type Options = CommandOptions
 
 const socketOptions: Options = {
   socket: { type: 'string' },
@@ -244,6 +239,7 @@ ${SOCKET_HELP}`,
   }
 }
 commands.backups = { ...commands.snapshots, summary: 'same as snapshots' }
+Object.assign(commands, storeCommands)
 
 function agentStatusText (s: AgentStatus): string {
   return [

@@ -19,6 +19,7 @@ import type { Logger } from '../../util/log.js'
 import { HOLDFAST_VERSION } from '../../version.js'
 import { PeerTable, type PeerRecord } from './peer-table.js'
 import { Puller, type PullResult } from './puller.js'
+import { storeAdminHandlers } from './store-admin.js'
 
 export interface PeerListRow {
   peerId: string
@@ -82,6 +83,7 @@ export class Manager {
     })
     this.discovery.start()
     this.admin = new AdminServer(this.config.adminSocket, {
+      ...storeAdminHandlers(this.catalog, this.packs),
       peers: async () => this.peerList(),
       snapshots: async (args) => this.catalog.snapshots(args.endpoint === undefined ? undefined : this.catalog.findEndpoint(String(args.endpoint)).id),
       restore: async (args, ctx) => this.restore(args, ctx.progress, ctx.signal),

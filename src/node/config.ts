@@ -14,7 +14,11 @@ export interface FolderConfig {
   path: string
   /** Name the folder's entries are filed under (unique per agent). */
   name: string
+  /** Glob patterns never backed up, on top of the defaults (office locks, editor temporaries). */
+  ignore: string[]
 }
+
+export type WatchMode = 'auto' | 'events' | 'scan'
 
 export interface AgentConfig {
   folders: FolderConfig[]
@@ -26,6 +30,15 @@ export interface AgentConfig {
   maxUploadBytesPerSecond: number
   /** Staging worker threads (0 = one per core, at most 4). */
   workers: number
+  /** Most bytes the spool may hold; 0 = 10% of the free disk space at start, at most 20 GiB. */
+  spoolCapBytes: number
+  /**
+   * 'events': file-system events (chokidar) prompt a scan; 'scan': the reconcile timer only;
+   * 'auto': events while a folder has at most `watchMaxEntries` entries, scans past that
+   * (chokidar keeps ~3.4 KB per file: PERF-NOTES.md).
+   */
+  watch: WatchMode
+  watchMaxEntries: number
 }
 
 export interface ManagerConfig {
@@ -58,6 +71,16 @@ export interface HoldfastConfig {
   manager: ManagerConfig
 }
 
+function isFolderSpec (f: unknown): boolean {
+  if (typeof f === 'string') return true
+  if (typeof f !== 'object' || f === null) return false
+  const r = f as Record<string, unknown>
+  return typeof r.path === 'string' &&
+    (r.name === undefined || typeof r.name === 'string') &&
+    (r.ignore === undefined || (Array.isArray(r.ignore) && r.ignore.every(g => typeof g === 'string'))) &&
+    Object.keys(r).every(k => k === 'path' || k === 'name' || k === 'ignore')
+}
+
 type Shape = { [key: string]: 'string' | 'number' | 'boolean' | 'string[]' | 'folders' | Shape }
 
 const SHAPE: Shape = {
@@ -70,7 +93,7 @@ const SHAPE: Shape = {
   mdns: { enabled: 'boolean', queryIntervalSeconds: 'number' },
   staticPeers: 'string[]',
   adminSocket: 'string',
-  agent: { folders: 'folders', scanIntervalSeconds: 'number', settleSeconds: 'number', maxUploadBytesPerSecond: 'number', workers: 'number' },
+  agent: { folders: 'folders', scanIntervalSeconds: 'number', settleSeconds: 'number', maxUploadBytesPerSecond: 'number', workers: 'number', spoolCapBytes: 'number', watch: 'string', watchMaxEntries: 'number' },
   manager: { pullIntervalSeconds: 'number', bandwidthBytesPerSecond: 'number' }
 }
 
@@ -87,14 +110,14 @@ function checkShape (value: unknown, shape: Shape, where: string): void {
     const ok = expected === 'string[]'
       ? Array.isArray(v) && v.every(x => typeof x === 'string')
       : expected === 'folders'
-        ? Array.isArray(v) && v.every(f => typeof f === 'string' || (typeof f === 'object' && f !== null && typeof (f as Record<string, unknown>).path === 'string' && Object.keys(f).every(k => k === 'path' || (k === 'name' && typeof (f as Record<string, unknown>).name === 'string'))))
+        ? Array.isArray(v) && v.every(isFolderSpec)
         : typeof v === expected && (expected !== 'number' || Number.isFinite(v))
-    if (!ok) throw new HoldfastError('CONFIG_INVALID', `config key '${path}' must be ${expected === 'folders' ? 'a list of paths or {path, name}' : expected}`, { key: path })
+    if (!ok) throw new HoldfastError('CONFIG_INVALID', `config key '${path}' must be ${expected === 'folders' ? 'a list of paths or {path, name?, ignore?: [globs]}' : expected}`, { key: path })
   }
 }
 
 export type ConfigInput = Partial<Omit<HoldfastConfig, 'agent' | 'manager' | 'mdns'>> & {
-  agent?: Partial<Omit<AgentConfig, 'folders'>> & { folders?: Array<string | { path: string, name?: string }> }
+  agent?: Partial<Omit<AgentConfig, 'folders'>> & { folders?: Array<string | { path: string, name?: string, ignore?: string[] }> }
   manager?: Partial<ManagerConfig>
   mdns?: Partial<MdnsConfig>
 }
@@ -109,9 +132,9 @@ export function resolveConfig (input: unknown, baseDir = process.cwd()): Holdfas
   const fleetKey = raw.fleetKey ?? ''
   if (!/^[0-9a-f]{64}$/.test(fleetKey)) throw new HoldfastError('CONFIG_INVALID', 'fleetKey must be 64 hex characters (run `holdfast init` or `holdfast join`)')
   const folders = (raw.agent?.folders ?? []).map(f => {
-    const spec = typeof f === 'string' ? { path: f } : f
+    const spec: { path: string, name?: string, ignore?: string[] } = typeof f === 'string' ? { path: f } : f
     const path = resolve(baseDir, spec.path)
-    return { path, name: spec.name ?? (basename(path) || 'root') }
+    return { path, name: spec.name ?? (basename(path) || 'root'), ignore: spec.ignore ?? [] }
   })
   const names = new Set<string>()
   for (const f of folders) {
@@ -134,7 +157,10 @@ export function resolveConfig (input: unknown, baseDir = process.cwd()): Holdfas
       scanIntervalSeconds: raw.agent?.scanIntervalSeconds ?? 300,
       settleSeconds: raw.agent?.settleSeconds ?? 2,
       maxUploadBytesPerSecond: raw.agent?.maxUploadBytesPerSecond ?? 0,
-      workers: raw.agent?.workers ?? 0
+      workers: raw.agent?.workers ?? 0,
+      spoolCapBytes: raw.agent?.spoolCapBytes ?? 0,
+      watch: raw.agent?.watch ?? 'auto',
+      watchMaxEntries: raw.agent?.watchMaxEntries ?? 50_000
     },
     manager: {
       pullIntervalSeconds: raw.manager?.pullIntervalSeconds ?? 60,
@@ -147,12 +173,15 @@ export function resolveConfig (input: unknown, baseDir = process.cwd()): Holdfas
     ['agent.settleSeconds', config.agent.settleSeconds, 0],
     ['agent.maxUploadBytesPerSecond', config.agent.maxUploadBytesPerSecond, 0],
     ['agent.workers', config.agent.workers, 0],
+    ['agent.spoolCapBytes', config.agent.spoolCapBytes, 0],
+    ['agent.watchMaxEntries', config.agent.watchMaxEntries, 0],
     ['manager.pullIntervalSeconds', config.manager.pullIntervalSeconds, 1],
     ['manager.bandwidthBytesPerSecond', config.manager.bandwidthBytesPerSecond, 1],
     ['mdns.queryIntervalSeconds', config.mdns.queryIntervalSeconds, 1]
   ] as Array<[string, number, number]>) {
     if (value < min) throw new HoldfastError('CONFIG_INVALID', `config key '${key}' must be at least ${min}`)
   }
+  if (!['auto', 'events', 'scan'].includes(config.agent.watch)) throw new HoldfastError('CONFIG_INVALID', `agent.watch must be 'auto', 'events' or 'scan', not '${config.agent.watch}'`)
   if (role === 'agent' && !isAbsolute(config.dataDir)) throw new HoldfastError('CONFIG_INVALID', 'dataDir must resolve to an absolute path')
   return config
 }

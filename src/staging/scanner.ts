@@ -7,6 +7,7 @@
 import { lstatSync, readdirSync, readlinkSync, type BigIntStats } from 'node:fs'
 import type { EntryType } from '../model/entry.js'
 import type { TrackedFile } from './state-db.js'
+import { lockedNames, type IgnoreRule } from './ignore.js'
 
 export interface ScanItem {
   rel: Buffer
@@ -28,6 +29,8 @@ export interface ScanResult {
   settling: number
   /** Earliest time (ms) a settling path will have settled. */
   settledAt?: number
+  /** Documents left for later because an office lock file says they are open. */
+  locked: number
   problems: ScanProblem[]
   /** Paths seen in this scan. */
   seen: number
@@ -64,15 +67,15 @@ export interface ScanOptions {
   tracked: Map<string, TrackedFile>
   nowMs: number
   settleMs: number
-  /** Names never backed up (office lock files, editor temporaries). */
-  ignore: (name: Buffer) => boolean
+  /** Names never backed up (office lock files, editor temporaries, the folder's own globs). */
+  ignore: IgnoreRule
   signal?: AbortSignal
 }
 
 export function scanFolder (options: ScanOptions): ScanResult {
   const { tracked, nowMs, settleMs } = options
   const root = Buffer.from(options.root)
-  const result: ScanResult = { changed: [], deleted: [], settling: 0, problems: [], seen: 0 }
+  const result: ScanResult = { changed: [], deleted: [], settling: 0, locked: 0, problems: [], seen: 0 }
   const seen = new Set<string>()
   // Paths under a directory we could not read are kept as they were.
   const unreadable: string[] = []
@@ -101,9 +104,10 @@ export function scanFolder (options: ScanOptions): ScanResult {
       unreadable.push(relDir.toString('latin1') + '/')
       continue
     }
+    const locks = lockedNames(names)
     for (const name of names) {
-      if (options.ignore(name)) continue
       const rel = relDir.length === 0 ? name : Buffer.concat([relDir, SLASH, name])
+      if (options.ignore(name, rel)) continue
       const abs = Buffer.concat([absDir, SLASH, name])
       let st: BigIntStats
       try {
@@ -124,6 +128,11 @@ export function scanFolder (options: ScanOptions): ScanResult {
         result.settling++
         const settles = Number(st.mtimeNs > st.ctimeNs ? st.mtimeNs : st.ctimeNs) / 1e6 + settleMs
         result.settledAt = Math.min(result.settledAt ?? Infinity, settles)
+        continue
+      }
+      if (now.type === 'file' && locks.isLocked(name)) {
+        // Open in an office program: its last save may be half written. Wait for the lock to go.
+        result.locked++
         continue
       }
       const item: ScanItem = { rel, abs, tracked: now }

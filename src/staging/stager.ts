@@ -16,7 +16,7 @@ import type { AgentStateDb, NewSpoolChunk, StagedChange } from './state-db.js'
 import type { Spool } from './spool.js'
 import { StagingPool } from './worker-pool.js'
 import type { FileResult } from './stage-worker.js'
-import { defaultIgnore } from './ignore.js'
+import { ignoreRule } from './ignore.js'
 
 export interface StageProgress {
   phase: 'scanning' | 'staging' | 'sealing'
@@ -33,6 +33,14 @@ export interface StageRoundResult {
   deleted: number
   settling: number
   settledAt?: number
+  /** Documents waiting for their office lock file to go. */
+  locked: number
+  /** Staging stopped at the spool cap; what was left waits until the manager frees space. */
+  spoolFull: boolean
+  /** Files left for a later round because the spool was full. */
+  deferred: number
+  /** Files that changed while they were read: not staged, tried again next round. */
+  torn: number
   errors: number
 }
 
@@ -46,6 +54,8 @@ export interface StagerInit {
   workers: number
   chunker?: ChunkerParams
   niceness?: number
+  /** Most bytes the spool may hold. */
+  spoolCapBytes: number
 }
 
 const BATCH_FILES = 64
@@ -57,12 +67,12 @@ export class Stager {
   async stageRound (options: { signal?: AbortSignal, onProgress?: (p: StageProgress) => void } = {}): Promise<StageRoundResult> {
     const { state, clock, log } = this.init
     const now = clock.now()
-    const result: StageRoundResult = { scanned: 0, changed: 0, deleted: 0, settling: 0, errors: 0 }
+    const result: StageRoundResult = { scanned: 0, changed: 0, deleted: 0, settling: 0, locked: 0, spoolFull: false, deferred: 0, torn: 0, errors: 0 }
     const work: Array<{ folder: string, item: ScanItem }> = []
     const changes: StagedChange[] = []
     options.onProgress?.({ phase: 'scanning', filesDone: 0, filesTotal: 0, bytesDone: 0, bytesTotal: 0 })
     for (const folder of this.init.folders) {
-      const scan = scanFolder({ root: folder.path, tracked: state.loadTracked(folder.name), nowMs: now, settleMs: this.init.settleMs, ignore: defaultIgnore, signal: options.signal })
+      const scan = scanFolder({ root: folder.path, tracked: state.loadTracked(folder.name), nowMs: now, settleMs: this.init.settleMs, ignore: ignoreRule(folder.ignore), signal: options.signal })
       if (scan.rootError !== undefined) {
         log.error('protected folder cannot be read; nothing in it is treated as changed or deleted', { folder: folder.path, code: scan.rootError.code })
         state.recordPathError(folder.name, new Uint8Array(0), 'FOLDER_UNREADABLE', scan.rootError.message, now)
@@ -71,6 +81,7 @@ export class Stager {
       }
       result.scanned += scan.seen
       result.settling += scan.settling
+      result.locked += scan.locked
       if (scan.settledAt !== undefined) result.settledAt = Math.min(result.settledAt ?? Infinity, scan.settledAt)
       for (const p of scan.problems) {
         state.recordPathError(folder.name, p.rel, p.code, p.message, now)
@@ -104,16 +115,64 @@ export class Stager {
         niceness: this.init.niceness ?? 10,
         segmentBytes: 256 * 1024 * 1024
       })
+      // The spool cap: bytes already spooled, plus what this round wrote, plus what is being
+      // staged right now counted at zstd's worst case, so the cap is never crossed.
+      const spooledBefore = state.spoolBytes()
+      let spooledNow = 0
+      let inFlightBound = 0
+      const used = (): number => spooledBefore + spooledNow + inFlightBound
       try {
-        const batches = makeBatches(work)
         const inFlight = new Set<Promise<void>>()
-        for (const batch of batches) {
+        let next = 0
+        while (next < work.length) {
           if (options.signal?.aborted === true) throw options.signal.reason
-          const p = pool.stage(batch.map(w => ({ abs: w.item.abs }))).then(results => {
+          const batch: typeof work = []
+          let batchBound = 0
+          let batchRaw = 0
+          while (next < work.length && batch.length < BATCH_FILES && batchRaw < BATCH_BYTES) {
+            const w = work[next]
+            const bound = compressedBound(w.item.tracked.size)
+            if (bound > this.init.spoolCapBytes) {
+              state.recordPathError(w.folder, w.item.rel, 'SPOOL_TOO_SMALL', `file of ${w.item.tracked.size} bytes is larger than the spool cap of ${this.init.spoolCapBytes}`, now)
+              result.errors++
+              next++
+              continue
+            }
+            if (used() + batchBound + bound > this.init.spoolCapBytes) break
+            batch.push(w)
+            batchBound += bound
+            batchRaw += w.item.tracked.size
+            next++
+          }
+          if (batch.length === 0) {
+            if (next >= work.length) break
+            if (inFlight.size > 0) {
+              // what is in flight may compress well: see what it really took, then try again
+              await Promise.all(inFlight)
+              continue
+            }
+            result.spoolFull = true
+            result.deferred = work.length - next
+            log.warn('spool cap reached; the rest waits until the manager pulls', { capBytes: this.init.spoolCapBytes, deferredFiles: result.deferred })
+            break
+          }
+          const thisBatch = batch
+          inFlightBound += batchBound
+          const p = pool.stage(thisBatch.map(w => ({ abs: w.item.abs }))).then(results => {
+            inFlightBound -= batchBound
             results.forEach((r, i) => {
-              const w = batch[i]
+              const w = thisBatch[i]
+              if (r.ok) for (const c of r.chunks) spooledNow += c.clen
               this.absorb(w.folder, w.item, r, changes, newChunks, now)
-              if (!r.ok) result.errors++
+              if (!r.ok) {
+                if (r.code === 'TORN') {
+                  result.torn++
+                  // try again once it has had time to settle
+                  result.settledAt = Math.min(result.settledAt ?? Infinity, now + this.init.settleMs + 1000)
+                } else if (r.code !== 'ENOENT') {
+                  result.errors++
+                }
+              }
               filesDone++
               bytesDone += w.item.tracked.size
             })
@@ -184,19 +243,7 @@ function nonFileEntry (folder: string, item: ScanItem): StagedEntry {
   return entry
 }
 
-function makeBatches<T extends { item: ScanItem }> (work: T[]): T[][] {
-  const batches: T[][] = []
-  let current: T[] = []
-  let bytes = 0
-  for (const w of work) {
-    current.push(w)
-    bytes += w.item.tracked.size
-    if (current.length >= BATCH_FILES || bytes >= BATCH_BYTES) {
-      batches.push(current)
-      current = []
-      bytes = 0
-    }
-  }
-  if (current.length > 0) batches.push(current)
-  return batches
+/** Most bytes zstd can produce for `size` bytes of input, cut into chunks (ZSTD_compressBound plus slack). */
+function compressedBound (size: number): number {
+  return size + (size >> 7) + 4096
 }

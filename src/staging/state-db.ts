@@ -126,6 +126,10 @@ export class AgentStateDb {
     return map
   }
 
+  trackedCountByFolder (): Map<string, number> {
+    return new Map(this.sql('SELECT folder, count(*) AS n FROM files GROUP BY folder').all().map(r => [r.folder as string, Number(r.n)]))
+  }
+
   trackedCount (): number {
     return Number(this.sql('SELECT count(*) AS n FROM files').get()?.n ?? 0)
   }

@@ -7,7 +7,7 @@
  * written by the restore can pass through a link it restored. Each chunk is re-hashed as it
  * is read, so a corrupt store is reported rather than restored.
  */
-import { closeSync, constants, lutimesSync, mkdirSync, openSync, readdirSync, symlinkSync, utimesSync, writeSync, chmodSync, statSync, unlinkSync } from 'node:fs'
+import { closeSync, constants, lutimesSync, mkdirSync, openSync, readdirSync, symlinkSync, utimesSync, writeSync, chmodSync, statSync, unlinkSync, ftruncateSync } from 'node:fs'
 import { CHUNK_ID_BYTES, displayPath, isSafeRelativePath, toHex, type StagedEntry } from '../model/entry.js'
 import { verifyChunk } from '../codec/chunk-codec.js'
 import { HoldfastError } from '../util/errors.js'
@@ -132,10 +132,14 @@ function writeFile (abs: Buffer, e: StagedEntry, catalog: Catalog, packs: PackSt
       const loc = catalog.chunkLocation(id)
       if (loc === undefined) throw new HoldfastError('CHUNK_MISSING', `chunk ${toHex(id)} is not in the store`)
       const plain = verifyChunk(id, packs.read(loc), loc.rawlen)
-      let written = 0
-      while (written < plain.byteLength) written += writeSync(fd, plain, written, plain.byteLength - written, position + written)
+      // All zeros: leave a hole (the file stays sparse where the filesystem allows).
+      if (!isZero(plain)) {
+        let written = 0
+        while (written < plain.byteLength) written += writeSync(fd, plain, written, plain.byteLength - written, position + written)
+      }
       position += plain.byteLength
     }
+    ftruncateSync(fd, position) // sets the length when the file ends in a hole
     if (position !== e.size) throw new HoldfastError('STORE_CORRUPT', `restored ${position} bytes, the catalog says ${e.size}`)
   } catch (err) {
     // A file that cannot be restored whole is not left behind looking restored.
@@ -147,6 +151,16 @@ function writeFile (abs: Buffer, e: StagedEntry, catalog: Catalog, packs: PackSt
   chmodSync(abs, e.mode & 0o7777)
   utimesSync(abs, secondsOf(e.mtimeNs), secondsOf(e.mtimeNs))
   return position
+}
+
+const ZEROS = Buffer.alloc(4 * 1024 * 1024)
+
+function isZero (data: Buffer): boolean {
+  for (let off = 0; off < data.byteLength; off += ZEROS.byteLength) {
+    const part = data.subarray(off, Math.min(data.byteLength, off + ZEROS.byteLength))
+    if (!part.equals(ZEROS.subarray(0, part.byteLength))) return false
+  }
+  return true
 }
 
 function prepareTarget (target: string): void {

@@ -3,7 +3,8 @@
  * manager it trusts. Scans run at start, on a timer, and sooner when something is settling;
  * only one staging round runs at a time.
  */
-import { mkdirSync } from 'node:fs'
+import { mkdirSync, statfsSync } from 'node:fs'
+import { spawnSync } from 'node:child_process'
 import { join } from 'node:path'
 import type { HoldfastConfig } from '../../node/config.js'
 import { loadOrCreateIdentity } from '../../node/identity.js'
@@ -21,19 +22,25 @@ import { HoldfastError, describeError } from '../../util/errors.js'
 import type { Clock } from '../../util/clock.js'
 import type { Logger } from '../../util/log.js'
 import { displayPath } from '../../model/entry.js'
+import { FolderWatchers } from '../../staging/watcher.js'
 import { HOLDFAST_VERSION } from '../../version.js'
 
 export interface AgentStatus {
   peerId: string
   name: string
   listen: string[]
-  folders: Array<{ name: string, path: string }>
+  folders: Array<{ name: string, path: string, watch: 'events' | 'scan' }>
   filesTracked: number
   filesNotBackedUp: number
   settling: number
+  /** Documents an office lock file says are open: staged once it goes. */
+  waitingForLock: number
   sealedSets: number
   stagedBytesNotPulled: number
   spoolBytes: number
+  spoolCapBytes: number
+  /** The last staging round stopped at the cap; the rest waits for the manager to pull. */
+  spoolFull: boolean
   lastScanAt?: number
   lastAck?: { setId: number, snapshotId: number, at: number, ageSeconds: number }
   errors: Array<{ folder: string, path: string, code: string, message: string, at: number }>
@@ -53,12 +60,24 @@ export class Agent {
   private lastScan?: { at: number, result: StageRoundResult }
   private loop?: Promise<void>
   private wake?: () => void
+  private nextScanAt = 0
+  private readonly spoolCapBytes: number
+  private readonly watchers: FolderWatchers
 
   constructor (readonly config: HoldfastConfig, private readonly clock: Clock, private readonly log: Logger) {
     mkdirSync(config.dataDir, { recursive: true, mode: 0o700 })
     this.state = new AgentStateDb(join(config.dataDir, 'agent.db'))
     this.spool = new Spool(join(config.dataDir, 'spool'), this.state)
+    this.spoolCapBytes = config.agent.spoolCapBytes > 0 ? config.agent.spoolCapBytes : defaultSpoolCap(config.dataDir)
+    this.watchers = new FolderWatchers({
+      mode: config.agent.watch,
+      maxEntries: config.agent.watchMaxEntries,
+      // an event starts a scan once the change has had time to settle
+      onChange: () => { this.requestScan(config.agent.settleSeconds * 1000 + 200) },
+      log: log.child('watch')
+    })
     this.stager = new Stager({
+      spoolCapBytes: this.spoolCapBytes,
       folders: config.agent.folders,
       state: this.state,
       spool: this.spool,
@@ -70,6 +89,7 @@ export class Agent {
   }
 
   async start (): Promise<void> {
+    lowerIoPriority(this.log)
     const abandoned = this.state.abandonUnsealedSets()
     const orphans = this.spool.removeOrphans()
     if (abandoned.length > 0 || orphans > 0) this.log.info('cleaned up after an interrupted staging round', { sets: abandoned.length, segments: orphans })
@@ -99,6 +119,8 @@ export class Agent {
           if (state === 'acked' || state === undefined) return
           const segments = this.state.acknowledge(setId, snapshotId, this.clock.now())
           this.spool.remove(segments)
+          // space came back: staging that stopped at the spool cap can go on
+          if (this.lastScan?.result.spoolFull === true) this.requestScan(0)
           this.log.info('set acknowledged by manager; marked backed up', { set: setId, snapshot: snapshotId, manager: manager.slice(-8) })
         }
       }
@@ -125,6 +147,7 @@ export class Agent {
   async stop (): Promise<void> {
     this.controller.abort(new HoldfastError('ABORTED', 'agent stopping'))
     this.wake?.()
+    await this.watchers.stop()
     await this.loop?.catch(() => {})
     await this.running?.catch(() => {})
     await this.admin?.stop()
@@ -151,13 +174,16 @@ export class Agent {
       peerId: this.peerId,
       name: this.config.name,
       listen: this.node?.getMultiaddrs().map(String) ?? [],
-      folders: this.config.agent.folders.map(f => ({ name: f.name, path: f.path })),
+      folders: this.config.agent.folders.map(f => ({ name: f.name, path: f.path, watch: this.watchers.state(f.name) })),
       filesTracked: this.state.trackedCount(),
       filesNotBackedUp: this.state.unackedFiles(),
       settling: this.lastScan?.result.settling ?? 0,
+      waitingForLock: this.lastScan?.result.locked ?? 0,
       sealedSets: sets.length,
       stagedBytesNotPulled: sets.reduce((n, s) => n + s.storedBytes, 0),
       spoolBytes: this.state.spoolBytes(),
+      spoolCapBytes: this.spoolCapBytes,
+      spoolFull: this.lastScan?.result.spoolFull ?? false,
       lastScanAt: this.lastScan?.at,
       lastAck: last === undefined ? undefined : { ...last, ageSeconds: Math.round((this.clock.now() - last.at) / 1000) },
       errors: this.state.pathErrors().map(e => ({ folder: e.folder, path: displayPath(e.path), code: e.code, message: e.message, at: e.at })),
@@ -165,24 +191,78 @@ export class Agent {
     }
   }
 
+  /** Asks for a scan within `delayMs` (sooner requests win; later ones are already covered). */
+  requestScan (delayMs: number): void {
+    const at = this.clock.now() + delayMs
+    if (at < this.nextScanAt) {
+      this.nextScanAt = at
+      this.wake?.()
+    }
+  }
+
+  /**
+   * Sleeps until the next scan is due: the reconcile interval, or sooner when an event, a
+   * settling file, a lock or an ack asks. Nothing wakes in between, so an idle agent costs
+   * no CPU.
+   */
   private async scanLoop (): Promise<void> {
     const signal = this.controller.signal
+    const interval = this.config.agent.scanIntervalSeconds * 1000
+    this.nextScanAt = this.clock.now()
     while (!signal.aborted) {
-      let nextDelay = this.config.agent.scanIntervalSeconds * 1000
+      const wait = this.nextScanAt - this.clock.now()
+      if (wait > 0) {
+        const wakeController = new AbortController()
+        this.wake = () => { wakeController.abort() }
+        try {
+          await this.clock.sleep(wait, AbortSignal.any([signal, wakeController.signal]))
+        } catch {
+          if (signal.aborted) return
+        }
+        continue
+      }
+      this.nextScanAt = this.clock.now() + interval
       try {
         const result = await this.scanNow()
-        if (result.settledAt !== undefined) nextDelay = Math.min(nextDelay, Math.max(100, result.settledAt - this.clock.now() + 50))
+        if (result.settledAt !== undefined) this.requestScan(Math.max(100, result.settledAt - this.clock.now() + 50))
+        // a lock going away is an event where events are watched; elsewhere look again soon
+        if (result.locked > 0) this.requestScan(Math.min(interval, 30_000))
+        await this.updateWatchers()
       } catch (err) {
         if (signal.aborted) return
         this.log.error('staging round failed; will retry', { err: describeError(err) })
       }
-      const wakeController = new AbortController()
-      this.wake = () => { wakeController.abort() }
+    }
+  }
+
+  private async updateWatchers (): Promise<void> {
+    const counts = this.state.trackedCountByFolder()
+    for (const folder of this.config.agent.folders) {
       try {
-        await this.clock.sleep(nextDelay, AbortSignal.any([signal, wakeController.signal]))
-      } catch {
-        if (signal.aborted) return
+        await this.watchers.update(folder, counts.get(folder.name) ?? 0)
+      } catch (err) {
+        this.log.warn('cannot watch folder; the reconcile scan covers it', { folder: folder.path, err: describeError(err) })
       }
     }
   }
+}
+
+/** 10% of the free space where the spool lives, between 256 MiB and 20 GiB. */
+function defaultSpoolCap (dir: string): number {
+  try {
+    const fs = statfsSync(dir)
+    return Math.max(256 * 1024 * 1024, Math.min(20 * 1024 * 1024 * 1024, Math.floor(fs.bavail * fs.bsize * 0.1)))
+  } catch {
+    return 1024 * 1024 * 1024
+  }
+}
+
+/**
+ * Best-effort, lowest I/O priority of the best-effort class for this process's main thread;
+ * threads made after this (staging workers, libuv's pool) inherit it. Node has no ioprio_set,
+ * so util-linux's ionice does it where installed.
+ */
+function lowerIoPriority (log: Logger): void {
+  const r = spawnSync('ionice', ['-c', '2', '-n', '7', '-p', String(process.pid)], { stdio: 'ignore' })
+  if (r.status !== 0) log.info('ionice unavailable; staging runs at normal I/O priority')
 }

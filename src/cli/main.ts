@@ -247,8 +247,10 @@ function agentStatusText (s: AgentStatus): string {
     `  folders:           ${s.folders.map(f => `${f.name}=${f.path}`).join(', ')}`,
     `  files tracked:     ${s.filesTracked} (${s.filesNotBackedUp} not yet backed up)`,
     `  settling:          ${s.settling}`,
+    `  waiting for lock:  ${s.waitingForLock}`,
     `  staged, not pulled: ${s.sealedSets} sets, ${bytes(s.stagedBytesNotPulled)}`,
-    `  spool:             ${bytes(s.spoolBytes)}`,
+    `  spool:             ${bytes(s.spoolBytes)} of ${bytes(s.spoolCapBytes)}${s.spoolFull ? ' (full: staging waits for the manager)' : ''}`,
+    `  watching:          ${s.folders.map(f => `${f.name}: ${f.watch === 'events' ? 'file-system events + scans' : 'scans only'}`).join(', ')}`,
     `  last backup:       ${s.lastAck === undefined ? 'never' : `snapshot ${s.lastAck.snapshotId}, ${age(s.lastAck.at)}`}`,
     `  mDNS:              ${s.mdns ? 'on' : 'off'}`,
     ...(s.errors.length === 0 ? [] : ['  errors:', ...s.errors.map(e => `    ${e.folder}/${e.path}: ${e.code}: ${e.message}`)])

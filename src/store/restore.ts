@@ -132,11 +132,7 @@ function writeFile (abs: Buffer, e: StagedEntry, catalog: Catalog, packs: PackSt
       const loc = catalog.chunkLocation(id)
       if (loc === undefined) throw new HoldfastError('CHUNK_MISSING', `chunk ${toHex(id)} is not in the store`)
       const plain = verifyChunk(id, packs.read(loc), loc.rawlen)
-      // All zeros: leave a hole (the file stays sparse where the filesystem allows).
-      if (!isZero(plain)) {
-        let written = 0
-        while (written < plain.byteLength) written += writeSync(fd, plain, written, plain.byteLength - written, position + written)
-      }
+      writeSparse(fd, plain, position)
       position += plain.byteLength
     }
     ftruncateSync(fd, position) // sets the length when the file ends in a hole
@@ -153,14 +149,28 @@ function writeFile (abs: Buffer, e: StagedEntry, catalog: Catalog, packs: PackSt
   return position
 }
 
-const ZEROS = Buffer.alloc(4 * 1024 * 1024)
+const HOLE_BLOCK = 64 * 1024
+const ZEROS = Buffer.alloc(HOLE_BLOCK)
 
-function isZero (data: Buffer): boolean {
-  for (let off = 0; off < data.byteLength; off += ZEROS.byteLength) {
-    const part = data.subarray(off, Math.min(data.byteLength, off + ZEROS.byteLength))
-    if (!part.equals(ZEROS.subarray(0, part.byteLength))) return false
+/**
+ * Writes `data` at `position`, skipping 64 KiB blocks that are all zeros so they stay holes
+ * (sparse files stay sparse where the filesystem allows); runs of data blocks go in one write.
+ */
+function writeSparse (fd: number, data: Buffer, position: number): void {
+  let runStart = -1
+  const flush = (end: number): void => {
+    if (runStart < 0) return
+    let written = 0
+    while (written < end - runStart) written += writeSync(fd, data, runStart + written, end - runStart - written, position + runStart + written)
+    runStart = -1
   }
-  return true
+  for (let off = 0; off < data.byteLength; off += HOLE_BLOCK) {
+    const end = Math.min(data.byteLength, off + HOLE_BLOCK)
+    const zero = data.subarray(off, end).equals(ZEROS.subarray(0, end - off))
+    if (zero) flush(off)
+    else if (runStart < 0) runStart = off
+  }
+  flush(data.byteLength)
 }
 
 function prepareTarget (target: string): void {

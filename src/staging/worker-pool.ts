@@ -19,7 +19,7 @@ export class StagingPool {
 
   constructor (count: number, init: Omit<WorkerInit, 'workerIndex'>) {
     for (let i = 0; i < count; i++) {
-      const worker = new Worker(new URL('./stage-worker.js', import.meta.url), { workerData: { ...init, workerIndex: i } satisfies WorkerInit })
+      const worker = new Worker(new URL('./stage-worker.js', import.meta.url), { workerData: { ...init, workerIndex: i } satisfies WorkerInit, resourceLimits: { maxYoungGenerationSizeMb: 4, maxOldGenerationSizeMb: 64 } })
       const slot: Slot = { worker, inFlight: 0, pending: new Map() }
       worker.on('message', (msg: WorkerReply) => { this.onReply(slot, msg) })
       worker.on('error', err => { this.fail(slot, err) })

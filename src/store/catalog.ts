@@ -50,6 +50,11 @@ CREATE TABLE IF NOT EXISTS chunks (
   clen INTEGER NOT NULL,
   rawlen INTEGER NOT NULL
 ) WITHOUT ROWID;
+-- Added with browse and verify (IF NOT EXISTS: an older catalog gains them when it is opened).
+-- A point in time per endpoint (--at), and an endpoint's snapshots in order.
+CREATE INDEX IF NOT EXISTS snapshots_by_endpoint ON snapshots (endpoint_id, committed_at);
+-- A pack's chunks in file order, covering what verify reads (the chunk id is the key suffix).
+CREATE INDEX IF NOT EXISTS chunks_by_pack ON chunks (pack, offset, clen, rawlen);
 `
 
 export interface EndpointRow {
@@ -186,9 +191,28 @@ export class Catalog {
   }
 
   snapshot (id: number): SnapshotRow {
-    const row = this.snapshots().find(s => s.id === id)
-    if (row === undefined) throw new HoldfastError('SNAPSHOT_UNKNOWN', `no snapshot ${id}`)
-    return row
+    const r = this.sql(`SELECT s.id, s.endpoint_id, e.peer_id, e.name, s.set_id, s.sealed_at, s.committed_at, s.entries, s.raw_bytes, s.new_bytes
+      FROM snapshots s JOIN endpoints e ON e.id = s.endpoint_id WHERE s.id = ?`).get(id)
+    if (r === undefined) throw new HoldfastError('SNAPSHOT_UNKNOWN', `no snapshot ${id}`)
+    return {
+      id: Number(r.id), endpointId: Number(r.endpoint_id), peerId: r.peer_id as string, endpointName: r.name as string, setId: Number(r.set_id),
+      sealedAt: Number(r.sealed_at), committedAt: Number(r.committed_at), entries: Number(r.entries), rawBytes: Number(r.raw_bytes), newBytes: Number(r.new_bytes)
+    }
+  }
+
+  /** The endpoint's newest snapshot committed at or before `atMs` (ms since the epoch). */
+  snapshotAt (endpointId: number, atMs: number): number | undefined {
+    const r = this.sql('SELECT id FROM snapshots WHERE endpoint_id = ? AND committed_at <= ? ORDER BY committed_at DESC, id DESC LIMIT 1').get(endpointId, atMs)
+    return r === undefined ? undefined : Number(r.id)
+  }
+
+  endpointById (id: number): EndpointRow {
+    const r = this.sql('SELECT id, peer_id, name, first_seen, last_seen, last_backup FROM endpoints WHERE id = ?').get(id)
+    if (r === undefined) throw new HoldfastError('PEER_UNKNOWN', `no endpoint #${id} in the catalog`)
+    return {
+      id: Number(r.id), peerId: r.peer_id as string, name: r.name as string, firstSeen: Number(r.first_seen), lastSeen: Number(r.last_seen),
+      lastBackup: r.last_backup === null ? undefined : Number(r.last_backup)
+    }
   }
 
   /** The endpoint's tree as of a snapshot: the newest version of each path, deletions dropped. */

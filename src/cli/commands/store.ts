@@ -2,6 +2,255 @@
  * Store commands (browse, verify, stats, …) run against the manager through its admin socket.
  * Registered in src/cli/main.ts.
  */
-import type { Command } from '../command.js'
+import { homedir } from 'node:os'
+import { join, resolve } from 'node:path'
+import type { Command, CommandOptions } from '../command.js'
+import { adminCall } from '../../admin/admin-socket.js'
+import { loadConfig } from '../../node/config.js'
+import { HoldfastError } from '../../util/errors.js'
+import { bytes, table } from '../format.js'
+import type { FindResult, ListResult, TreeEntry, VersionsResult } from '../../store/browse.js'
+import type { StoreStats } from '../../store/stats.js'
+import type { VerifyProgress, VerifyReport } from '../../store/verify.js'
 
-export const storeCommands: Record<string, Command> = {}
+const socketOptions: CommandOptions = {
+  socket: { type: 'string' },
+  config: { type: 'string' },
+  'data-dir': { type: 'string' },
+  json: { type: 'boolean' }
+}
+
+const SOCKET_HELP = `  --socket PATH     admin socket of the manager
+  --config FILE     or: the manager's config file (its admin socket is used)
+  --data-dir DIR    or: the manager's data directory (DIR/admin.sock; default ~/.holdfast/manager)
+  --json            machine-readable output`
+
+const LONG_MS = 24 * 3600_000
+
+function socketPath (values: Record<string, unknown>): string {
+  if (typeof values.socket === 'string') return resolve(values.socket)
+  if (typeof values.config === 'string') return loadConfig(values.config).adminSocket
+  const dir = typeof values['data-dir'] === 'string' ? resolve(values['data-dir']) : join(homedir(), '.holdfast', 'manager')
+  return join(dir, 'admin.sock')
+}
+
+function print (values: Record<string, unknown>, data: unknown, human: () => string): void {
+  process.stdout.write((values.json === true ? JSON.stringify(data, null, 2) : human()) + '\n')
+}
+
+function intOption (values: Record<string, unknown>, key: string): number | undefined {
+  const v = values[key]
+  if (v === undefined) return undefined
+  const n = Number(v)
+  if (typeof v !== 'string' || !/^\d+$/.test(v) || !Number.isSafeInteger(n)) throw new HoldfastError('ADMIN_BAD_REQUEST', `--${key} needs a whole number, not '${String(v)}'`)
+  return n
+}
+
+/** --at T: an ISO date or date-time (a date-time without a zone is local time). */
+export function parseAt (text: string): number {
+  if (!/^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?$/.test(text.trim())) {
+    throw new HoldfastError('ADMIN_BAD_REQUEST', `--at needs an ISO date or date-time (2024-05-01, 2024-05-01T17:30, 2024-05-01T17:30:00Z), not '${text}'`)
+  }
+  // a date alone is the start of that day, local time, like a date-time without a zone
+  const t = text.trim().replace(' ', 'T')
+  const ms = Date.parse(/^\d{4}-\d{2}-\d{2}$/.test(t) ? `${t}T00:00` : t)
+  if (Number.isNaN(ms)) throw new HoldfastError('ADMIN_BAD_REQUEST', `--at: '${text}' is not a valid date`)
+  return ms
+}
+
+function selection (values: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = {}
+  if (values.at !== undefined && values.snapshot !== undefined) throw new HoldfastError('ADMIN_BAD_REQUEST', 'give --at or --snapshot, not both')
+  if (typeof values.at === 'string') out.at = parseAt(values.at)
+  const snapshot = intOption(values, 'snapshot')
+  if (snapshot !== undefined) out.snapshot = snapshot
+  return out
+}
+
+/** ls -l style: type letter and rwx bits from st_mode. */
+export function modeString (mode: number | undefined, type: string): string {
+  if (mode === undefined) return type === 'dir' ? 'd?????????' : '??????????'
+  const kind = type === 'dir' ? 'd' : type === 'symlink' ? 'l' : type === 'special' ? ((mode & 0o170000) === 0o010000 ? 'p' : (mode & 0o170000) === 0o140000 ? 's' : (mode & 0o170000) === 0o060000 ? 'b' : 'c') : '-'
+  const bits = ['r', 'w', 'x', 'r', 'w', 'x', 'r', 'w', 'x'].map((c, i) => (mode & (0o400 >> i)) !== 0 ? c : '-')
+  if ((mode & 0o4000) !== 0) bits[2] = bits[2] === 'x' ? 's' : 'S'
+  if ((mode & 0o2000) !== 0) bits[5] = bits[5] === 'x' ? 's' : 'S'
+  if ((mode & 0o1000) !== 0) bits[8] = bits[8] === 'x' ? 't' : 'T'
+  return kind + bits.join('')
+}
+
+function when (iso: string | undefined): string {
+  return iso === undefined || iso === '' ? '-' : iso.replace('T', ' ').replace(/\.\d+Z$/, 'Z')
+}
+
+function lsRow (e: TreeEntry): string[] {
+  const name = e.type === 'dir' ? `${e.name}/` : e.type === 'symlink' && e.target !== undefined ? `${e.name} -> ${e.target}` : e.name
+  return [modeString(e.mode, e.type), e.type === 'file' ? bytes(e.size) : '-', when(e.mtime), e.snapshotId === undefined ? '-' : String(e.snapshotId), name]
+}
+
+function ratio (r: number): string { return r === 0 ? '-' : `${r.toFixed(2)}x` }
+
+function verifyText (r: VerifyReport): string {
+  const head = `verify${r.readData ? ' --read-data' : ''}: ${r.packs.total} packs, ${r.chunks.total} chunks${r.readData ? `, ${bytes(r.chunks.bytesRead)} read` : ''}, ${r.versions} file versions in ${(r.ms / 1000).toFixed(1)} s`
+  const lines = [r.ok ? `${head}: OK` : `${head}: ${r.problemsTotal} problem${r.problemsTotal === 1 ? '' : 's'} (${Object.entries(r.problemCounts).map(([k, n]) => `${n} ${k}`).join(', ')})`]
+  if (r.packs.unreferenced.length > 0) lines.push(`note: ${r.packs.unreferenced.length} pack file(s) hold no chunk the catalog knows (left by an interrupted pull, or just started): ${r.packs.unreferenced.slice(0, 5).join(', ')}${r.packs.unreferenced.length > 5 ? ', …' : ''}`)
+  if (r.ok) return lines.join('\n')
+  lines.push('', table(['PROBLEM', 'PACK', 'OFFSET', 'CHUNK', 'DETAIL'], r.problems.map(p => [
+    p.kind, p.pack ?? '-', p.offset === undefined ? '-' : String(p.offset), p.chunk === undefined ? '-' : p.chunk.slice(0, 16), p.message
+  ])))
+  if (r.problems.length < r.problemsTotal) lines.push(`… and ${r.problemsTotal - r.problems.length} more (--json --limit N lists more)`)
+  if (r.damaged.filesTotal > 0) {
+    lines.push('', `damaged files (${r.damaged.filesTotal}): a restore of these versions would fail`)
+    lines.push(table(['ENDPOINT', 'FILE', 'VERSION', 'IN SNAPSHOTS', 'REASON', 'BAD CHUNKS'], r.damaged.files.map(f => [
+      f.endpoint, f.path, String(f.snapshotId),
+      f.inSnapshots.count === 0 ? '-' : f.inSnapshots.first === f.inSnapshots.last ? String(f.inSnapshots.first) : `${f.inSnapshots.first}..${f.inSnapshots.last} (${f.inSnapshots.count})`,
+      f.reason, f.chunks.map(c => c.slice(0, 12)).join(' ')
+    ])))
+    if (r.damaged.files.length < r.damaged.filesTotal) lines.push(`… and ${r.damaged.filesTotal - r.damaged.files.length} more`)
+  }
+  if (r.damaged.snapshotsTotal > 0) {
+    const byEndpoint = new Map<string, number[]>()
+    for (const s of r.damaged.snapshots) byEndpoint.set(s.endpoint, [...(byEndpoint.get(s.endpoint) ?? []), s.id])
+    lines.push('', `damaged snapshots (${r.damaged.snapshotsTotal}): ${[...byEndpoint].map(([e, ids]) => `${e}: ${ids.join(', ')}`).join('; ')}${r.damaged.snapshots.length < r.damaged.snapshotsTotal ? ' …' : ''}`)
+  }
+  if (r.damaged.chunksTotal > 0) lines.push(`damaged chunks (${r.damaged.chunksTotal}): ${r.damaged.chunks.slice(0, 10).join(' ')}${r.damaged.chunksTotal > 10 ? ' …' : ''}`)
+  return lines.join('\n')
+}
+
+export const storeCommands: Record<string, Command> = {
+  ls: {
+    summary: 'list an endpoint\'s backed-up files under a path, as of a snapshot or a time',
+    usage: `holdfast ls ENDPOINT [FOLDER[/PATH]] [--at TIME | --snapshot ID] [--limit N] [options]
+
+Lists what the store holds of ENDPOINT (peer id, its unique suffix, or name) under
+FOLDER/PATH, one level deep like ls: a directory's entries, or a file itself. Without a path,
+the endpoint's protected folders. The tree is the endpoint's latest snapshot unless
+  --at TIME         the newest snapshot committed at or before TIME (ISO date or date-time,
+                    e.g. 2024-05-01 or 2024-05-01T17:30; without a zone, local time)
+  --snapshot ID     that snapshot (one of ENDPOINT's)
+  --limit N         list at most N entries (default 10000; 0 = all)
+Paths are matched as UTF-8; a name shown with \\xNN escapes can be given the same way.
+${SOCKET_HELP}`,
+    options: { ...socketOptions, at: { type: 'string' }, snapshot: { type: 'string' }, limit: { type: 'string' } },
+    run: async (values, positionals) => {
+      const [endpoint, path, ...extra] = positionals
+      if (endpoint === undefined || extra.length > 0) throw new HoldfastError('ADMIN_BAD_REQUEST', 'usage: holdfast ls ENDPOINT [FOLDER[/PATH]] (see holdfast ls --help)')
+      const args: Record<string, unknown> = { endpoint, ...selection(values) }
+      if (path !== undefined) args.path = path
+      const limit = intOption(values, 'limit')
+      if (limit !== undefined) args.limit = limit
+      const r = await adminCall(socketPath(values), 'ls', args, { timeoutMs: LONG_MS }) as ListResult
+      print(values, r, () => {
+        const head = `${r.endpoint.name || r.endpoint.peerId}, snapshot ${r.snapshot.id} (${when(new Date(r.snapshot.committedAt).toISOString())})${r.path === '' ? '' : `: ${r.path}`}`
+        if (r.entries.length === 0) return `${head}\n(empty)`
+        const rows = r.kind === 'root'
+          ? table(['FOLDER'], r.entries.map(e => [`${e.name}/`]))
+          : table(['MODE', 'SIZE', 'MODIFIED', 'SNAPSHOT', 'NAME'], r.entries.map(lsRow))
+        return `${head}\n${rows}${r.truncated ? `\n… more entries (--limit 0 lists all)` : ''}`
+      })
+      return 0
+    }
+  },
+  versions: {
+    summary: 'list every stored version of one path of an endpoint',
+    usage: `holdfast versions ENDPOINT FOLDER/PATH [options]
+
+Every version the store holds of FOLDER/PATH on ENDPOINT, oldest first: the snapshot that
+recorded it, when that snapshot was committed, type, size, modification time, and deletions.
+${SOCKET_HELP}`,
+    options: socketOptions,
+    run: async (values, positionals) => {
+      const [endpoint, path, ...extra] = positionals
+      if (endpoint === undefined || path === undefined || extra.length > 0) throw new HoldfastError('ADMIN_BAD_REQUEST', 'usage: holdfast versions ENDPOINT FOLDER/PATH (see holdfast versions --help)')
+      const r = await adminCall(socketPath(values), 'versions', { endpoint, path }, { timeoutMs: LONG_MS }) as VersionsResult
+      print(values, r, () => `${r.endpoint.name || r.endpoint.peerId}: ${r.path}\n` + table(['SNAPSHOT', 'COMMITTED', 'TYPE', 'SIZE', 'MODIFIED', 'MODE'], r.versions.map(v => [
+        String(v.snapshotId), when(new Date(v.committedAt).toISOString()), v.deleted ? 'deleted' : v.type, v.type === 'file' ? bytes(v.size) : '-', when(v.mtime), v.deleted ? '-' : modeString(v.mode, v.type)
+      ])))
+      return 0
+    }
+  },
+  find: {
+    summary: 'find paths across the fleet by a glob pattern',
+    usage: `holdfast find PATTERN [--endpoint PEER|NAME] [--limit N] [options]
+
+Every path of every endpoint that matches PATTERN, with its latest version (deleted ones too).
+PATTERN is a glob: * (within a name), ? (one character), [abc], [a-z], [!x], ** (any number of
+directories), \\ escapes. Without a '/' it matches a name at any depth ('*.docx'); with one, the
+whole path under a folder ('docs/**/report*'), the folder's name included or not
+('home/docs/*.md'). Quote it, so the shell leaves it alone.
+  --endpoint E      only this endpoint
+  --limit N         at most N paths (default 1000; 0 = all)
+${SOCKET_HELP}`,
+    options: { ...socketOptions, endpoint: { type: 'string' }, limit: { type: 'string' } },
+    run: async (values, positionals) => {
+      const [pattern, ...extra] = positionals
+      if (pattern === undefined || extra.length > 0) throw new HoldfastError('ADMIN_BAD_REQUEST', 'usage: holdfast find PATTERN (quote the pattern; see holdfast find --help)')
+      const args: Record<string, unknown> = { pattern }
+      if (typeof values.endpoint === 'string') args.endpoint = values.endpoint
+      const limit = intOption(values, 'limit')
+      if (limit !== undefined) args.limit = limit
+      const r = await adminCall(socketPath(values), 'find', args, { timeoutMs: LONG_MS }) as FindResult
+      print(values, r, () => r.hits.length === 0
+        ? `nothing matches '${r.pattern}'`
+        : table(['ENDPOINT', 'PATH', 'TYPE', 'SIZE', 'MODIFIED', 'SNAPSHOT', 'STATE'], r.hits.map(h => [
+          h.endpoint, h.path, h.type, h.type === 'file' ? bytes(h.size) : '-', when(h.mtime), String(h.snapshotId),
+          h.deleted ? (h.liveSnapshotId === undefined ? 'deleted' : `deleted (last in ${h.liveSnapshotId})`) : ''
+        ])) + (r.truncated ? '\n… more matches (--limit 0 lists all)' : ''))
+      return 0
+    }
+  },
+  stats: {
+    summary: 'show logical and stored bytes, and the dedup ratio, per endpoint and in total',
+    usage: `holdfast stats [options]
+
+For each endpoint's latest tree: its files and their logical size, the distinct chunks it
+references and their stored (compressed) size, the ratio of the two, and how much of that no
+other endpoint shares. The total counts a chunk that endpoints share once; the store line counts
+every chunk, older versions' included.
+${SOCKET_HELP}`,
+    options: socketOptions,
+    run: async (values) => {
+      const s = await adminCall(socketPath(values), 'stats', {}, { timeoutMs: LONG_MS }) as StoreStats
+      print(values, s, () => [
+        table(['ENDPOINT', 'SNAPSHOT', 'FILES', 'LOGICAL', 'UNIQUE', 'STORED', 'RATIO', 'NOT SHARED'], [
+          ...s.endpoints.map(e => [e.endpoint, e.snapshotId === undefined ? '-' : String(e.snapshotId), String(e.files), bytes(e.logicalBytes), bytes(e.uniqueBytes), bytes(e.storedBytes), ratio(e.dedupRatio), bytes(e.ownBytes)]),
+          ['total', '', String(s.total.files), bytes(s.total.logicalBytes), bytes(s.total.uniqueBytes), bytes(s.total.storedBytes), ratio(s.total.dedupRatio), '']
+        ]),
+        `store: ${s.total.storeChunks} chunks, ${bytes(s.total.storeBytes)} in ${s.total.snapshots} snapshots (older versions included)`
+      ].join('\n'))
+      return 0
+    }
+  },
+  verify: {
+    summary: 'check that the catalog and the packs agree (--read-data: re-hash every chunk)',
+    usage: `holdfast verify [--read-data] [--limit N] [options]
+
+Checks every chunk the catalog names: its pack exists, its record lies inside the pack and its
+header names that chunk and length, and every file version's chunks are in the index and add up
+to its size. With --read-data, also reads, decompresses and re-hashes every chunk (reads the
+whole store). Reports each problem with the damaged files (endpoint, path, the snapshot that
+recorded the version, the snapshots that hold it). Exit status 1 when anything is wrong.
+  --read-data       re-read and re-hash all chunk data
+  --limit N         list at most N problems, files, snapshots (default 1000; counts are exact)
+${SOCKET_HELP}`,
+    options: { ...socketOptions, 'read-data': { type: 'boolean' }, limit: { type: 'string' } },
+    run: async (values, positionals) => {
+      if (positionals.length > 0) throw new HoldfastError('ADMIN_BAD_REQUEST', 'verify takes no arguments (see holdfast verify --help)')
+      const args: Record<string, unknown> = { readData: values['read-data'] === true }
+      const limit = intOption(values, 'limit')
+      if (limit !== undefined) args.limit = limit
+      const live = values.json !== true && process.stderr.isTTY
+      const r = await adminCall(socketPath(values), 'verify', args, {
+        timeoutMs: LONG_MS,
+        onProgress: raw => {
+          if (!live) return
+          const p = raw as VerifyProgress
+          const data = p.bytesTotal > 0 ? `, ${bytes(p.bytesRead)} of ${bytes(p.bytesTotal)}` : ''
+          process.stderr.write(`\r\x1b[K${p.phase}: ${p.packsDone}/${p.packsTotal} packs, ${p.chunksDone}/${p.chunksTotal} chunks${data}${p.problems > 0 ? `, ${p.problems} problems` : ''}`)
+        }
+      }) as VerifyReport
+      if (live) process.stderr.write('\r\x1b[K')
+      print(values, r, () => verifyText(r))
+      return r.ok ? 0 : 1
+    }
+  }
+}

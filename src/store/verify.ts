@@ -205,6 +205,7 @@ export async function verifyStore (catalog: Catalog, packsDir: string, options: 
     bytesTotal: readData ? Number(totals?.bytes ?? 0) : 0,
     problems: 0
   }
+  report.chunks.total = progress.chunksTotal
   let lastProgress = 0
   const tell = (force = false): void => {
     const now = performance.now()

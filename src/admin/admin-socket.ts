@@ -26,15 +26,12 @@ export class AdminServer {
   async start (): Promise<void> {
     try { unlinkSync(this.path) } catch {}
     const server = createServer(socket => { this.onConnection(socket) })
-    const oldMask = process.umask(0o177)
-    try {
-      await new Promise<void>((resolve, reject) => {
-        server.once('error', reject)
-        server.listen(this.path, () => { server.off('error', reject); resolve() })
-      })
-    } finally {
-      process.umask(oldMask)
-    }
+    // The socket is made inside the daemon's 0700 data directory, so nobody else can reach it
+    // in the moment before its own mode is tightened. (umask cannot be set from a worker thread.)
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject)
+      server.listen(this.path, () => { server.off('error', reject); resolve() })
+    })
     chmodSync(this.path, 0o600)
     this.server = server
   }

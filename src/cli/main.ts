@@ -12,8 +12,6 @@ import { loadOrCreateIdentity } from '../node/identity.js'
 import { decodeJoinToken, encodeJoinToken, newFleetKey } from '../node/fleet.js'
 import { adminCall } from '../admin/admin-socket.js'
 import { HoldfastError, describeError, errorCode } from '../util/errors.js'
-import { createLogger } from '../util/log.js'
-import { systemClock } from '../util/clock.js'
 import { age, bytes, shortId, table } from './format.js'
 import { HOLDFAST_VERSION } from '../version.js'
 import type { Command, CommandOptions } from './command.js'
@@ -22,6 +20,7 @@ import type { PeerListRow, RoundResult } from '../roles/manager/manager.js'
 import type { SnapshotRow } from '../store/catalog.js'
 import type { RestoreSummary } from '../store/restore.js'
 import type { AgentStatus } from '../roles/agent/agent.js'
+import type { DaemonThreadData, DaemonThreadMessage } from '../roles/daemon-thread.js'
 
 type Options = CommandOptions
 
@@ -261,19 +260,26 @@ async function runDaemon (role: Role, values: Record<string, unknown>): Promise<
   const file = typeof values.config === 'string' ? values.config : join(defaultDataDir(role), `${role}.json`)
   const config: HoldfastConfig = loadConfig(file)
   if (config.role !== role) throw new HoldfastError('CONFIG_INVALID', `${file} is a ${config.role} config, not a ${role} config`)
-  const log = createLogger(role)
-  const { Agent } = await import('../roles/agent/agent.js')
-  const { Manager } = await import('../roles/manager/manager.js')
-  const daemon = role === 'agent' ? new Agent(config, systemClock, log) : new Manager(config, systemClock, log)
-  await daemon.start()
-  // Shut down in reverse order of start on SIGINT/SIGTERM, then exit.
-  await new Promise<void>(resolve => {
-    const onSignal = (sig: string): void => { log.info('stopping', { signal: sig }); resolve() }
-    process.once('SIGINT', () => { onSignal('SIGINT') })
-    process.once('SIGTERM', () => { onSignal('SIGTERM') })
+  const { Worker } = await import('node:worker_threads')
+  // The daemon runs in a worker so its heap can be bounded (see src/roles/daemon-thread.ts).
+  const worker = new Worker(new URL('../roles/daemon-thread.js', import.meta.url), {
+    workerData: { role, configFile: resolve(file) } satisfies DaemonThreadData,
+    resourceLimits: { maxYoungGenerationSizeMb: 16 }
   })
-  await daemon.stop()
-  return 0
+  let failure: { code: string, message: string } | undefined
+  worker.on('message', (msg: DaemonThreadMessage) => { if (msg.kind === 'failed') failure = msg })
+  // Shut down in reverse order of start on SIGINT/SIGTERM: the daemon stops, then we exit.
+  const onSignal = (): void => { worker.postMessage('stop') }
+  process.once('SIGINT', onSignal)
+  process.once('SIGTERM', onSignal)
+  const exitCode = await new Promise<number>(resolve => worker.once('exit', resolve))
+  process.off('SIGINT', onSignal)
+  process.off('SIGTERM', onSignal)
+  if (failure !== undefined) {
+    process.stderr.write(`holdfast ${role}: ${failure.message}\n`)
+    return failure.code === 'CONFIG_INVALID' || failure.code === 'CONFIG_UNKNOWN_KEY' ? 2 : 1
+  }
+  return exitCode
 }
 
 function mainHelp (): string {

@@ -1,8 +1,11 @@
 /**
- * The reconcile scan: walk a protected folder (readdir + lstat, never following symlinks) and
- * compare every path with what was last staged. Unchanged paths (same type, mode, size, mtime,
- * ctime, inode) are never read again. A folder or directory that cannot be read hides nothing:
- * what it held is not taken as deleted.
+ * The reconcile scan: walk a protected folder one directory at a time (readdir + lstat, never
+ * following symlinks) and compare each directory's entries with what was last staged for that
+ * directory. Unchanged paths (same type, mode, size, mtime, ctime, inode) are never read
+ * again. Memory is one directory listing at a time, whatever the size of the tree.
+ *
+ * A folder or directory that cannot be read hides nothing: what it held is not taken as
+ * deleted (deletions are only inferred from a listing that succeeded).
  */
 import { lstatSync, readdirSync, readlinkSync, type BigIntStats } from 'node:fs'
 import type { EntryType } from '../model/entry.js'
@@ -22,20 +25,25 @@ export interface ScanProblem {
   message: string
 }
 
-export interface ScanResult {
+/** What one directory contributed. */
+export interface DirectoryScan {
   changed: ScanItem[]
   deleted: Buffer[]
-  /** Changed paths left for a later scan because they changed less than the settle time ago. */
   settling: number
-  /** Earliest time (ms) a settling path will have settled. */
+  /** Earliest time (ms) a settling path here will have settled. */
   settledAt?: number
   /** Documents left for later because an office lock file says they are open. */
   locked: number
   problems: ScanProblem[]
-  /** Paths seen in this scan. */
   seen: number
-  /** The folder root itself could not be read: nothing was compared. */
-  rootError?: ScanProblem
+}
+
+/** What the scan needs to know of the last staged state. */
+export interface TrackedLookup {
+  /** Tracked children of one directory ('' is the folder itself), keyed by name (latin1). */
+  childrenOf: (dir: Buffer) => Map<string, TrackedFile>
+  /** Every tracked path strictly under a directory (for a directory that went away). */
+  descendantsOf: (dir: Buffer) => Buffer[]
 }
 
 const SLASH = Buffer.from('/')
@@ -64,7 +72,7 @@ function sameState (a: TrackedFile, b: TrackedFile): boolean {
 
 export interface ScanOptions {
   root: string
-  tracked: Map<string, TrackedFile>
+  tracked: TrackedLookup
   nowMs: number
   settleMs: number
   /** Names never backed up (office lock files, editor temporaries, the folder's own globs). */
@@ -72,38 +80,48 @@ export interface ScanOptions {
   signal?: AbortSignal
 }
 
-export function scanFolder (options: ScanOptions): ScanResult {
-  const { tracked, nowMs, settleMs } = options
-  const root = Buffer.from(options.root)
-  const result: ScanResult = { changed: [], deleted: [], settling: 0, locked: 0, problems: [], seen: 0 }
-  const seen = new Set<string>()
-  // Paths under a directory we could not read are kept as they were.
-  const unreadable: string[] = []
+export class FolderUnreadableError extends Error {
+  constructor (readonly code: string, message: string) { super(message) }
+}
+
+/** Checks the folder root can be listed; throws FolderUnreadableError otherwise. */
+export function checkFolderRoot (root: string): void {
   try {
     const st = lstatSync(root, { bigint: true })
     if (!st.isDirectory()) throw Object.assign(new Error('not a directory'), { code: 'ENOTDIR' })
     readdirSync(root)
   } catch (err) {
     const e = err as NodeJS.ErrnoException
-    result.rootError = { rel: Buffer.alloc(0), code: e.code ?? 'EIO', message: `protected folder ${options.root} cannot be read: ${e.message}` }
-    return result
+    throw new FolderUnreadableError(e.code ?? 'EIO', `protected folder ${root} cannot be read: ${e.message}`)
   }
-  const settleCutoffNs = BigInt(Math.floor(nowMs - settleMs)) * 1_000_000n
+}
+
+/** Walks the folder depth-first, one directory per yielded result. */
+export function * scanFolder (options: ScanOptions): Generator<DirectoryScan> {
+  const root = Buffer.from(options.root)
+  checkFolderRoot(options.root)
+  const settleCutoffNs = BigInt(Math.floor(options.nowMs - options.settleMs)) * 1_000_000n
   const stack: Buffer[] = [Buffer.alloc(0)]
   while (stack.length > 0) {
     if (options.signal?.aborted === true) throw options.signal.reason
     const relDir = stack.pop() as Buffer
+    const out: DirectoryScan = { changed: [], deleted: [], settling: 0, locked: 0, problems: [], seen: 0 }
     const absDir = relDir.length === 0 ? root : Buffer.concat([root, SLASH, relDir])
     let names: Buffer[]
     try {
       names = readdirSync(absDir, { encoding: 'buffer' })
     } catch (err) {
       const e = err as NodeJS.ErrnoException
-      if (e.code === 'ENOENT' || e.code === 'ENOTDIR') continue // vanished while we walked: its deletion shows up below
-      result.problems.push({ rel: relDir, code: e.code ?? 'EIO', message: e.message })
-      unreadable.push(relDir.toString('latin1') + '/')
+      // Vanished while we walked: its parent's listing reports the deletion. Unreadable: its
+      // contents are kept as they were.
+      if (e.code !== 'ENOENT' && e.code !== 'ENOTDIR') {
+        out.problems.push({ rel: relDir, code: e.code ?? 'EIO', message: e.message })
+        yield out
+      }
       continue
     }
+    const tracked = options.tracked.childrenOf(relDir)
+    const seen = new Set<string>()
     const locks = lockedNames(names)
     for (const name of names) {
       const rel = relDir.length === 0 ? name : Buffer.concat([relDir, SLASH, name])
@@ -114,25 +132,32 @@ export function scanFolder (options: ScanOptions): ScanResult {
         st = lstatSync(abs, { bigint: true })
       } catch (err) {
         const e = err as NodeJS.ErrnoException
-        if (e.code !== 'ENOENT') result.problems.push({ rel, code: e.code ?? 'EIO', message: e.message })
+        if (e.code !== 'ENOENT') {
+          out.problems.push({ rel, code: e.code ?? 'EIO', message: e.message })
+          seen.add(name.toString('latin1')) // not seen clearly is not gone
+        }
         continue
       }
-      const key = rel.toString('latin1')
+      const key = name.toString('latin1')
       seen.add(key)
-      result.seen++
+      out.seen++
       const now = trackedFromStat(st)
       if (now.type === 'dir') stack.push(rel)
       const before = tracked.get(key)
+      if (before !== undefined && before.type === 'dir' && now.type !== 'dir') {
+        // a directory replaced by something else: everything that was under it is gone
+        out.deleted.push(...options.tracked.descendantsOf(rel))
+      }
       if (before !== undefined && sameState(before, now)) continue
       if (st.mtimeNs > settleCutoffNs || st.ctimeNs > settleCutoffNs) {
-        result.settling++
-        const settles = Number(st.mtimeNs > st.ctimeNs ? st.mtimeNs : st.ctimeNs) / 1e6 + settleMs
-        result.settledAt = Math.min(result.settledAt ?? Infinity, settles)
+        out.settling++
+        const settles = Number(st.mtimeNs > st.ctimeNs ? st.mtimeNs : st.ctimeNs) / 1e6 + options.settleMs
+        out.settledAt = Math.min(out.settledAt ?? Infinity, settles)
         continue
       }
       if (now.type === 'file' && locks.isLocked(name)) {
         // Open in an office program: its last save may be half written. Wait for the lock to go.
-        result.locked++
+        out.locked++
         continue
       }
       const item: ScanItem = { rel, abs, tracked: now }
@@ -141,17 +166,18 @@ export function scanFolder (options: ScanOptions): ScanResult {
           item.target = readlinkSync(abs, { encoding: 'buffer' })
         } catch (err) {
           const e = err as NodeJS.ErrnoException
-          if (e.code !== 'ENOENT') result.problems.push({ rel, code: e.code ?? 'EIO', message: e.message })
+          if (e.code !== 'ENOENT') out.problems.push({ rel, code: e.code ?? 'EIO', message: e.message })
           continue
         }
       }
-      result.changed.push(item)
+      out.changed.push(item)
     }
+    for (const [key, before] of tracked) {
+      if (seen.has(key)) continue
+      const rel = relDir.length === 0 ? Buffer.from(key, 'latin1') : Buffer.concat([relDir, SLASH, Buffer.from(key, 'latin1')])
+      if (before.type === 'dir') out.deleted.push(...options.tracked.descendantsOf(rel))
+      out.deleted.push(rel)
+    }
+    yield out
   }
-  for (const key of tracked.keys()) {
-    if (seen.has(key)) continue
-    if (unreadable.some(prefix => key.startsWith(prefix))) continue
-    result.deleted.push(Buffer.from(key, 'latin1'))
-  }
-  return result
 }

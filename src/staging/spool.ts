@@ -60,6 +60,12 @@ export class Spool implements ChunkSource {
     try { fsyncSync(fd) } finally { closeSync(fd) }
   }
 
+  /** The segments a set's workers wrote (named set-<id>-w<worker>-<n>.seg). */
+  segmentsOfSet (setId: number): string[] {
+    const prefix = `set-${setId}-`
+    return readdirSync(this.dir).filter(name => name.startsWith(prefix) && name.endsWith('.seg'))
+  }
+
   /** Deletes segments nothing points at (left by a crash mid-staging). Returns how many. */
   removeOrphans (): number {
     const live = this.state.liveSegments()

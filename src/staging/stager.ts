@@ -1,8 +1,13 @@
 /**
- * One staging round: scan every protected folder, stage what changed into the spool (in worker
- * threads), and seal it as one immutable staging set. The set is sealed only after its spool
- * segments are fsynced, in a single database transaction, so a crash at any point leaves either
- * no set or a whole one.
+ * One staging round: scan every protected folder a directory at a time, stage what changed
+ * into the spool (in worker threads), and seal it as immutable staging sets of bounded size.
+ * A set is sealed only after its spool segments are fsynced, in a single database
+ * transaction, so a crash at any point leaves whole sets and at most one unsealed set, which
+ * is thrown away on start (its changes are found again by the next scan).
+ *
+ * Sets are capped (entries and bytes) so that memory stays bounded whatever the size of the
+ * tree, and so that the manager can pull the first part of a large first backup while the
+ * rest is still being staged.
  */
 import { availableParallelism } from 'node:os'
 import type { Clock } from '../util/clock.js'
@@ -11,7 +16,7 @@ import type { FolderConfig } from '../node/config.js'
 import { DEFAULT_CHUNKER, type ChunkerParams } from '../chunking/fastcdc.js'
 import type { SetSummary, StagedEntry } from '../model/entry.js'
 import { CHUNK_ID_BYTES } from '../model/entry.js'
-import { scanFolder, type ScanItem } from './scanner.js'
+import { FolderUnreadableError, checkFolderRoot, scanFolder, type ScanItem } from './scanner.js'
 import type { AgentStateDb, NewSpoolChunk, StagedChange } from './state-db.js'
 import type { Spool } from './spool.js'
 import { StagingPool } from './worker-pool.js'
@@ -21,13 +26,14 @@ import { ignoreRule } from './ignore.js'
 export interface StageProgress {
   phase: 'scanning' | 'staging' | 'sealing'
   filesDone: number
-  filesTotal: number
   bytesDone: number
-  bytesTotal: number
+  setsSealed: number
 }
 
 export interface StageRoundResult {
+  /** The last set sealed in this round (see `sets` for all of them). */
   set?: SetSummary
+  sets: SetSummary[]
   scanned: number
   changed: number
   deleted: number
@@ -56,177 +62,255 @@ export interface StagerInit {
   niceness?: number
   /** Most bytes the spool may hold. */
   spoolCapBytes: number
+  /** A set is sealed once it has this many entries (bounds memory on both sides). */
+  maxSetEntries?: number
+  /** …or this many bytes of file data. */
+  maxSetBytes?: number
 }
 
 const BATCH_FILES = 64
 const BATCH_BYTES = 16 * 1024 * 1024
+export const DEFAULT_MAX_SET_ENTRIES = 20_000
+export const DEFAULT_MAX_SET_BYTES = 1024 * 1024 * 1024
+
+interface Work { folder: string, item: ScanItem, bound: number }
+
+/** The set being filled: its worker pool writes into segments named after it. */
+interface OpenSet {
+  id: number
+  pool?: StagingPool
+  changes: StagedChange[]
+  newChunks: NewSpoolChunk[]
+  /** Entries given to this set so far, staged or still in a worker. */
+  assigned: number
+  rawBytes: number
+  inFlight: Set<Promise<void>>
+}
 
 export class Stager {
   constructor (private readonly init: StagerInit) {}
 
   async stageRound (options: { signal?: AbortSignal, onProgress?: (p: StageProgress) => void } = {}): Promise<StageRoundResult> {
-    const { state, clock, log } = this.init
-    const now = clock.now()
-    const result: StageRoundResult = { scanned: 0, changed: 0, deleted: 0, settling: 0, locked: 0, spoolFull: false, deferred: 0, torn: 0, errors: 0 }
-    const work: Array<{ folder: string, item: ScanItem }> = []
-    const changes: StagedChange[] = []
-    options.onProgress?.({ phase: 'scanning', filesDone: 0, filesTotal: 0, bytesDone: 0, bytesTotal: 0 })
-    for (const folder of this.init.folders) {
-      const scan = scanFolder({ root: folder.path, tracked: state.loadTracked(folder.name), nowMs: now, settleMs: this.init.settleMs, ignore: ignoreRule(folder.ignore), signal: options.signal })
-      if (scan.rootError !== undefined) {
-        log.error('protected folder cannot be read; nothing in it is treated as changed or deleted', { folder: folder.path, code: scan.rootError.code })
-        state.recordPathError(folder.name, new Uint8Array(0), 'FOLDER_UNREADABLE', scan.rootError.message, now)
-        result.errors++
-        continue
-      }
-      result.scanned += scan.seen
-      result.settling += scan.settling
-      result.locked += scan.locked
-      if (scan.settledAt !== undefined) result.settledAt = Math.min(result.settledAt ?? Infinity, scan.settledAt)
-      for (const p of scan.problems) {
-        state.recordPathError(folder.name, p.rel, p.code, p.message, now)
-        result.errors++
-      }
-      for (const item of scan.changed) {
-        if (item.tracked.type === 'file') {
-          work.push({ folder: folder.name, item })
-        } else {
-          changes.push({ entry: nonFileEntry(folder.name, item), tracked: item.tracked })
-        }
-      }
-      for (const rel of scan.deleted) {
-        changes.push({ entry: { folder: folder.name, path: rel, type: 'deleted', mode: 0, mtimeNs: BigInt(now) * 1_000_000n, size: 0, chunks: new Uint8Array(0) } })
-      }
-      result.deleted += scan.deleted.length
-    }
-    if (work.length === 0 && changes.length === 0) return result
+    return await new StagingRound(this.init, options.signal, options.onProgress).run()
+  }
+}
 
-    const setId = state.beginSet(now)
-    const newChunks: NewSpoolChunk[] = []
-    const bytesTotal = work.reduce((n, w) => n + w.item.tracked.size, 0)
-    let filesDone = 0
-    let bytesDone = 0
-    if (work.length > 0) {
-      const workers = Math.max(1, Math.min(this.init.workers > 0 ? this.init.workers : availableParallelism(), 4, work.length))
-      const pool = new StagingPool(workers, {
-        spoolDir: this.init.spool.dir,
-        setId,
-        chunker: this.init.chunker ?? DEFAULT_CHUNKER,
-        niceness: this.init.niceness ?? 10,
-        segmentBytes: 256 * 1024 * 1024
-      })
-      // The spool cap: bytes already spooled, plus what this round wrote, plus what is being
-      // staged right now counted at zstd's worst case, so the cap is never crossed.
-      const spooledBefore = state.spoolBytes()
-      let spooledNow = 0
-      let inFlightBound = 0
-      const used = (): number => spooledBefore + spooledNow + inFlightBound
-      try {
-        const inFlight = new Set<Promise<void>>()
-        let next = 0
-        while (next < work.length) {
-          if (options.signal?.aborted === true) throw options.signal.reason
-          const batch: typeof work = []
-          let batchBound = 0
-          let batchRaw = 0
-          while (next < work.length && batch.length < BATCH_FILES && batchRaw < BATCH_BYTES) {
-            const w = work[next]
-            const bound = compressedBound(w.item.tracked.size)
-            if (bound > this.init.spoolCapBytes) {
-              state.recordPathError(w.folder, w.item.rel, 'SPOOL_TOO_SMALL', `file of ${w.item.tracked.size} bytes is larger than the spool cap of ${this.init.spoolCapBytes}`, now)
-              result.errors++
-              next++
-              continue
-            }
-            if (used() + batchBound + bound > this.init.spoolCapBytes) break
-            batch.push(w)
-            batchBound += bound
-            batchRaw += w.item.tracked.size
-            next++
-          }
-          if (batch.length === 0) {
-            if (next >= work.length) break
-            if (inFlight.size > 0) {
-              // what is in flight may compress well: see what it really took, then try again
-              await Promise.all(inFlight)
-              continue
-            }
-            result.spoolFull = true
-            result.deferred = work.length - next
-            log.warn('spool cap reached; the rest waits until the manager pulls', { capBytes: this.init.spoolCapBytes, deferredFiles: result.deferred })
-            break
-          }
-          const thisBatch = batch
-          inFlightBound += batchBound
-          const p = pool.stage(thisBatch.map(w => ({ abs: w.item.abs }))).then(results => {
-            inFlightBound -= batchBound
-            results.forEach((r, i) => {
-              const w = thisBatch[i]
-              if (r.ok) for (const c of r.chunks) spooledNow += c.clen
-              this.absorb(w.folder, w.item, r, changes, newChunks, now)
-              if (!r.ok) {
-                if (r.code === 'TORN') {
-                  result.torn++
-                  // try again once it has had time to settle
-                  result.settledAt = Math.min(result.settledAt ?? Infinity, now + this.init.settleMs + 1000)
-                } else if (r.code !== 'ENOENT') {
-                  result.errors++
-                }
-              }
-              filesDone++
-              bytesDone += w.item.tracked.size
-            })
-            options.onProgress?.({ phase: 'staging', filesDone, filesTotal: work.length, bytesDone, bytesTotal })
-          })
-          inFlight.add(p)
-          void p.finally(() => inFlight.delete(p))
-          if (inFlight.size >= pool.size * 2) await Promise.race(inFlight)
-        }
-        await Promise.all(inFlight)
-        options.onProgress?.({ phase: 'sealing', filesDone, filesTotal: work.length, bytesDone, bytesTotal })
-        await pool.finish()
-        this.init.spool.syncDir()
-      } catch (err) {
-        await pool.terminate()
-        state.discardSet(setId)
-        this.init.spool.removeOrphans()
-        throw err
-      }
-      await pool.terminate()
-    }
-    if (changes.length === 0) {
-      state.discardSet(setId)
-      this.init.spool.removeOrphans()
-      return result
-    }
-    result.set = state.sealSet(setId, changes, newChunks, clock.now())
-    result.changed = changes.length - result.deleted
-    log.info('sealed staging set', { set: setId, entries: changes.length, bytes: result.set.rawBytes, spooled: result.set.storedBytes })
-    return result
+class StagingRound {
+  private readonly result: StageRoundResult = { sets: [], scanned: 0, changed: 0, deleted: 0, settling: 0, locked: 0, spoolFull: false, deferred: 0, torn: 0, errors: 0 }
+  private readonly now: number
+  private open?: OpenSet
+  private batch: Work[] = []
+  private batchBound = 0
+  private batchRaw = 0
+  // The spool cap: bytes already spooled, plus what this round wrote, plus what is being
+  // staged right now counted at zstd's worst case, so the cap is never crossed.
+  private readonly spooledBefore: number
+  private spooledNow = 0
+  private inFlightBound = 0
+  private filesDone = 0
+  private bytesDone = 0
+  private readonly maxEntries: number
+  private readonly maxBytes: number
+
+  constructor (private readonly init: StagerInit, private readonly signal?: AbortSignal, private readonly onProgress?: (p: StageProgress) => void) {
+    this.now = init.clock.now()
+    this.spooledBefore = init.state.spoolBytes()
+    this.maxEntries = init.maxSetEntries ?? DEFAULT_MAX_SET_ENTRIES
+    this.maxBytes = init.maxSetBytes ?? DEFAULT_MAX_SET_BYTES
   }
 
-  private absorb (folder: string, item: ScanItem, r: FileResult, changes: StagedChange[], newChunks: NewSpoolChunk[], now: number): void {
+  async run (): Promise<StageRoundResult> {
+    const { state, log } = this.init
+    this.onProgress?.({ phase: 'scanning', filesDone: 0, bytesDone: 0, setsSealed: 0 })
+    try {
+      for (const folder of this.init.folders) {
+        try {
+          checkFolderRoot(folder.path)
+        } catch (err) {
+          if (!(err instanceof FolderUnreadableError)) throw err
+          log.error('protected folder cannot be read; nothing in it is treated as changed or deleted', { folder: folder.path, code: err.code })
+          state.recordPathError(folder.name, new Uint8Array(0), 'FOLDER_UNREADABLE', err.message, this.now)
+          this.result.errors++
+          continue
+        }
+        const scan = scanFolder({
+          root: folder.path,
+          tracked: {
+            childrenOf: dir => state.trackedChildren(folder.name, dir),
+            descendantsOf: dir => state.trackedDescendants(folder.name, dir)
+          },
+          nowMs: this.now,
+          settleMs: this.init.settleMs,
+          ignore: ignoreRule(folder.ignore),
+          signal: this.signal
+        })
+        for (const dir of scan) {
+          const r = this.result
+          r.scanned += dir.seen
+          r.settling += dir.settling
+          r.locked += dir.locked
+          if (dir.settledAt !== undefined) r.settledAt = Math.min(r.settledAt ?? Infinity, dir.settledAt)
+          for (const p of dir.problems) {
+            state.recordPathError(folder.name, p.rel, p.code, p.message, this.now)
+            r.errors++
+          }
+          for (const item of dir.changed) {
+            if (item.tracked.type === 'file') await this.addFile({ folder: folder.name, item, bound: compressedBound(item.tracked.size) })
+            else this.addChange({ entry: nonFileEntry(folder.name, item), tracked: item.tracked })
+          }
+          for (const rel of dir.deleted) {
+            this.addChange({ entry: { folder: folder.name, path: rel, type: 'deleted', mode: 0, mtimeNs: BigInt(this.now) * 1_000_000n, size: 0, chunks: new Uint8Array(0) } })
+            r.deleted++
+          }
+          if (this.open !== undefined && (this.open.assigned >= this.maxEntries || this.open.rawBytes >= this.maxBytes)) await this.seal()
+        }
+      }
+      await this.dispatch()
+      await this.seal()
+    } catch (err) {
+      await this.abandon()
+      throw err
+    }
+    if (this.result.spoolFull) log.warn('spool cap reached; the rest waits until the manager pulls', { capBytes: this.init.spoolCapBytes, deferredFiles: this.result.deferred })
+    return this.result
+  }
+
+  private openSet (): OpenSet {
+    this.open ??= { id: this.init.state.beginSet(this.now), changes: [], newChunks: [], assigned: 0, rawBytes: 0, inFlight: new Set() }
+    return this.open
+  }
+
+  private addChange (change: StagedChange): void {
+    const open = this.openSet()
+    open.changes.push(change)
+    open.assigned++
+  }
+
+  private used (): number { return this.spooledBefore + this.spooledNow + this.inFlightBound }
+
+  private async addFile (w: Work): Promise<void> {
+    const cap = this.init.spoolCapBytes
+    if (w.bound > cap) {
+      this.init.state.recordPathError(w.folder, w.item.rel, 'SPOOL_TOO_SMALL', `file of ${w.item.tracked.size} bytes is larger than the spool cap of ${cap}`, this.now)
+      this.result.errors++
+      return
+    }
+    if (this.result.spoolFull) { this.result.deferred++; return }
+    while (this.used() + this.batchBound + w.bound > cap) {
+      const open = this.open
+      if (this.batch.length > 0) { await this.dispatch(); continue }
+      if (open !== undefined && open.inFlight.size > 0) {
+        // what is in flight may compress well: see what it really took, then try again
+        await Promise.all(open.inFlight)
+        continue
+      }
+      this.result.spoolFull = true
+      this.result.deferred++
+      return
+    }
+    this.batch.push(w)
+    this.batchBound += w.bound
+    this.batchRaw += w.item.tracked.size
+    const open = this.openSet()
+    open.rawBytes += w.item.tracked.size
+    open.assigned++
+    if (this.batch.length >= BATCH_FILES || this.batchRaw >= BATCH_BYTES) await this.dispatch()
+  }
+
+  private async dispatch (): Promise<void> {
+    if (this.batch.length === 0) return
+    if (this.signal?.aborted === true) throw this.signal.reason
+    const open = this.openSet()
+    open.pool ??= new StagingPool(Math.max(1, Math.min(this.init.workers > 0 ? this.init.workers : availableParallelism(), 4)), {
+      spoolDir: this.init.spool.dir,
+      setId: open.id,
+      chunker: this.init.chunker ?? DEFAULT_CHUNKER,
+      niceness: this.init.niceness ?? 10,
+      segmentBytes: 256 * 1024 * 1024
+    })
+    const pool = open.pool
+    const batch = this.batch
+    const bound = this.batchBound
+    this.batch = []
+    this.batchBound = 0
+    this.batchRaw = 0
+    this.inFlightBound += bound
+    const p = pool.stage(batch.map(w => ({ abs: w.item.abs }))).then(results => {
+      this.inFlightBound -= bound
+      results.forEach((r, i) => { this.absorb(open, batch[i], r) })
+      this.onProgress?.({ phase: 'staging', filesDone: this.filesDone, bytesDone: this.bytesDone, setsSealed: this.result.sets.length })
+    })
+    open.inFlight.add(p)
+    void p.finally(() => open.inFlight.delete(p)).catch(() => {})
+    // Backpressure: at most two batches per worker in flight.
+    if (open.inFlight.size >= pool.size * 2) await Promise.race(open.inFlight)
+  }
+
+  private absorb (open: OpenSet, w: Work, r: FileResult): void {
+    this.filesDone++
+    this.bytesDone += w.item.tracked.size
     if (!r.ok) {
-      if (r.code !== 'ENOENT' && r.code !== 'TORN') this.init.state.recordPathError(folder, item.rel, r.code, r.message, now)
-      if (r.code === 'TORN') this.init.log.info('file changed while read; will retry', { path: item.rel.toString() })
+      if (r.code === 'TORN') {
+        this.result.torn++
+        this.init.log.info('file changed while read; will retry', { path: w.item.rel.toString() })
+        // try again once it has had time to settle
+        this.result.settledAt = Math.min(this.result.settledAt ?? Infinity, this.now + this.init.settleMs + 1000)
+      } else if (r.code !== 'ENOENT') {
+        this.init.state.recordPathError(w.folder, w.item.rel, r.code, r.message, this.now)
+        this.result.errors++
+      }
       return
     }
     const ids = new Uint8Array(r.chunks.length * CHUNK_ID_BYTES)
     r.chunks.forEach((c, i) => {
       ids.set(c.id, i * CHUNK_ID_BYTES)
-      newChunks.push({ id: c.id, segment: c.segment, offset: c.offset, clen: c.clen, rawlen: c.rawlen })
+      this.spooledNow += c.clen
+      open.newChunks.push({ id: c.id, segment: c.segment, offset: c.offset, clen: c.clen, rawlen: c.rawlen })
     })
-    const entry: StagedEntry = {
-      folder,
-      path: item.rel,
-      type: 'file',
-      mode: r.tracked.mode,
-      mtimeNs: BigInt(r.tracked.mtimeNs),
-      size: r.tracked.size,
-      chunks: ids
-    }
-    changes.push({ entry, tracked: r.tracked })
+    const entry: StagedEntry = { folder: w.folder, path: w.item.rel, type: 'file', mode: r.tracked.mode, mtimeNs: BigInt(r.tracked.mtimeNs), size: r.tracked.size, chunks: ids }
+    open.changes.push({ entry, tracked: r.tracked })
   }
+
+  /** Seals the open set: in-flight work done, segments fsynced, then one transaction. */
+  private async seal (): Promise<void> {
+    await this.dispatch()
+    const open = this.open
+    if (open === undefined) return
+    this.onProgress?.({ phase: 'sealing', filesDone: this.filesDone, bytesDone: this.bytesDone, setsSealed: this.result.sets.length })
+    await Promise.all(open.inFlight)
+    if (open.pool !== undefined) {
+      await open.pool.finish()
+      await open.pool.terminate()
+      this.init.spool.syncDir()
+    }
+    this.open = undefined
+    if (open.changes.length === 0) {
+      this.init.state.discardSet(open.id)
+      this.init.spool.remove(this.init.spool.segmentsOfSet(open.id))
+      return
+    }
+    const summary = this.init.state.sealSet(open.id, open.changes, open.newChunks, this.init.clock.now())
+    this.result.sets.push(summary)
+    this.result.set = summary
+    this.result.changed += open.changes.filter(c => c.entry.type !== 'deleted').length
+    this.init.log.info('sealed staging set', { set: summary.id, entries: summary.entries, bytes: summary.rawBytes, spooled: summary.storedBytes })
+  }
+
+  /** A failed round: the open set and its segments go; sealed sets stay. */
+  private async abandon (): Promise<void> {
+    const open = this.open
+    this.open = undefined
+    if (open === undefined) return
+    await Promise.allSettled(open.inFlight)
+    await open.pool?.terminate()
+    this.init.state.discardSet(open.id)
+    this.init.spool.remove(this.init.spool.segmentsOfSet(open.id))
+  }
+}
+
+/** Most bytes zstd can produce for `size` bytes of input cut into chunks (compress bound plus slack). */
+function compressedBound (size: number): number {
+  return size + (size >> 7) + 4096
 }
 
 function nonFileEntry (folder: string, item: ScanItem): StagedEntry {
@@ -241,9 +325,4 @@ function nonFileEntry (folder: string, item: ScanItem): StagedEntry {
   }
   if (item.target !== undefined) entry.target = item.target
   return entry
-}
-
-/** Most bytes zstd can produce for `size` bytes of input, cut into chunks (ZSTD_compressBound plus slack). */
-function compressedBound (size: number): number {
-  return size + (size >> 7) + 4096
 }

@@ -13,6 +13,7 @@ const SCHEMA = `
 CREATE TABLE IF NOT EXISTS files (
   folder TEXT NOT NULL,
   path BLOB NOT NULL,
+  parent BLOB NOT NULL,
   type TEXT NOT NULL,
   mode INTEGER NOT NULL,
   size INTEGER NOT NULL,
@@ -25,6 +26,7 @@ CREATE TABLE IF NOT EXISTS files (
   acked INTEGER NOT NULL DEFAULT 0,
   PRIMARY KEY (folder, path)
 ) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS files_by_parent ON files (folder, parent);
 CREATE TABLE IF NOT EXISTS sets (
   id INTEGER PRIMARY KEY,
   state TEXT NOT NULL CHECK (state IN ('staging', 'sealed', 'acked')),
@@ -108,13 +110,18 @@ export class AgentStateDb {
 
   close (): void { this.db.close() }
 
-  /** Every tracked path, keyed by folder and raw path, in one read (PERF-NOTES: no query per file). */
-  loadTracked (folder: string): Map<string, TrackedFile> {
-    const rows = this.sql('SELECT path, type, mode, size, mtime_ns, ctime_ns, ino FROM files WHERE folder = ?').all(folder)
+  /**
+   * Tracked children of one directory of a folder, keyed by name (latin1: one char per byte).
+   * INDEXED BY: without statistics SQLite prefers the primary key's (folder) prefix, which
+   * reads the whole folder for every directory (90 s instead of 0.9 s on corpus A).
+   */
+  trackedChildren (folder: string, dir: Uint8Array): Map<string, TrackedFile> {
+    const rows = this.sql('SELECT path, type, mode, size, mtime_ns, ctime_ns, ino FROM files INDEXED BY files_by_parent WHERE folder = ? AND parent = ?').all(folder, dir)
     const map = new Map<string, TrackedFile>()
+    const skip = dir.byteLength === 0 ? 0 : dir.byteLength + 1
     for (const r of rows) {
       const path = r.path as Uint8Array
-      map.set(Buffer.from(path.buffer, path.byteOffset, path.byteLength).toString('latin1'), {
+      map.set(Buffer.from(path.buffer, path.byteOffset + skip, path.byteLength - skip).toString('latin1'), {
         type: r.type as EntryType,
         mode: Number(r.mode),
         size: Number(r.size),
@@ -124,6 +131,13 @@ export class AgentStateDb {
       })
     }
     return map
+  }
+
+  /** Every tracked path strictly below a directory (paths compare bytewise: '/' < '0'). */
+  trackedDescendants (folder: string, dir: Uint8Array): Buffer[] {
+    const lo = Buffer.concat([dir, Buffer.from('/')])
+    const hi = Buffer.concat([dir, Buffer.from('0')])
+    return this.sql('SELECT path FROM files WHERE folder = ? AND path > ? AND path < ?').all(folder, lo, hi).map(r => Buffer.from(r.path as Uint8Array))
   }
 
   trackedCountByFolder (): Map<string, number> {
@@ -167,8 +181,8 @@ export class AgentStateDb {
   sealSet (setId: number, changes: StagedChange[], chunks: NewSpoolChunk[], now: number): SetSummary {
     return transaction(this.db, () => {
       const insertEntry = this.sql('INSERT INTO set_entries (set_id, seq, folder, path, type, mode, mtime_ns, size, chunks, target) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)')
-      const upsertFile = this.sql(`INSERT INTO files (folder, path, type, mode, size, mtime_ns, ctime_ns, ino, chunks, target, set_id, acked)
-        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)
+      const upsertFile = this.sql(`INSERT INTO files (folder, path, parent, type, mode, size, mtime_ns, ctime_ns, ino, chunks, target, set_id, acked)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)
         ON CONFLICT (folder, path) DO UPDATE SET type = excluded.type, mode = excluded.mode, size = excluded.size,
           mtime_ns = excluded.mtime_ns, ctime_ns = excluded.ctime_ns, ino = excluded.ino, chunks = excluded.chunks,
           target = excluded.target, set_id = excluded.set_id, acked = 0`)
@@ -185,7 +199,7 @@ export class AgentStateDb {
         if (tracked === undefined) {
           deleteFile.run(entry.folder, entry.path)
         } else {
-          upsertFile.run(entry.folder, entry.path, tracked.type, tracked.mode, tracked.size, tracked.mtimeNs, tracked.ctimeNs, tracked.ino, entry.chunks, entry.target ?? null, setId)
+          upsertFile.run(entry.folder, entry.path, parentOf(entry.path), tracked.type, tracked.mode, tracked.size, tracked.mtimeNs, tracked.ctimeNs, tracked.ino, entry.chunks, entry.target ?? null, setId)
         }
         clearError.run(entry.folder, entry.path)
       }
@@ -277,4 +291,10 @@ export class AgentStateDb {
   unackedFiles (): number {
     return Number(this.sql('SELECT count(*) AS n FROM files WHERE acked = 0').get()?.n ?? 0)
   }
+}
+
+/** The directory part of a folder-relative path ('' for a top-level name). */
+export function parentOf (path: Uint8Array): Uint8Array {
+  const i = path.lastIndexOf(0x2f)
+  return i < 0 ? new Uint8Array(0) : path.subarray(0, i)
 }

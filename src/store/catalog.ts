@@ -53,8 +53,8 @@ CREATE TABLE IF NOT EXISTS chunks (
 -- Added with browse and verify (IF NOT EXISTS: an older catalog gains them when it is opened).
 -- A point in time per endpoint (--at), and an endpoint's snapshots in order.
 CREATE INDEX IF NOT EXISTS snapshots_by_endpoint ON snapshots (endpoint_id, committed_at);
--- A pack's chunks in file order, covering what verify reads (the chunk id is the key suffix).
-CREATE INDEX IF NOT EXISTS chunks_by_pack ON chunks (pack, offset, clen, rawlen);
+-- A pack's chunks in file order (id breaks ties, for paging), covering what verify reads.
+CREATE INDEX IF NOT EXISTS chunks_by_pack ON chunks (pack, offset, id, clen, rawlen);
 `
 
 export interface EndpointRow {
@@ -92,7 +92,7 @@ export class Catalog {
   readonly db: DatabaseSync
   private readonly sql: ReturnType<typeof statementCache>
 
-  constructor (file: string) {
+  constructor (readonly file: string) {
     this.db = openDatabase(file)
     this.db.exec(SCHEMA)
     this.sql = statementCache(this.db)

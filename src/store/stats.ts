@@ -5,15 +5,16 @@
  * counts once.
  *
  * All in SQL over temp tables (bounded memory, whatever the size of the trees):
- * 1. the latest version of every path of every endpoint: one pass over the path index,
- *    grouped, joined back to the version rows; files only (deletions drop out);
- * 2. their chunk references, expanded against a sequence (chunk-refs.ts), made distinct per
- *    endpoint in a temp table keyed (endpoint, chunk);
- * 3. joined with the chunk index for compressed and plaintext lengths, per endpoint and
- *    over the distinct chunks of all endpoints.
+ * 1. the latest version of every path of every endpoint: one pass over the covering path
+ *    index, grouped; then those rows in table order, files only (deletions drop out);
+ * 2. their chunk references, expanded against a sequence (chunk-refs.ts), sorted and made
+ *    distinct in a temp table keyed (chunk, endpoint);
+ * 3. joined with the chunk index, in chunk order, for compressed and plaintext lengths: per
+ *    endpoint, and once per distinct chunk for the fleet.
  */
 import type { Catalog } from './catalog.js'
 import { CHUNK_REF, ensureSeq } from './chunk-refs.js'
+import { CHUNK_ID_BYTES } from '../model/entry.js'
 import { endpointLabel } from './browse.js'
 
 export interface EndpointStats {
@@ -63,38 +64,45 @@ function ratio (a: number, b: number): number {
 export function storeStats (catalog: Catalog): StoreStats {
   const started = performance.now()
   const db = catalog.db
-  db.exec(`DROP TABLE IF EXISTS temp.hf_stats_files; DROP TABLE IF EXISTS temp.hf_stats_refs;
-    CREATE TEMP TABLE hf_stats_files (vid INTEGER PRIMARY KEY, endpoint_id INTEGER NOT NULL, size INTEGER NOT NULL, n INTEGER NOT NULL);
-    CREATE TEMP TABLE hf_stats_refs (endpoint_id INTEGER NOT NULL, id BLOB NOT NULL, PRIMARY KEY (endpoint_id, id)) WITHOUT ROWID;`)
+  db.exec(`DROP TABLE IF EXISTS temp.hf_stats_latest; DROP TABLE IF EXISTS temp.hf_stats_refs;
+    CREATE TEMP TABLE hf_stats_latest (vid INTEGER PRIMARY KEY);
+    CREATE TEMP TABLE hf_stats_refs (id BLOB NOT NULL, endpoint_id INTEGER NOT NULL, PRIMARY KEY (id, endpoint_id)) WITHOUT ROWID;`)
   try {
-    db.exec(`INSERT INTO temp.hf_stats_files (vid, endpoint_id, size, n)
-      SELECT fv.rowid, fv.endpoint_id, fv.size, length(fv.chunks) / 32
-      FROM (SELECT endpoint_id, folder, path, max(snapshot_id) AS sid FROM file_versions GROUP BY endpoint_id, folder, path) g
-      JOIN file_versions fv ON fv.endpoint_id = g.endpoint_id AND fv.folder = g.folder AND fv.path = g.path AND fv.snapshot_id = g.sid
-      WHERE fv.type = 'file'`)
-    const maxChunks = Number(db.prepare('SELECT coalesce(max(n), 0) AS n FROM temp.hf_stats_files').get()?.n ?? 0)
-    ensureSeq(db, maxChunks)
-    db.exec(`INSERT OR IGNORE INTO temp.hf_stats_refs (endpoint_id, id)
-      SELECT f.endpoint_id, ${CHUNK_REF} FROM temp.hf_stats_files f CROSS JOIN file_versions fv ON fv.rowid = f.vid CROSS JOIN temp.hf_seq n ON n.k < f.n`)
-
+    // 1. the latest version of every path: one pass over the covering path index (with a
+    //    single max(), SQLite takes the bare rowid from the row holding the max)
+    db.exec(`INSERT INTO temp.hf_stats_latest (vid)
+      SELECT vid FROM (SELECT rowid AS vid, max(snapshot_id) FROM file_versions GROUP BY endpoint_id, folder, path)`)
+    // the version rows in rowid order: a forward pass over the table
+    const latestFiles = "temp.hf_stats_latest l CROSS JOIN file_versions fv ON fv.rowid = l.vid WHERE fv.type = 'file'"
     const perFiles = new Map<number, { files: number, logical: number }>()
-    for (const r of db.prepare('SELECT endpoint_id, count(*) AS files, total(size) AS logical FROM temp.hf_stats_files GROUP BY endpoint_id').all()) {
+    let maxChunks = 0
+    for (const r of db.prepare(`SELECT fv.endpoint_id, count(*) AS files, total(fv.size) AS logical, max(length(fv.chunks)) AS longest FROM ${latestFiles} GROUP BY fv.endpoint_id`).all()) {
       perFiles.set(Number(r.endpoint_id), { files: Number(r.files), logical: Number(r.logical) })
+      maxChunks = Math.max(maxChunks, Math.ceil(Number(r.longest) / CHUNK_ID_BYTES))
     }
+    // 2. their chunk references, distinct per endpoint, inserted in key order
+    ensureSeq(db, maxChunks)
+    db.exec(`INSERT OR IGNORE INTO temp.hf_stats_refs (id, endpoint_id)
+      SELECT ${CHUNK_REF}, fv.endpoint_id FROM temp.hf_stats_latest l CROSS JOIN file_versions fv ON fv.rowid = l.vid CROSS JOIN temp.hf_seq n ON n.k < length(fv.chunks) / ${CHUNK_ID_BYTES}
+      WHERE fv.type = 'file' ORDER BY 1, 2`)
+    // 3. lengths from the chunk index, looked up in id order (neighbouring pages)
     const perChunks = new Map<number, { chunks: number, unique: number, stored: number }>()
     for (const r of db.prepare(`SELECT r.endpoint_id, count(c.id) AS chunks, total(c.rawlen) AS uniq, total(c.clen) AS stored
       FROM temp.hf_stats_refs r JOIN chunks c ON c.id = r.id GROUP BY r.endpoint_id`).all()) {
       perChunks.set(Number(r.endpoint_id), { chunks: Number(r.chunks), unique: Number(r.uniq), stored: Number(r.stored) })
     }
-    // chunks only one endpoint references: grouped by chunk, in the temp table's own order
+    // each distinct chunk once: grouped under the lowest endpoint that references it, so the
+    // groups add up to the fleet's total, and a chunk only one endpoint references is its own
     const own = new Map<number, number>()
-    for (const r of db.prepare(`SELECT x.endpoint_id, total(c.clen) AS own FROM (
-        SELECT id, min(endpoint_id) AS endpoint_id FROM temp.hf_stats_refs GROUP BY id HAVING count(*) = 1
-      ) x JOIN chunks c ON c.id = x.id GROUP BY x.endpoint_id`).all()) {
+    const fleet = { chunks: 0, unique: 0, stored: 0 }
+    for (const r of db.prepare(`SELECT g.e AS endpoint_id, count(c.id) AS chunks, total(c.rawlen) AS uniq, total(c.clen) AS stored,
+        total(CASE WHEN g.n = 1 THEN c.clen ELSE 0 END) AS own
+      FROM (SELECT id, count(*) AS n, min(endpoint_id) AS e FROM temp.hf_stats_refs GROUP BY id) g JOIN chunks c ON c.id = g.id GROUP BY g.e`).all()) {
       own.set(Number(r.endpoint_id), Number(r.own))
+      fleet.chunks += Number(r.chunks)
+      fleet.unique += Number(r.uniq)
+      fleet.stored += Number(r.stored)
     }
-    const fleet = db.prepare(`SELECT count(c.id) AS chunks, total(c.rawlen) AS uniq, total(c.clen) AS stored
-      FROM (SELECT DISTINCT id FROM temp.hf_stats_refs) r JOIN chunks c ON c.id = r.id`).get()
     const store = db.prepare('SELECT count(*) AS n, total(clen) AS bytes FROM chunks').get()
     const snapshots = Number(db.prepare('SELECT count(*) AS n FROM snapshots').get()?.n ?? 0)
 
@@ -115,17 +123,16 @@ export function storeStats (catalog: Catalog): StoreStats {
       }
     })
     const logical = endpoints.reduce((n, e) => n + e.logicalBytes, 0)
-    const stored = Number(fleet?.stored ?? 0)
     return {
       endpoints,
       total: {
         endpoints: endpoints.length,
         files: endpoints.reduce((n, e) => n + e.files, 0),
         logicalBytes: logical,
-        chunks: Number(fleet?.chunks ?? 0),
-        uniqueBytes: Number(fleet?.uniq ?? 0),
-        storedBytes: stored,
-        dedupRatio: ratio(logical, stored),
+        chunks: fleet.chunks,
+        uniqueBytes: fleet.unique,
+        storedBytes: fleet.stored,
+        dedupRatio: ratio(logical, fleet.stored),
         storeChunks: Number(store?.n ?? 0),
         storeBytes: Number(store?.bytes ?? 0),
         snapshots
@@ -133,6 +140,6 @@ export function storeStats (catalog: Catalog): StoreStats {
       ms: Math.round(performance.now() - started)
     }
   } finally {
-    db.exec('DROP TABLE IF EXISTS temp.hf_stats_files; DROP TABLE IF EXISTS temp.hf_stats_refs')
+    db.exec('DROP TABLE IF EXISTS temp.hf_stats_latest; DROP TABLE IF EXISTS temp.hf_stats_refs')
   }
 }

@@ -353,45 +353,58 @@ export async function verifyStore (catalog: Catalog, packsDir: string, options: 
     tell(true)
     ensureSeq(db, maxChunksPerVersion(db))
     report.versions = Number(db.prepare("SELECT count(*) AS n FROM file_versions WHERE type = 'file'").get()?.n ?? 0)
+    const expand = `file_versions fv CROSS JOIN temp.hf_seq n ON n.k < length(fv.chunks) / ${CHUNK_ID_BYTES}`
+    // 2a. chunk lists wrong on their face
     db.exec(`INSERT INTO temp.hf_verify_versions (vid, endpoint_id, snapshot_id, missing, reason)
-      SELECT fv.rowid, fv.endpoint_id, fv.snapshot_id, count(n.k) - count(c.id),
-        CASE WHEN length(fv.chunks) % ${CHUNK_ID_BYTES} != 0 THEN 'bad-chunk-list'
-             WHEN count(b.id) > 0 THEN 'bad-chunk'
-             WHEN count(c.id) < count(n.k) THEN 'chunk-missing'
-             ELSE 'size-mismatch' END
-      FROM file_versions fv
-        LEFT JOIN temp.hf_seq n ON n.k < length(fv.chunks) / ${CHUNK_ID_BYTES}
-        LEFT JOIN chunks c ON c.id = ${CHUNK_REF}
-        LEFT JOIN temp.hf_verify_bad b ON b.id = ${CHUNK_REF}
-      WHERE fv.type = 'file'
-      GROUP BY fv.rowid
-      HAVING length(fv.chunks) % ${CHUNK_ID_BYTES} != 0 OR count(b.id) > 0 OR count(c.id) < count(n.k) OR total(c.rawlen) != fv.size`)
-    // references to chunks the index lacks: bad chunks too, and problems of their own
-    const versionRow = db.prepare(`SELECT fv.rowid AS vid, fv.endpoint_id, e.peer_id, e.name, fv.folder, fv.path, fv.snapshot_id, fv.size, fv.chunks, v.reason, v.missing
+      SELECT rowid, endpoint_id, snapshot_id, 0, CASE WHEN length(chunks) % ${CHUNK_ID_BYTES} != 0 THEN 'bad-chunk-list' ELSE 'size-mismatch' END
+      FROM file_versions WHERE type = 'file' AND (length(chunks) % ${CHUNK_ID_BYTES} != 0 OR (length(chunks) = 0 AND size != 0))`)
+    // 2b. references to chunks the index lacks: sorted first, so the index is read in order
+    db.exec(`INSERT OR IGNORE INTO temp.hf_verify_bad (id, kind)
+      SELECT r.id, 'chunk-missing' FROM (SELECT ${CHUNK_REF} AS id FROM ${expand} WHERE fv.type = 'file' ORDER BY 1 LIMIT -1) r
+      WHERE NOT EXISTS (SELECT 1 FROM chunks c WHERE c.id = r.id)`)
+    const missingCount = Number(db.prepare("SELECT count(*) AS n FROM temp.hf_verify_bad WHERE kind = 'chunk-missing'").get()?.n ?? 0)
+    if (missingCount > 0) {
+      const room = Math.max(0, limit - report.problems.length)
+      for (const r of db.prepare(`SELECT id FROM temp.hf_verify_bad WHERE kind = 'chunk-missing' ORDER BY id LIMIT ${room}`).all()) {
+        addProblem(t, { kind: 'chunk-missing', chunk: toHex(r.id as Uint8Array), message: `chunk ${toHex(r.id as Uint8Array)} is referenced by file versions but not in the chunk index` })
+      }
+      const unlisted = missingCount - Math.min(room, missingCount)
+      if (unlisted > 0) {
+        report.problemsTotal += unlisted
+        report.problemCounts['chunk-missing'] = (report.problemCounts['chunk-missing'] ?? 0) + unlisted
+      }
+    }
+    // 2c. (with the data) each version's size against its chunks' raw lengths
+    if (readData) {
+      db.exec(`INSERT OR IGNORE INTO temp.hf_verify_versions (vid, endpoint_id, snapshot_id, missing, reason)
+        SELECT fv.rowid, fv.endpoint_id, fv.snapshot_id, 0, 'size-mismatch'
+        FROM ${expand} LEFT JOIN chunks c ON c.id = ${CHUNK_REF}
+        WHERE fv.type = 'file' GROUP BY fv.rowid HAVING count(c.id) = count(*) AND total(c.rawlen) != fv.size`)
+    }
+    const listed = db.prepare(`SELECT v.vid, v.reason, e.peer_id, e.name, fv.folder, fv.path, fv.snapshot_id, fv.size, length(fv.chunks) AS chunk_bytes
       FROM temp.hf_verify_versions v JOIN file_versions fv ON fv.rowid = v.vid JOIN endpoints e ON e.id = fv.endpoint_id
-      WHERE v.vid > ? AND (v.reason != 'bad-chunk' OR v.missing > 0) ORDER BY v.vid LIMIT 1000`)
-    const hasChunk = db.prepare('SELECT 1 FROM chunks WHERE id = ?')
+      WHERE v.vid > ? ORDER BY v.vid LIMIT 1000`)
     for (let after = -1; ;) {
-      const rows = versionRow.all(after)
+      const rows = listed.all(after)
       if (rows.length === 0) break
       for (const r of rows) {
         after = Number(r.vid)
         const file = { peerId: r.peer_id as string, endpoint: endpointLabel({ peerId: r.peer_id as string, name: r.name as string }), path: `${r.folder as string}/${displayPath(r.path as Uint8Array)}`, snapshotId: Number(r.snapshot_id) }
-        if (Number(r.missing) > 0) {
-          const chunks = r.chunks as Uint8Array
-          for (let i = 0; i + CHUNK_ID_BYTES <= chunks.byteLength; i += CHUNK_ID_BYTES) {
-            const id = chunks.subarray(i, i + CHUNK_ID_BYTES)
-            if (hasChunk.get(id) !== undefined) continue
-            const fresh = Number(markBad.run(id, 'chunk-missing').changes) > 0
-            if (fresh) addProblem(t, { kind: 'chunk-missing', chunk: toHex(id), file, message: `${file.endpoint}: ${file.path} (snapshot ${file.snapshotId}) references chunk ${toHex(id)}, which the chunk index lacks` })
-          }
-        }
         if (r.reason === 'size-mismatch') {
           addProblem(t, { kind: 'size-mismatch', file, message: `${file.endpoint}: ${file.path} (snapshot ${file.snapshotId}) is ${Number(r.size)} bytes but its chunks add up to a different length` })
-        } else if (r.reason === 'bad-chunk-list') {
-          addProblem(t, { kind: 'bad-chunk-list', file, message: `${file.endpoint}: ${file.path} (snapshot ${file.snapshotId}) has a chunk list of ${(r.chunks as Uint8Array).byteLength} bytes, not a multiple of 32` })
+        } else {
+          addProblem(t, { kind: 'bad-chunk-list', file, message: `${file.endpoint}: ${file.path} (snapshot ${file.snapshotId}) has a chunk list of ${Number(r.chunk_bytes)} bytes, not a multiple of 32` })
         }
       }
+    }
+    // 2d. the versions that reference a bad chunk (a damaged one, or one the index lacks)
+    if (Number(db.prepare('SELECT count(*) AS n FROM temp.hf_verify_bad').get()?.n ?? 0) > 0) {
+      db.exec(`INSERT INTO temp.hf_verify_versions (vid, endpoint_id, snapshot_id, missing, reason)
+        SELECT fv.rowid, fv.endpoint_id, fv.snapshot_id, total(b.kind = 'chunk-missing'),
+          CASE WHEN max(b.kind = 'chunk-missing') THEN 'chunk-missing' ELSE 'bad-chunk' END
+        FROM ${expand} CROSS JOIN temp.hf_verify_bad b ON b.id = ${CHUNK_REF}
+        WHERE fv.type = 'file' GROUP BY fv.rowid
+        ON CONFLICT (vid) DO UPDATE SET reason = excluded.reason, missing = excluded.missing`)
     }
 
     // ---- 3. impact

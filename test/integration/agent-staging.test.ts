@@ -21,7 +21,7 @@ const MiB = 1024 * 1024
 
 interface Rig { root: string, folder: string, state: AgentStateDb, spool: Spool, clock: ManualClock, stager: Stager }
 
-function rig (options: { settleMs?: number, spoolCapBytes?: number, ignore?: string[], root?: string, clock?: ManualClock } = {}): Rig {
+function rig (options: { settleMs?: number, spoolCapBytes?: number, ignore?: string[], root?: string, clock?: ManualClock, maxSetEntries?: number } = {}): Rig {
   const root = options.root ?? mkdtempSync(join(tmpdir(), 'holdfast-staging-'))
   const folder = join(root, 'docs')
   mkdirSync(folder, { recursive: true })
@@ -37,7 +37,8 @@ function rig (options: { settleMs?: number, spoolCapBytes?: number, ignore?: str
     log: silentLogger,
     settleMs: options.settleMs ?? 0,
     workers: 1,
-    spoolCapBytes: options.spoolCapBytes ?? 1024 * MiB
+    spoolCapBytes: options.spoolCapBytes ?? 1024 * MiB,
+    maxSetEntries: options.maxSetEntries
   })
   return { root, folder, state, spool, clock, stager }
 }
@@ -221,5 +222,38 @@ describe('integration: agent staging', function () {
     const idle = await stageNow(again)
     assert.equal(idle.set, undefined, 'nothing changed, nothing staged')
     assert.equal(idle.scanned, 50)
+  })
+
+  it('seals a large round as several bounded sets, each whole', async () => {
+    const r = make({ maxSetEntries: 100 })
+    for (let d = 0; d < 5; d++) {
+      mkdirSync(join(r.folder, `d${d}`))
+      for (let i = 0; i < 70; i++) writeFileSync(join(r.folder, `d${d}`, `f${i}.txt`), `${d}/${i}`)
+    }
+    const round = await stageNow(r)
+    assert.ok(round.sets.length >= 3, `${round.sets.length} sets`)
+    assert.equal(round.sets.reduce((n, s) => n + s.entries, 0), 5 + 5 * 70)
+    for (const s of round.sets) assert.ok(s.entries <= 100 + 71, `set ${s.id} has ${s.entries} entries`)
+    assert.deepEqual(r.state.sealedSets().map(s => s.id), round.sets.map(s => s.id))
+    assert.equal(r.state.trackedCount(), 5 + 5 * 70)
+  })
+
+  it('records every path under a deleted directory, and under a directory replaced by a file', async () => {
+    const r = make()
+    mkdirSync(join(r.folder, 'gone', 'sub'), { recursive: true })
+    writeFileSync(join(r.folder, 'gone', 'a'), 'a')
+    writeFileSync(join(r.folder, 'gone', 'sub', 'b'), 'b')
+    mkdirSync(join(r.folder, 'was-dir'))
+    writeFileSync(join(r.folder, 'was-dir', 'c'), 'c')
+    writeFileSync(join(r.folder, 'gonexyz'), 'a sibling whose name starts the same')
+    assert.ok((await stageNow(r)).set !== undefined)
+    rmSync(join(r.folder, 'gone'), { recursive: true })
+    rmSync(join(r.folder, 'was-dir'), { recursive: true })
+    writeFileSync(join(r.folder, 'was-dir'), 'now a file')
+    const round = await stageNow(r)
+    assert.ok(round.set !== undefined)
+    const entries = [...r.state.setEntries(round.set.id)].map(e => `${e.type} ${Buffer.from(e.path).toString()}`).sort()
+    assert.deepEqual(entries, ['deleted gone', 'deleted gone/a', 'deleted gone/sub', 'deleted gone/sub/b', 'deleted was-dir/c', 'file was-dir'])
+    assert.equal(r.state.trackedCount(), 2)
   })
 })

@@ -1,0 +1,37 @@
+/**
+ * Runs a daemon (agent or manager) inside a worker thread. The point is the heap limits a
+ * worker can be given and the main thread cannot after start: without them V8 grows the young
+ * generation to 128 MB under a scan's allocation rate, and the agent's memory budget is
+ * 200 MB. The main thread (src/cli/main.ts) only forwards signals; kill -9 still takes the
+ * whole process at once.
+ */
+import { parentPort, workerData } from 'node:worker_threads'
+import { loadConfig } from '../node/config.js'
+import { createLogger } from '../util/log.js'
+import { systemClock } from '../util/clock.js'
+import { describeError, errorCode } from '../util/errors.js'
+
+export interface DaemonThreadData { role: 'agent' | 'manager', configFile: string }
+export type DaemonThreadMessage = { kind: 'started' } | { kind: 'failed', code: string, message: string } | { kind: 'stopped' }
+
+const { role, configFile } = workerData as DaemonThreadData
+const log = createLogger(role)
+
+try {
+  const config = loadConfig(configFile)
+  const { Agent } = await import('./agent/agent.js')
+  const { Manager } = await import('./manager/manager.js')
+  const daemon = role === 'agent' ? new Agent(config, systemClock, log) : new Manager(config, systemClock, log)
+  await daemon.start()
+  parentPort?.postMessage({ kind: 'started' } satisfies DaemonThreadMessage)
+  parentPort?.on('message', (msg: unknown) => {
+    if (msg !== 'stop') return
+    void daemon.stop().catch(err => { log.error('stop failed', { err: describeError(err) }) }).finally(() => {
+      parentPort?.postMessage({ kind: 'stopped' } satisfies DaemonThreadMessage)
+      parentPort?.close()
+    })
+  })
+} catch (err) {
+  parentPort?.postMessage({ kind: 'failed', code: errorCode(err), message: describeError(err) } satisfies DaemonThreadMessage)
+  parentPort?.close()
+}

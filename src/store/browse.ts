@@ -423,11 +423,13 @@ export function findPaths (catalog: Catalog, pattern: string, options: { endpoin
       if (glob.prefix.length > 0) { conds.push('path >= :lo'); params.lo = glob.prefix }
       if (end !== undefined) { conds.push('path < :hi'); params.hi = end }
       if (glob.literal.length > 0) { conds.push('instr(path, :lit) > 0'); params.lit = glob.literal }
+      // CROSS JOIN keeps the matches outermost (in path order, from the index): each one
+      // then finds its version row with one seek
       return sql(`SELECT g.path, g.sid, fv.type, fv.size, fv.mtime_ns FROM (
           SELECT path, max(snapshot_id) AS sid FROM file_versions WHERE ${conds.join(' AND ')}
           GROUP BY path HAVING hf_glob(path, :g)
-        ) g JOIN file_versions fv ON fv.endpoint_id = :e AND fv.folder = :f AND fv.path = g.path AND fv.snapshot_id = g.sid
-        ORDER BY g.path LIMIT :n`).all(params) as unknown as FindRow[]
+        ) g CROSS JOIN file_versions fv ON fv.endpoint_id = :e AND fv.folder = :f AND fv.path = g.path AND fv.snapshot_id = g.sid
+        LIMIT :n`).all(params) as unknown as FindRow[]
     } finally {
       globs.delete(id)
     }

@@ -15,6 +15,7 @@ import { HoldfastError } from '../../src/util/errors.js'
 import { findPaths, listTree, pathVersions, resolveSnapshot, type ListResult } from '../../src/store/browse.js'
 import { compileFindPattern, globMatches } from '../../src/store/glob.js'
 import { storeStats } from '../../src/store/stats.js'
+import { runCatalogTask } from '../../src/store/catalog-tasks.js'
 
 const CHUNK = 4096
 const T0 = Date.parse('2024-05-01T10:00:00Z')
@@ -322,6 +323,11 @@ describe('integration: store browse (ls, versions, find) and stats', function ()
     assert.equal(st.total.snapshots, 4)
     assert.equal(a.dedupRatio, Math.round(a.logicalBytes / a.storedBytes * 1000) / 1000)
     assert.ok(a.uniqueBytes <= a.logicalBytes)
+  })
+
+  it('stats in a worker thread (as the manager runs them) agree with stats in place', async () => {
+    const inWorker = await runCatalogTask({ kind: 'stats', catalogFile: store.catalog.file })
+    assert.deepEqual({ ...inWorker, ms: 0 }, { ...storeStats(store.catalog), ms: 0 })
   })
 
   it('stats on an empty catalog', () => {

@@ -14,6 +14,7 @@ import { Catalog, type NewChunk } from '../../src/store/catalog.js'
 import { chunkId, compressChunk } from '../../src/codec/chunk-codec.js'
 import { toHex, type EntryType, type StagedEntry } from '../../src/model/entry.js'
 import { verifyStore, type VerifyProgress, type VerifyReport } from '../../src/store/verify.js'
+import { runCatalogTask } from '../../src/store/catalog-tasks.js'
 
 const CHUNK = 4096
 
@@ -229,18 +230,23 @@ describe('integration: store verify', function () {
     assert.equal(r.damaged.filesTotal, expected.size)
   })
 
-  it('finds a catalog row that names a chunk the index lacks, and a size that does not add up', async () => {
+  it('finds a catalog row that names a chunk the index lacks, and (with the data) a size that does not add up', async () => {
     const ghost = randomBytes(300)
     const ghostEntry: StagedEntry = { folder: 'home', path: new Uint8Array(Buffer.from('ghost.bin')), type: 'file', mode: 0o100644, mtimeNs: 1n, size: 300, chunks: chunkId(ghost) }
     const liar: StagedEntry = { folder: 'home', path: new Uint8Array(Buffer.from('liar.txt')), type: 'file', mode: 0o100644, mtimeNs: 1n, size: 999, chunks: chunkId(small) }
     const snap = store.commit(bravo, [], [ghostEntry, liar])
     store.packs.close()
-    const r = await store.verify(false)
-    assert.equal(r.ok, false)
+    const quick = await store.verify(false)
+    assert.equal(quick.ok, false)
+    assert.deepEqual(quick.problemCounts, { 'chunk-missing': 1 })
+    assert.equal(quick.problems[0].chunk, toHex(chunkId(ghost)))
+    assert.deepEqual(quick.damaged.chunks, [toHex(chunkId(ghost))])
+    assert.deepEqual(quick.damaged.files.map(f => [f.path, f.reason, f.snapshotId]), [['home/ghost.bin', 'chunk-missing', snap]])
+    assert.deepEqual(quick.damaged.snapshots.map(x => x.id), [snap])
+
+    const r = await store.verify(true)
     assert.deepEqual(r.problemCounts, { 'chunk-missing': 1, 'size-mismatch': 1 })
-    assert.equal(r.problems.find(p => p.kind === 'chunk-missing')?.chunk, toHex(chunkId(ghost)))
     assert.deepEqual(r.damaged.files.map(f => [f.path, f.reason, f.snapshotId]).sort(), [['home/ghost.bin', 'chunk-missing', snap], ['home/liar.txt', 'size-mismatch', snap]])
-    assert.deepEqual(r.damaged.snapshots.map(x => x.id), [snap])
   })
 
   it('reports every damage at once, and lists no more than the limit', async () => {
@@ -255,6 +261,23 @@ describe('integration: store verify', function () {
     assert.equal(r.damaged.chunksTotal, 12)
     assert.equal(r.damaged.chunks.length, 5)
     assert.equal(r.damaged.filesTotal, 2)
+  })
+
+  it('runs in a worker thread with its own connection (as the manager runs it), with progress, and stops on abort', async () => {
+    const loc = store.location(big, 11)
+    flipByte(loc.file, loc.offset + 7)
+    const progress: VerifyProgress[] = []
+    const r = await runCatalogTask({ kind: 'verify', catalogFile: store.catalog.file, packsDir: store.packs.dir, readData: true }, { onProgress: p => { progress.push(p) } })
+    assert.deepEqual(r.problemCounts, { 'hash-mismatch': 1 })
+    assert.deepEqual(damagedFiles(r), [`alpha:home/docs/big.bin@${s.a1}[${s.a1}..${s.a2}/2]`])
+    assert.ok(progress.some(p => p.phase === 'impact'))
+    const direct = await store.verify(true)
+    assert.deepEqual({ ...r, ms: 0 }, { ...direct, ms: 0 })
+
+    const controller = new AbortController()
+    const aborted = runCatalogTask({ kind: 'verify', catalogFile: store.catalog.file, packsDir: store.packs.dir, readData: true }, { signal: controller.signal })
+    controller.abort(new Error('stop'))
+    await assert.rejects(aborted, /stop/)
   })
 
   it('a pack the catalog does not know is noted, not a problem', async () => {

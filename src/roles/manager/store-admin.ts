@@ -7,8 +7,7 @@ import type { AdminHandler } from '../../admin/admin-socket.js'
 import type { Catalog } from '../../store/catalog.js'
 import type { PackStore } from '../../store/packs.js'
 import { DEFAULT_FIND_LIMIT, DEFAULT_LS_LIMIT, findPaths, listTree, pathVersions, resolveSnapshot } from '../../store/browse.js'
-import { storeStats } from '../../store/stats.js'
-import { verifyStore } from '../../store/verify.js'
+import { runCatalogTask } from '../../store/catalog-tasks.js'
 import { HoldfastError } from '../../util/errors.js'
 
 function str (args: Record<string, unknown>, key: string, required: true): string
@@ -46,16 +45,14 @@ export function storeAdminHandlers (catalog: Catalog, packs: PackStore): Record<
       const endpointId = ref === undefined ? undefined : catalog.findEndpoint(ref).id
       return findPaths(catalog, str(args, 'pattern', true), { endpointId, limit: int(args, 'limit') ?? DEFAULT_FIND_LIMIT })
     },
-    stats: async () => storeStats(catalog),
+    // Counting and checking a whole store take seconds to minutes: they run in a worker
+    // thread with their own catalog connection, beside pulls and other admin calls.
+    stats: async (_args, ctx) => await runCatalogTask({ kind: 'stats', catalogFile: catalog.file }, { signal: ctx.signal }),
     verify: async (args, ctx) => {
       // The catalog names a chunk only after its pack was synced, so verify reads the pack
       // files directly, beside any pull in progress.
-      return await verifyStore(catalog, packs.dir, {
-        readData: args.readData === true,
-        limit: int(args, 'limit'),
-        signal: ctx.signal,
-        onProgress: p => { ctx.progress(p) }
-      })
+      const task = { kind: 'verify' as const, catalogFile: catalog.file, packsDir: packs.dir, readData: args.readData === true, limit: int(args, 'limit') }
+      return await runCatalogTask(task, { signal: ctx.signal, onProgress: p => { ctx.progress(p) } })
     }
   }
 }

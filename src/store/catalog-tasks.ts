@@ -1,0 +1,54 @@
+/**
+ * Long catalog work (stats, verify) runs in a worker thread with its own connection to the
+ * catalog, so the manager's thread keeps pulling and answering while a store of millions of
+ * rows is counted or checked. WAL lets the worker read beside the manager's commits; its temp
+ * tables are its own, so two such tasks never meet. Progress and the result come back as
+ * messages; an abort (the admin client went away, the manager stops) ends the worker.
+ */
+import { Worker } from 'node:worker_threads'
+import { HoldfastError, type HoldfastErrorCode } from '../util/errors.js'
+import type { StoreStats } from './stats.js'
+import type { VerifyProgress, VerifyReport } from './verify.js'
+
+export type CatalogTask =
+  | { kind: 'stats', catalogFile: string }
+  | { kind: 'verify', catalogFile: string, packsDir: string, readData: boolean, limit?: number, workers?: number }
+
+export type CatalogTaskMessage =
+  | { progress: VerifyProgress }
+  | { result: unknown }
+  | { error: { code: string, message: string } }
+
+/** Page cache of the task's connection: sorts and lookups over millions of rows stay in memory up to this. */
+export const TASK_CACHE_KIB = 64 * 1024
+
+export async function runCatalogTask (task: { kind: 'stats', catalogFile: string }, options?: TaskOptions): Promise<StoreStats>
+export async function runCatalogTask (task: Extract<CatalogTask, { kind: 'verify' }>, options?: TaskOptions): Promise<VerifyReport>
+export async function runCatalogTask (task: CatalogTask, options: TaskOptions = {}): Promise<unknown> {
+  const worker = new Worker(new URL('./catalog-task-worker.js', import.meta.url), { workerData: task })
+  let settled = false
+  let onAbort = (): void => {}
+  try {
+    return await new Promise<unknown>((resolve, reject) => {
+      const settle = (fn: () => void): void => { if (!settled) { settled = true; fn() } }
+      onAbort = () => { settle(() => { reject(options.signal?.reason ?? new HoldfastError('ABORTED', `${task.kind} aborted`)) }) }
+      if (options.signal?.aborted === true) { onAbort(); return }
+      options.signal?.addEventListener('abort', onAbort, { once: true })
+      worker.on('message', (m: CatalogTaskMessage) => {
+        if ('progress' in m) { if (!settled) options.onProgress?.(m.progress); return }
+        if ('result' in m) { settle(() => { resolve(m.result) }); return }
+        settle(() => { reject(new HoldfastError(m.error.code as HoldfastErrorCode, m.error.message)) })
+      })
+      worker.on('error', err => { settle(() => { reject(err) }) })
+      worker.on('exit', code => { settle(() => { reject(new HoldfastError('ABORTED', `${task.kind} worker exited (${code}) without an answer`)) }) })
+    })
+  } finally {
+    options.signal?.removeEventListener('abort', onAbort)
+    await worker.terminate()
+  }
+}
+
+export interface TaskOptions {
+  signal?: AbortSignal
+  onProgress?: (p: VerifyProgress) => void
+}

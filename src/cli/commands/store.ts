@@ -90,8 +90,9 @@ function lsRow (e: TreeEntry): string[] {
 function ratio (r: number): string { return r === 0 ? '-' : `${r.toFixed(2)}x` }
 
 function verifyText (r: VerifyReport): string {
-  const head = `verify${r.readData ? ' --read-data' : ''}: ${r.packs.total} packs, ${r.chunks.total} chunks${r.readData ? `, ${bytes(r.chunks.bytesRead)} read` : ''}, ${r.versions} file versions in ${(r.ms / 1000).toFixed(1)} s`
-  const lines = [r.ok ? `${head}: OK` : `${head}: ${r.problemsTotal} problem${r.problemsTotal === 1 ? '' : 's'} (${Object.entries(r.problemCounts).map(([k, n]) => `${n} ${k}`).join(', ')})`]
+  const n = (count: number, what: string): string => `${count} ${what}${count === 1 ? '' : 's'}`
+  const head = `verify${r.readData ? ' --read-data' : ''}: ${n(r.packs.total, 'pack')}, ${n(r.chunks.total, 'chunk')}${r.readData ? `, ${bytes(r.chunks.bytesRead)} read` : ''}, ${n(r.versions, 'file version')} in ${(r.ms / 1000).toFixed(1)} s`
+  const lines = [r.ok ? `${head}: OK` : `${head}: ${n(r.problemsTotal, 'problem')} (${Object.entries(r.problemCounts).map(([k, n]) => `${n} ${k}`).join(', ')})`]
   if (r.packs.unreferenced.length > 0) lines.push(`note: ${r.packs.unreferenced.length} pack file(s) hold no chunk the catalog knows (left by an interrupted pull, or just started): ${r.packs.unreferenced.slice(0, 5).join(', ')}${r.packs.unreferenced.length > 5 ? ', …' : ''}`)
   if (r.ok) return lines.join('\n')
   lines.push('', table(['PROBLEM', 'PACK', 'OFFSET', 'CHUNK', 'DETAIL'], r.problems.map(p => [

@@ -402,10 +402,12 @@ export function findPaths (catalog: Catalog, pattern: string, options: { endpoin
         r = cur === undefined
           ? sql('SELECT endpoint_id, folder FROM file_versions WHERE endpoint_id = ? ORDER BY folder LIMIT 1').get(options.endpointId)
           : sql('SELECT endpoint_id, folder FROM file_versions WHERE endpoint_id = ? AND folder > ? ORDER BY folder LIMIT 1').get(options.endpointId, cur.folder)
+      } else if (cur === undefined) {
+        r = sql('SELECT endpoint_id, folder FROM file_versions ORDER BY endpoint_id, folder LIMIT 1').get()
       } else {
-        r = cur === undefined
-          ? sql('SELECT endpoint_id, folder FROM file_versions ORDER BY endpoint_id, folder LIMIT 1').get()
-          : sql('SELECT endpoint_id, folder FROM file_versions WHERE (endpoint_id, folder) > (?, ?) ORDER BY endpoint_id, folder LIMIT 1').get(cur.endpointId, cur.folder)
+        // two plain seeks: a row-value (endpoint_id, folder) > (?, ?) walks the whole group
+        r = sql('SELECT endpoint_id, folder FROM file_versions WHERE endpoint_id = ? AND folder > ? ORDER BY folder LIMIT 1').get(cur.endpointId, cur.folder) ??
+          sql('SELECT endpoint_id, folder FROM file_versions WHERE endpoint_id > ? ORDER BY endpoint_id, folder LIMIT 1').get(cur.endpointId)
       }
       if (r === undefined) return
       cur = { endpointId: Number(r.endpoint_id), folder: r.folder as string }

@@ -12,10 +12,12 @@
  *    readData, decompress and re-hash its data, streaming forward through the pack with a
  *    bounded window. Records that overlap the one before are reported. Bad chunk ids go to
  *    a temp table.
- * 2. Catalog: one pass over every file version, its chunk list expanded against a sequence
- *    (chunk-refs.ts) and left-joined with the chunk index and the bad chunks: a reference to
- *    a chunk the index lacks, a chunk list whose raw lengths do not add up to the size, or a
- *    reference to a bad chunk marks the version damaged. All in SQL: no query per row.
+ * 2. Catalog, in SQL over every file version, its chunk list expanded against a sequence
+ *    (chunk-refs.ts), no query per row: (a) chunk lists wrong on their face (not a multiple
+ *    of 32 bytes; a size but no chunks); (b) references to chunks the index lacks (an
+ *    anti-join, one primary-key probe per reference) become bad chunks too; (c) with
+ *    readData, each version's size against the sum of its chunks' raw lengths; (d) the
+ *    versions that reference any bad chunk (a probe into the small temp table of bad ids).
  * 3. Impact: for each damaged version, the next version of its path bounds the snapshots
  *    whose trees hold it; their union is the damaged snapshots.
  * The store may take pulls meanwhile: a chunk is in the index only after its pack was
@@ -263,6 +265,7 @@ export async function verifyStore (catalog: Catalog, packsDir: string, options: 
       }
       const submit = async (job: PackJob): Promise<void> => {
         const p = dispatch(job).finally(() => { inFlight.delete(p) })
+        p.catch(() => {}) // awaited below; a worker failure must not also go unhandled
         inFlight.add(p)
         if (inFlight.size >= workerCount * 2) await Promise.race(inFlight)
       }
@@ -358,10 +361,11 @@ export async function verifyStore (catalog: Catalog, packsDir: string, options: 
     db.exec(`INSERT INTO temp.hf_verify_versions (vid, endpoint_id, snapshot_id, missing, reason)
       SELECT rowid, endpoint_id, snapshot_id, 0, CASE WHEN length(chunks) % ${CHUNK_ID_BYTES} != 0 THEN 'bad-chunk-list' ELSE 'size-mismatch' END
       FROM file_versions WHERE type = 'file' AND (length(chunks) % ${CHUNK_ID_BYTES} != 0 OR (length(chunks) = 0 AND size != 0))`)
-    // 2b. references to chunks the index lacks: sorted first, so the index is read in order
+    // 2b. references to chunks the index lacks: one primary-key probe per reference, in
+    //     table order (sorting the references first costs more than it saves)
     db.exec(`INSERT OR IGNORE INTO temp.hf_verify_bad (id, kind)
-      SELECT r.id, 'chunk-missing' FROM (SELECT ${CHUNK_REF} AS id FROM ${expand} WHERE fv.type = 'file' ORDER BY 1 LIMIT -1) r
-      WHERE NOT EXISTS (SELECT 1 FROM chunks c WHERE c.id = r.id)`)
+      SELECT ${CHUNK_REF}, 'chunk-missing' FROM ${expand}
+      WHERE fv.type = 'file' AND NOT EXISTS (SELECT 1 FROM chunks c WHERE c.id = ${CHUNK_REF})`)
     const missingCount = Number(db.prepare("SELECT count(*) AS n FROM temp.hf_verify_bad WHERE kind = 'chunk-missing'").get()?.n ?? 0)
     if (missingCount > 0) {
       const room = Math.max(0, limit - report.problems.length)

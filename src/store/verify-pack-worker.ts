@@ -113,7 +113,16 @@ export function checkJob (job: PackJob): PackJobReply {
       const length = job.readData ? PACK_RECORD_HEADER + clen : PACK_RECORD_HEADER
       let record: Buffer
       try {
-        const r = bytesAt(fd, size, offset - PACK_RECORD_HEADER, length, windowBytes)
+        // headers only: read ahead just as far as the next headers that fit the window, so
+        // dense small records cost one read and large ones no more than their header
+        let ahead = windowBytes
+        const start = offset - PACK_RECORD_HEADER
+        if (!job.readData && !(start >= winStart && start + length <= winEnd)) {
+          let j = i
+          while (j + 1 < job.offsets.length && job.offsets[j + 1] - offset + PACK_RECORD_HEADER <= HEADER_WINDOW) j++
+          ahead = job.offsets[j] - offset + PACK_RECORD_HEADER
+        }
+        const r = bytesAt(fd, size, start, length, ahead)
         record = r.buf
         reply.bytesRead += r.read
       } catch (err) {

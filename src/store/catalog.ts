@@ -185,6 +185,10 @@ export class Catalog {
     }))
   }
 
+  snapshotCount (): number {
+    return Number(this.sql('SELECT count(*) AS n FROM snapshots').get()?.n ?? 0)
+  }
+
   latestSnapshot (endpointId: number): number | undefined {
     const r = this.sql('SELECT max(id) AS id FROM snapshots WHERE endpoint_id = ?').get(endpointId)
     return r?.id === null || r?.id === undefined ? undefined : Number(r.id)

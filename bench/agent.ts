@@ -1,0 +1,146 @@
+/**
+ * `npm run bench:agent [-- CORPUS_DIR] [options]`: the agent's own budgets (issue 4), beside
+ * restic 0.14 on the same tree in the same run:
+ *   staging the whole tree   = agent process spawned → its first staging round sealed
+ *                              (compare: restic's initial backup)
+ *   re-scan, nothing changed = one `scan-now` on the unchanged tree (compare: restic's
+ *                              no-change backup)
+ *   agent peak RSS           = VmHWM of the agent process (all threads) over the staging and
+ *                              re-scans, on the corpus and on a tree of ten times as many
+ *                              small files
+ *   agent CPU while idle     = CPU seconds of the agent over `--idle-seconds` (default 60)
+ *                              with nothing changing, as % of one core
+ * The agent runs as the real daemon (the CLI through the test harness), with no manager.
+ *
+ * Options: --skip-restic, --skip-small-tree, --small-files N (default 10 × the corpus's file
+ * count), --idle-seconds S, --out FILE, --workdir DIR (default /var/tmp).
+ */
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { parseArgs } from 'node:util'
+import { setTimeout as delay } from 'node:timers/promises'
+import { TestFleet, type AgentHandle } from '../test/support/fleet.js'
+import { adminCall } from '../src/admin/admin-socket.js'
+import { ensureCorpus, machineFacts, median, procSample, round, runTimed, say, treeFacts, warmCache, waitQuiet } from './support.js'
+
+interface AgentRun {
+  stagingS: number
+  sets: number
+  rescanS: number[]
+  rescanMedianS: number
+  peakRssMiB?: number
+  idle?: { seconds: number, cpuS?: number, percentOfCore?: number, rssMiB?: number }
+}
+
+async function measureAgent (tree: string, work: string, options: { idleSeconds: number }): Promise<AgentRun> {
+  const fleet = new TestFleet(mkdtempSync(join(work, 'holdfast-agent-bench-')))
+  try {
+    await fleet.init({ mdns: false })
+    const agent: AgentHandle = await fleet.addAgent('bench', tree, { mdns: false, settle: 0, scanInterval: 3600 })
+    const t0 = performance.now()
+    await fleet.startAgent(agent)
+    // The agent starts its first staging round on start; scan-now joins it.
+    const first = await adminCall(agent.socket, 'scan-now', {}, { timeoutMs: 3600_000 }) as { sets: unknown[] }
+    const stagingS = (performance.now() - t0) / 1000
+    const pid = fleet.process('agent-bench')?.pid
+    say(`   staged in ${stagingS.toFixed(2)} s (${first.sets.length} sets)`)
+    const rescans: number[] = []
+    for (let i = 0; i < 3; i++) {
+      const t = performance.now()
+      await adminCall(agent.socket, 'scan-now', {}, { timeoutMs: 600_000 })
+      rescans.push((performance.now() - t) / 1000)
+    }
+    say(`   re-scans: ${rescans.map(s => s.toFixed(2)).join(', ')} s`)
+    const run: AgentRun = { stagingS: round(stagingS, 3) ?? stagingS, sets: first.sets.length, rescanS: rescans.map(s => round(s, 3) ?? s), rescanMedianS: round(median(rescans), 3) ?? 0, peakRssMiB: round(procSample(pid)?.vmHwmMiB, 1) }
+    if (options.idleSeconds > 0) {
+      const before = procSample(pid)
+      await delay(options.idleSeconds * 1000)
+      const after = procSample(pid)
+      const cpuS = before !== undefined && after !== undefined ? after.userS + after.sysS - before.userS - before.sysS : undefined
+      run.idle = { seconds: options.idleSeconds, cpuS: round(cpuS, 3), percentOfCore: cpuS === undefined ? undefined : round(cpuS / options.idleSeconds * 100, 3), rssMiB: round(after?.vmRssMiB, 1) }
+      say(`   idle ${options.idleSeconds} s: ${run.idle.cpuS ?? '?'} CPU s (${run.idle.percentOfCore ?? '?'}% of a core)`)
+    }
+    run.peakRssMiB = round(procSample(pid)?.vmHwmMiB, 1)
+    say(`   peak RSS ${run.peakRssMiB ?? '?'} MiB`)
+    return run
+  } finally {
+    await fleet.stopAll()
+    rmSync(fleet.root, { recursive: true, force: true })
+  }
+}
+
+/** A tree of `files` small files (1-4 KiB of varied text), 100 to a directory. */
+function makeSmallTree (root: string, files: number): void {
+  const line = 'the quick brown fox jumps over the lazy dog 0123456789\n'
+  for (let i = 0; i < files; i++) {
+    const dir = join(root, `d${Math.floor(i / 10_000)}`, `e${Math.floor(i / 100) % 100}`)
+    if (i % 100 === 0) mkdirSync(dir, { recursive: true })
+    const size = 1024 + ((i * 2654435761) >>> 0) % 3072
+    writeFileSync(join(dir, `f${i}.txt`), `${i}\n` + line.repeat(Math.ceil(size / line.length)).slice(0, size))
+  }
+}
+
+async function main (): Promise<number> {
+  const { values, positionals } = parseArgs({
+    options: { 'skip-restic': { type: 'boolean' }, 'skip-small-tree': { type: 'boolean' }, 'small-files': { type: 'string' }, 'idle-seconds': { type: 'string' }, out: { type: 'string' }, workdir: { type: 'string' } },
+    allowPositionals: true
+  })
+  const work = values.workdir ?? '/var/tmp'
+  const corpus = ensureCorpus(positionals[0])
+  const facts = treeFacts(corpus)
+  say(`== corpus ${corpus}: ${facts.files} files, ${(facts.fileBytes / 1e9).toFixed(2)} GB`)
+  say(`   page cache warmed in ${warmCache(corpus).toFixed(1)} s`)
+  const quiet = await waitQuiet({ maxWaitMs: 120_000 })
+  const results: Record<string, unknown> = { bench: 'agent', machine: machineFacts(), corpus: { path: corpus, ...facts }, quietBeforeStart: quiet }
+
+  if (values['skip-restic'] !== true) {
+    const repo = mkdtempSync(join(work, 'restic-agent-bench-'))
+    const env = { RESTIC_PASSWORD: 'bench', RESTIC_REPOSITORY: repo, RESTIC_CACHE_DIR: join(repo, '.cache') }
+    try {
+      say('== restic 0.14')
+      await runTimed(['restic', 'init'], { env, timeoutMs: 120_000 })
+      const initial = await runTimed(['restic', 'backup', '--quiet', corpus], { env, timeoutMs: 1800_000 })
+      const again = []
+      for (let i = 0; i < 3; i++) again.push((await runTimed(['restic', 'backup', '--quiet', corpus], { env, timeoutMs: 600_000 })).wallS)
+      results.restic = { initialS: round(initial.wallS, 3), noChangeS: again.map(s => round(s, 3)), noChangeMedianS: round(median(again), 3) }
+      say(`   initial ${initial.wallS.toFixed(2)} s, no change ${again.map(s => s.toFixed(2)).join(', ')} s`)
+    } finally {
+      rmSync(repo, { recursive: true, force: true })
+    }
+  }
+
+  say('== Holdfast agent on the corpus')
+  const idleSeconds = Number(values['idle-seconds'] ?? 60)
+  const onCorpus = await measureAgent(corpus, work, { idleSeconds })
+  results.agent = onCorpus
+
+  if (values['skip-small-tree'] !== true) {
+    const n = Number(values['small-files'] ?? facts.files * 10)
+    const tree = mkdtempSync(join(work, 'holdfast-small-tree-'))
+    try {
+      say(`== making a tree of ${n} small files`)
+      const t = performance.now()
+      makeSmallTree(tree, n)
+      say(`   made in ${((performance.now() - t) / 1000).toFixed(1)} s`)
+      say('== Holdfast agent on the small-file tree')
+      results.smallTree = { files: n, ...(await measureAgent(tree, work, { idleSeconds: 0 })) }
+    } finally {
+      rmSync(tree, { recursive: true, force: true })
+    }
+  }
+
+  const restic = results.restic as { initialS: number, noChangeMedianS: number } | undefined
+  if (restic !== undefined) {
+    results.ratios = {
+      stagingVsResticInitial: round(onCorpus.stagingS / restic.initialS, 3),
+      rescanVsResticNoChange: round(onCorpus.rescanMedianS / restic.noChangeMedianS, 3)
+    }
+  }
+  results.targets = { stagingVsResticInitial: 0.5, rescanVsResticNoChange: 0.3, peakRssMiB: 200, idlePercentOfCore: 1 }
+  const json = JSON.stringify(results, null, 2)
+  if (values.out !== undefined) writeFileSync(values.out, json + '\n')
+  process.stdout.write(json + '\n')
+  return 0
+}
+
+process.exitCode = await main()

@@ -28,7 +28,9 @@ CREATE TABLE IF NOT EXISTS files (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS files_by_parent ON files (folder, parent);
 CREATE TABLE IF NOT EXISTS sets (
-  id INTEGER PRIMARY KEY,
+  -- AUTOINCREMENT: an abandoned set's id is never handed out again, so a set id names one
+  -- set forever (the manager keys snapshots by it)
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
   state TEXT NOT NULL CHECK (state IN ('staging', 'sealed', 'acked')),
   created_at INTEGER NOT NULL,
   sealed_at INTEGER,

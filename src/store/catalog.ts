@@ -243,6 +243,11 @@ export class Catalog {
     }
   }
 
+  /** For each pack the index names, where its last referenced record ends. */
+  packExtents (): Map<string, number> {
+    return new Map(this.sql('SELECT pack, max(offset + clen) AS end FROM chunks GROUP BY pack').all().map(r => [r.pack as string, Number(r.end)]))
+  }
+
   storedBytes (): number {
     return Number(this.sql('SELECT coalesce(sum(clen), 0) AS n FROM chunks').get()?.n ?? 0)
   }

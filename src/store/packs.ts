@@ -9,7 +9,7 @@
  * A pack is only ever appended to by the process that created it; after a restart a new pack
  * is started, so bytes a crash left uncommitted are never mistaken for committed ones.
  */
-import { closeSync, constants, fsyncSync, mkdirSync, openSync, readSync, writeSync, readdirSync } from 'node:fs'
+import { closeSync, constants, fsyncSync, ftruncateSync, mkdirSync, openSync, readSync, readdirSync, statSync, unlinkSync, writeSync } from 'node:fs'
 import { join } from 'node:path'
 import { randomBytes } from 'node:crypto'
 import { HoldfastError } from '../util/errors.js'
@@ -95,6 +95,43 @@ export class PackStore {
       got += n
     }
     return buf
+  }
+
+  /**
+   * Start-up recovery, before anything is appended: bytes a crash left after the last
+   * committed record of a pack are cut off, and packs no committed chunk points into are
+   * removed. Safe because a chunk's catalog row exists only after its pack was fsynced, and
+   * no other process appends to these packs. (Prune must hold off while this runs.)
+   */
+  recover (extents: Map<string, number>): { removedPacks: string[], truncatedBytes: number } {
+    if (this.current !== undefined) throw new Error('recover() must run before the first append')
+    const removedPacks: string[] = []
+    let truncatedBytes = 0
+    for (const name of this.packNames()) {
+      const path = join(this.dir, name)
+      const end = extents.get(name)
+      if (end === undefined) {
+        unlinkSync(path)
+        removedPacks.push(name)
+        continue
+      }
+      const size = statSync(path).size
+      if (size > end) {
+        const fd = openSync(path, constants.O_RDWR)
+        try {
+          ftruncateSync(fd, end)
+          fsyncSync(fd)
+        } finally {
+          closeSync(fd)
+        }
+        truncatedBytes += size - end
+      }
+    }
+    if (removedPacks.length > 0) {
+      const dirFd = openSync(this.dir, constants.O_RDONLY)
+      try { fsyncSync(dirFd) } finally { closeSync(dirFd) }
+    }
+    return { removedPacks, truncatedBytes }
   }
 
   packNames (): string[] {

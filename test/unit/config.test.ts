@@ -36,7 +36,7 @@ describe('config', () => {
         mdns: { enabled: true, queryIntervalSeconds: 30 },
         staticPeers: [],
         adminSocket: join(dataDir, 'admin.sock'),
-        agent: { folders: [], scanIntervalSeconds: 300, settleSeconds: 2, maxUploadBytesPerSecond: 0, workers: 0 },
+        agent: { folders: [], scanIntervalSeconds: 300, settleSeconds: 2, maxUploadBytesPerSecond: 0, workers: 0, spoolCapBytes: 0, watch: 'auto', watchMaxEntries: 50_000 },
         manager: { pullIntervalSeconds: 60, bandwidthBytesPerSecond: 1_250_000 }
       })
     })
@@ -74,10 +74,10 @@ describe('config', () => {
       assert.equal(c.dataDir, '/srv/holdfast-test/state')
       assert.equal(c.adminSocket, '/srv/holdfast-test/run/admin.sock')
       assert.deepEqual(c.agent.folders, [
-        { path: '/srv/holdfast-test/photos', name: 'photos' },
-        { path: '/srv/shared/docs', name: 'docs' },
-        { path: '/abs/music', name: 'music' },
-        { path: '/srv/holdfast-test/work', name: 'job' }
+        { path: '/srv/holdfast-test/photos', name: 'photos', ignore: [] },
+        { path: '/srv/shared/docs', name: 'docs', ignore: [] },
+        { path: '/abs/music', name: 'music', ignore: [] },
+        { path: '/srv/holdfast-test/work', name: 'job', ignore: [] }
       ])
     })
 
@@ -88,7 +88,7 @@ describe('config', () => {
 
     it('names the root folder "root"', () => {
       const c = resolveConfig(withKey({ agent: { folders: ['/'] } }), BASE)
-      assert.deepEqual(c.agent.folders, [{ path: '/', name: 'root' }])
+      assert.deepEqual(c.agent.folders, [{ path: '/', name: 'root', ignore: [] }])
     })
 
     it('rejects an unknown top-level key with CONFIG_UNKNOWN_KEY naming it', () => {
@@ -188,7 +188,7 @@ describe('config', () => {
       writeFileSync(file, JSON.stringify({ fleetKey: KEY, dataDir: 'data', agent: { folders: ['docs'] } }))
       const c = loadConfig(file)
       assert.equal(c.dataDir, join(dir, 'data'))
-      assert.deepEqual(c.agent.folders, [{ path: join(dir, 'docs'), name: 'docs' }])
+      assert.deepEqual(c.agent.folders, [{ path: join(dir, 'docs'), name: 'docs', ignore: [] }])
     })
 
     it('fails with CONFIG_INVALID for a missing file', () => {

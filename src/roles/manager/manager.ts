@@ -63,6 +63,10 @@ export class Manager {
   get id (): string { return this.peerId }
 
   async start (): Promise<void> {
+    const recovered = this.packs.recover(this.catalog.packExtents())
+    if (recovered.removedPacks.length > 0 || recovered.truncatedBytes > 0) {
+      this.log.info('recovered packs after an interrupted pull', { removedPacks: recovered.removedPacks.length, truncatedBytes: recovered.truncatedBytes })
+    }
     const identity = await loadOrCreateIdentity(this.config.dataDir)
     this.peerId = identity.peerId
     const node = await createHoldfastNode({ privateKey: identity.privateKey, fleetKey: this.config.fleetKey, listen: this.config.listen })
@@ -88,7 +92,7 @@ export class Manager {
       snapshots: async (args) => this.catalog.snapshots(args.endpoint === undefined ? undefined : this.catalog.findEndpoint(String(args.endpoint)).id),
       restore: async (args, ctx) => this.restore(args, ctx.progress, ctx.signal),
       'backup-now': async (args, ctx) => await this.backupNow(args, ctx.progress, ctx.signal),
-      status: async () => ({ peerId: this.peerId, name: this.config.name, listen: node.getMultiaddrs().map(String), mdns: this.discovery?.mdnsEnabled ?? false, peers: this.peers.all().length, snapshots: this.catalog.snapshots().length, storedBytes: this.catalog.storedBytes() })
+      status: async () => ({ peerId: this.peerId, name: this.config.name, listen: node.getMultiaddrs().map(String), mdns: this.discovery?.mdnsEnabled ?? false, peers: this.peers.all().length, snapshots: this.catalog.snapshotCount(), storedBytes: this.catalog.storedBytes() })
     }, this.log)
     await this.admin.start()
     this.log.info('manager started', { peer: this.peerId, listen: node.getMultiaddrs().map(String) })

@@ -22,6 +22,11 @@ export interface StagedEntry {
   chunks: Uint8Array
   /** Symlink target as raw bytes (symlinks only). */
   target?: Uint8Array
+  /**
+   * Files that are one inode under several names (hard links) share this key, so a restore
+   * links them again instead of writing copies. Absent for files with one name.
+   */
+  linkKey?: string
 }
 
 /** A sealed staging set as the manifest protocol reports it. */

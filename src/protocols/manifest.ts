@@ -53,6 +53,7 @@ interface WireEntry {
   s: number
   c: string
   l?: string
+  h?: string
 }
 
 export function entryToWire (e: StagedEntry): WireEntry {
@@ -66,6 +67,7 @@ export function entryToWire (e: StagedEntry): WireEntry {
     c: Buffer.from(e.chunks).toString('base64')
   }
   if (e.target !== undefined) wire.l = Buffer.from(e.target).toString('base64')
+  if (e.linkKey !== undefined) wire.h = e.linkKey
   return wire
 }
 
@@ -90,6 +92,7 @@ export function entryFromWire (value: unknown): StagedEntry {
     chunks
   }
   if (r.l !== undefined) entry.target = new Uint8Array(Buffer.from(str(r, 'l', 16384), 'base64'))
+  if (r.h !== undefined) entry.linkKey = str(r, 'h', 64)
   return entry
 }
 

@@ -17,6 +17,8 @@ export interface ScanItem {
   abs: Buffer
   tracked: TrackedFile
   target?: Buffer
+  /** device:inode of a file with more than one name (hard links). */
+  linkKey?: string
 }
 
 export interface ScanProblem {
@@ -161,6 +163,7 @@ export function * scanFolder (options: ScanOptions): Generator<DirectoryScan> {
         continue
       }
       const item: ScanItem = { rel, abs, tracked: now }
+      if (now.type === 'file' && st.nlink > 1n) item.linkKey = `${st.dev}:${st.ino}`
       if (now.type === 'symlink') {
         try {
           item.target = readlinkSync(abs, { encoding: 'buffer' })

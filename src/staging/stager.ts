@@ -268,6 +268,7 @@ class StagingRound {
       open.newChunks.push({ id: c.id, segment: c.segment, offset: c.offset, clen: c.clen, rawlen: c.rawlen })
     })
     const entry: StagedEntry = { folder: w.folder, path: w.item.rel, type: 'file', mode: r.tracked.mode, mtimeNs: BigInt(r.tracked.mtimeNs), size: r.tracked.size, chunks: ids }
+    if (w.item.linkKey !== undefined) entry.linkKey = w.item.linkKey
     open.changes.push({ entry, tracked: r.tracked })
   }
 

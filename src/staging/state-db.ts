@@ -6,7 +6,7 @@
  * are committed here (it is then immutable and served to the manager), and 'acked' when the
  * manager said it is durable. A crash while 'staging' leaves a set that is thrown away on start.
  */
-import { openDatabase, statementCache, transaction, type DatabaseSync } from '../util/sqlite.js'
+import { ensureColumn, openDatabase, statementCache, transaction, type DatabaseSync } from '../util/sqlite.js'
 import type { EntryType, SetSummary, StagedEntry } from '../model/entry.js'
 
 const SCHEMA = `
@@ -52,6 +52,7 @@ CREATE TABLE IF NOT EXISTS set_entries (
   size INTEGER NOT NULL,
   chunks BLOB NOT NULL,
   target BLOB,
+  link_key TEXT,
   PRIMARY KEY (set_id, seq)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS spool_chunks (
@@ -107,6 +108,7 @@ export class AgentStateDb {
   constructor (file: string) {
     this.db = openDatabase(file)
     this.db.exec(SCHEMA)
+    ensureColumn(this.db, 'set_entries', 'link_key', 'TEXT') // added in 0.1.0 after the first schema
     this.sql = statementCache(this.db)
   }
 
@@ -182,7 +184,7 @@ export class AgentStateDb {
    */
   sealSet (setId: number, changes: StagedChange[], chunks: NewSpoolChunk[], now: number): SetSummary {
     return transaction(this.db, () => {
-      const insertEntry = this.sql('INSERT INTO set_entries (set_id, seq, folder, path, type, mode, mtime_ns, size, chunks, target) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)')
+      const insertEntry = this.sql('INSERT INTO set_entries (set_id, seq, folder, path, type, mode, mtime_ns, size, chunks, target, link_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)')
       const upsertFile = this.sql(`INSERT INTO files (folder, path, parent, type, mode, size, mtime_ns, ctime_ns, ino, chunks, target, set_id, acked)
         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)
         ON CONFLICT (folder, path) DO UPDATE SET type = excluded.type, mode = excluded.mode, size = excluded.size,
@@ -195,7 +197,7 @@ export class AgentStateDb {
       let rawBytes = 0
       const distinct = new Set<string>()
       for (const { entry, tracked } of changes) {
-        insertEntry.run(setId, seq++, entry.folder, entry.path, entry.type, entry.mode, entry.mtimeNs.toString(), entry.size, entry.chunks, entry.target ?? null)
+        insertEntry.run(setId, seq++, entry.folder, entry.path, entry.type, entry.mode, entry.mtimeNs.toString(), entry.size, entry.chunks, entry.target ?? null, entry.linkKey ?? null)
         if (entry.type === 'file') rawBytes += entry.size
         for (let i = 0; i < entry.chunks.byteLength; i += 32) distinct.add(Buffer.from(entry.chunks.subarray(i, i + 32)).toString('latin1'))
         if (tracked === undefined) {
@@ -232,7 +234,7 @@ export class AgentStateDb {
   }
 
   * setEntries (setId: number): Generator<StagedEntry> {
-    const stmt = this.db.prepare('SELECT folder, path, type, mode, mtime_ns, size, chunks, target FROM set_entries WHERE set_id = ? ORDER BY seq')
+    const stmt = this.db.prepare('SELECT folder, path, type, mode, mtime_ns, size, chunks, target, link_key FROM set_entries WHERE set_id = ? ORDER BY seq')
     for (const r of stmt.iterate(setId)) {
       const entry: StagedEntry = {
         folder: r.folder as string,
@@ -244,6 +246,7 @@ export class AgentStateDb {
         chunks: r.chunks as Uint8Array
       }
       if (r.target !== null) entry.target = r.target as Uint8Array
+      if (r.link_key !== null) entry.linkKey = r.link_key as string
       yield entry
     }
   }

@@ -4,7 +4,7 @@
  * of its file versions up to S (for each path, the newest version at or before S, unless that
  * version is a deletion). The store never imports the network.
  */
-import { openDatabase, statementCache, transaction, type DatabaseSync } from '../util/sqlite.js'
+import { ensureColumn, openDatabase, statementCache, transaction, type DatabaseSync } from '../util/sqlite.js'
 import type { EntryType, StagedEntry } from '../model/entry.js'
 import type { PackLocation } from './packs.js'
 import { HoldfastError } from '../util/errors.js'
@@ -39,7 +39,8 @@ CREATE TABLE IF NOT EXISTS file_versions (
   mtime_ns TEXT NOT NULL,
   size INTEGER NOT NULL,
   chunks BLOB NOT NULL,
-  target BLOB
+  target BLOB,
+  link_key TEXT
 );
 CREATE INDEX IF NOT EXISTS file_versions_by_path ON file_versions (endpoint_id, folder, path, snapshot_id);
 CREATE INDEX IF NOT EXISTS file_versions_by_snapshot ON file_versions (snapshot_id);
@@ -95,6 +96,7 @@ export class Catalog {
   constructor (readonly file: string) {
     this.db = openDatabase(file)
     this.db.exec(SCHEMA)
+    ensureColumn(this.db, 'file_versions', 'link_key', 'TEXT') // added in 0.1.0 after the first schema
     this.sql = statementCache(this.db)
   }
 
@@ -166,9 +168,9 @@ export class Catalog {
       const snap = this.sql('INSERT INTO snapshots (endpoint_id, set_id, sealed_at, committed_at, entries, raw_bytes, new_bytes) VALUES (?, ?, ?, ?, ?, ?, ?)')
         .run(input.endpointId, input.setId, input.sealedAt, input.committedAt, input.entries.length, rawBytes, newBytes)
       const snapshotId = Number(snap.lastInsertRowid)
-      const insertVersion = this.sql('INSERT INTO file_versions (snapshot_id, endpoint_id, folder, path, type, mode, mtime_ns, size, chunks, target) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)')
+      const insertVersion = this.sql('INSERT INTO file_versions (snapshot_id, endpoint_id, folder, path, type, mode, mtime_ns, size, chunks, target, link_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)')
       for (const e of input.entries) {
-        insertVersion.run(snapshotId, input.endpointId, e.folder, e.path, e.type, e.mode, e.mtimeNs.toString(), e.size, e.chunks, e.target ?? null)
+        insertVersion.run(snapshotId, input.endpointId, e.folder, e.path, e.type, e.mode, e.mtimeNs.toString(), e.size, e.chunks, e.target ?? null, e.linkKey ?? null)
       }
       this.sql('UPDATE endpoints SET last_backup = ? WHERE id = ?').run(input.committedAt, input.endpointId)
       return snapshotId
@@ -221,7 +223,7 @@ export class Catalog {
 
   /** The endpoint's tree as of a snapshot: the newest version of each path, deletions dropped. */
   * treeAt (endpointId: number, snapshotId: number): Generator<VersionRow> {
-    const stmt = this.db.prepare(`SELECT fv.snapshot_id, fv.folder, fv.path, fv.type, fv.mode, fv.mtime_ns, fv.size, fv.chunks, fv.target
+    const stmt = this.db.prepare(`SELECT fv.snapshot_id, fv.folder, fv.path, fv.type, fv.mode, fv.mtime_ns, fv.size, fv.chunks, fv.target, fv.link_key
       FROM file_versions fv
       JOIN (SELECT folder, path, max(snapshot_id) AS sid FROM file_versions WHERE endpoint_id = ? AND snapshot_id <= ? GROUP BY folder, path) newest
         ON fv.endpoint_id = ? AND fv.folder = newest.folder AND fv.path = newest.path AND fv.snapshot_id = newest.sid
@@ -239,6 +241,7 @@ export class Catalog {
         chunks: r.chunks as Uint8Array
       }
       if (r.target !== null) v.target = r.target as Uint8Array
+      if (r.link_key !== null && r.link_key !== undefined) v.linkKey = r.link_key as string
       yield v
     }
   }

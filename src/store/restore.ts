@@ -7,7 +7,7 @@
  * written by the restore can pass through a link it restored. Each chunk is re-hashed as it
  * is read, so a corrupt store is reported rather than restored.
  */
-import { closeSync, constants, lutimesSync, mkdirSync, openSync, readdirSync, symlinkSync, utimesSync, writeSync, chmodSync, statSync, unlinkSync, ftruncateSync } from 'node:fs'
+import { closeSync, constants, lutimesSync, mkdirSync, openSync, readdirSync, symlinkSync, utimesSync, writeSync, chmodSync, statSync, unlinkSync, ftruncateSync, linkSync } from 'node:fs'
 import { CHUNK_ID_BYTES, displayPath, isSafeRelativePath, toHex, type StagedEntry } from '../model/entry.js'
 import { verifyChunk } from '../codec/chunk-codec.js'
 import { HoldfastError } from '../util/errors.js'
@@ -57,6 +57,7 @@ export function restoreSnapshot (catalog: Catalog, packs: PackStore, req: Restor
   const links: Array<{ abs: Buffer, e: StagedEntry }> = []
   let matched = 0
   const madeDirs = new Set<string>()
+  const linkGroups = new Map<string, { abs: Buffer, size: number, chunks: Uint8Array }>()
   const ensureParent = (abs: Buffer): void => {
     const idx = abs.lastIndexOf(0x2f)
     const parent = abs.subarray(0, idx)
@@ -84,7 +85,15 @@ export function restoreSnapshot (catalog: Catalog, packs: PackStore, req: Restor
         links.push({ abs, e })
       } else if (e.type === 'file') {
         ensureParent(abs)
-        summary.bytes += writeFile(abs, e, catalog, packs)
+        const linked = e.linkKey === undefined ? undefined : linkGroups.get(e.linkKey)
+        // A hard link of a file already restored: link it again. The content must match too,
+        // so an inode number the endpoint reused can never join unrelated files.
+        if (linked !== undefined && linked.size === e.size && Buffer.from(linked.chunks).equals(Buffer.from(e.chunks))) {
+          linkSync(linked.abs, abs)
+        } else {
+          summary.bytes += writeFile(abs, e, catalog, packs)
+          if (e.linkKey !== undefined) linkGroups.set(e.linkKey, { abs, size: e.size, chunks: e.chunks })
+        }
         summary.files++
         if ((summary.files & 255) === 0) req.onProgress?.({ files: summary.files, bytes: summary.bytes })
       } else {

@@ -45,3 +45,12 @@ export function statementCache (db: DatabaseSync): (sql: string) => StatementSyn
     return stmt
   }
 }
+
+/**
+ * Adds a column to a table made by an older version (CREATE TABLE IF NOT EXISTS leaves an
+ * existing table as it was). The declaration must allow existing rows (NULL or a DEFAULT).
+ */
+export function ensureColumn (db: DatabaseSync, table: string, column: string, declaration: string): void {
+  const columns = db.prepare(`PRAGMA table_info(${table})`).all().map(r => r.name as string)
+  if (!columns.includes(column)) db.exec(`ALTER TABLE ${table} ADD COLUMN ${column} ${declaration}`)
+}

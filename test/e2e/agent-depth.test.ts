@@ -70,7 +70,7 @@ describe('end to end: agent depth', function () {
     assert.equal(staged.filesNotBackedUp, 1)
   })
 
-  it('round-trips every kind of file bit-exact: empty, large, sparse, hard links, modes, odd names, deep paths, symlink loops, FIFOs recorded', async function () {
+  it('round-trips every kind of file bit-exact: empty, large, sparse, hard links (as links), modes, odd names, deep paths, symlink loops, FIFOs recorded', async function () {
     this.timeout(120_000)
     const k = join(src, 'kinds')
     mkdirSync(k)
@@ -117,6 +117,7 @@ describe('end to end: agent depth', function () {
     assert.equal(st.size, 64 * MiB)
     assert.ok(st.blocks * 512 <= 1 * MiB, `restored sparse file occupies ${st.blocks * 512} bytes`)
     assert.equal(readFileSync(join(restored, 'kinds', 'linked-b'), 'utf8'), 'one inode, two names')
+    assert.equal(statSync(join(restored, 'kinds', 'linked-a')).ino, statSync(join(restored, 'kinds', 'linked-b')).ino, 'hard links are restored as links')
     chmodSync(join(k, 'locked-dir'), 0o700)
     chmodSync(join(restored, 'kinds', 'locked-dir'), 0o700)
   })

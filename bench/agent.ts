@@ -21,7 +21,8 @@ import { parseArgs } from 'node:util'
 import { setTimeout as delay } from 'node:timers/promises'
 import { TestFleet, type AgentHandle } from '../test/support/fleet.js'
 import { adminCall } from '../src/admin/admin-socket.js'
-import { ensureCorpus, machineFacts, median, procSample, round, runTimed, say, treeFacts, warmCache, waitQuiet } from './support.js'
+import { readFileSync } from 'node:fs'
+import { ensureCorpus, machineFacts, median, procSample, round, runTimed, say, treeFacts, warmCache } from './support.js'
 
 interface AgentRun {
   stagingS: number
@@ -80,6 +81,25 @@ function makeSmallTree (root: string, files: number): void {
   }
 }
 
+/** Waits (at most maxWaitMs) for the machine to be nearly idle, so others' work stays out of the figures. */
+async function waitQuiet (maxWaitMs: number): Promise<{ waitedS: number, busy: number }> {
+  const totals = (): [number, number] => {
+    const f = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number)
+    const busy = f[0] + f[1] + f[2] + f[5] + f[6] + (f[7] ?? 0)
+    return [busy, busy + f[3] + f[4]]
+  }
+  const started = performance.now()
+  let busy = 1
+  while (performance.now() - started < maxWaitMs) {
+    const a = totals()
+    await delay(2000)
+    const b = totals()
+    busy = (b[0] - a[0]) / Math.max(1, b[1] - a[1])
+    if (busy <= 0.1) break
+  }
+  return { waitedS: round((performance.now() - started) / 1000, 1) ?? 0, busy: round(busy, 3) ?? busy }
+}
+
 async function main (): Promise<number> {
   const { values, positionals } = parseArgs({
     options: { 'skip-restic': { type: 'boolean' }, 'skip-small-tree': { type: 'boolean' }, 'small-files': { type: 'string' }, 'idle-seconds': { type: 'string' }, out: { type: 'string' }, workdir: { type: 'string' } },
@@ -90,7 +110,7 @@ async function main (): Promise<number> {
   const facts = treeFacts(corpus)
   say(`== corpus ${corpus}: ${facts.files} files, ${(facts.fileBytes / 1e9).toFixed(2)} GB`)
   say(`   page cache warmed in ${warmCache(corpus).toFixed(1)} s`)
-  const quiet = await waitQuiet({ maxWaitMs: 120_000 })
+  const quiet = await waitQuiet(120_000)
   const results: Record<string, unknown> = { bench: 'agent', machine: machineFacts(), corpus: { path: corpus, ...facts }, quietBeforeStart: quiet }
 
   if (values['skip-restic'] !== true) {

@@ -15,7 +15,7 @@ import { HoldfastError, describeError, errorCode } from '../util/errors.js'
 import { age, bytes, shortId, table } from './format.js'
 import { HOLDFAST_VERSION } from '../version.js'
 import type { Command, CommandOptions } from './command.js'
-import { storeCommands } from './commands/store.js'
+import { parseAt, storeCommands } from './commands/store.js'
 import type { PeerListRow, RoundResult } from '../roles/manager/manager.js'
 import type { SnapshotRow } from '../store/catalog.js'
 import type { RestoreSummary } from '../store/restore.js'
@@ -176,16 +176,19 @@ and the folders to protect.
   },
   restore: {
     summary: 'restore an endpoint\'s files from the store into a directory',
-    usage: `holdfast restore --endpoint PEER|NAME --target DIR [--snapshot ID] [--path FOLDER[/PATH]] [options]
+    usage: `holdfast restore --endpoint PEER|NAME --target DIR [--snapshot ID | --at TIME] [--path FOLDER[/PATH]] [options]
 
-Writes the endpoint's tree as of the snapshot (default: its latest) under DIR/<folder>/...
-DIR must be empty or not exist.
+Writes the endpoint's tree as of the snapshot (default: its latest; --at: the newest committed
+at or before TIME, an ISO date or date-time) under DIR/<folder>/... DIR must be empty or not
+exist. A --path deleted since is restored from its last version unless a snapshot is given.
 ${SOCKET_HELP}`,
-    options: { ...socketOptions, endpoint: { type: 'string' }, target: { type: 'string' }, snapshot: { type: 'string' }, path: { type: 'string' } },
+    options: { ...socketOptions, endpoint: { type: 'string' }, target: { type: 'string' }, snapshot: { type: 'string' }, at: { type: 'string' }, path: { type: 'string' } },
     run: async (values) => {
       if (typeof values.endpoint !== 'string' || typeof values.target !== 'string') throw new HoldfastError('ADMIN_BAD_REQUEST', 'restore needs --endpoint and --target')
       const args: Record<string, unknown> = { endpoint: values.endpoint, target: resolve(values.target) }
+      if (values.snapshot !== undefined && values.at !== undefined) throw new HoldfastError('ADMIN_BAD_REQUEST', 'give --snapshot or --at, not both')
       if (values.snapshot !== undefined) args.snapshot = Number(values.snapshot)
+      if (typeof values.at === 'string') args.at = parseAt(values.at)
       if (values.path !== undefined) args.path = values.path
       const summary = await adminCall(socketPath(values, 'manager'), 'restore', args, {
         timeoutMs: 24 * 3600_000,

@@ -246,6 +246,18 @@ export class Catalog {
     }
   }
 
+  /**
+   * The newest snapshot of an endpoint in which a path (or something under it) existed, for
+   * restoring what was deleted since.
+   */
+  lastSnapshotHolding (endpointId: number, folder: string, rel: Uint8Array | undefined): number | undefined {
+    const r = rel === undefined
+      ? this.sql("SELECT max(snapshot_id) AS s FROM file_versions WHERE endpoint_id = ? AND folder = ? AND type != 'deleted'").get(endpointId, folder)
+      : this.sql("SELECT max(snapshot_id) AS s FROM file_versions WHERE endpoint_id = ? AND folder = ? AND type != 'deleted' AND (path = ? OR (path > ? AND path < ?))")
+        .get(endpointId, folder, rel, Buffer.concat([rel, Buffer.from('/')]), Buffer.concat([rel, Buffer.from('0')]))
+    return r?.s === null || r?.s === undefined ? undefined : Number(r.s)
+  }
+
   /** For each pack the index names, where its last referenced record ends. */
   packExtents (): Map<string, number> {
     return new Map(this.sql('SELECT pack, max(offset + clen) AS end FROM chunks GROUP BY pack').all().map(r => [r.pack as string, Number(r.end)]))

@@ -112,6 +112,29 @@ describe('end to end: two agents, one manager, real processes over mDNS', functi
     assert.ok(old.equals(seededBytes('big-alice', 6 * 1024 * 1024)), 'the big file as it was before the edit')
   })
 
+  it('restores the tree as of a time (--at), and a deleted file from its last version', async function () {
+    const snaps = await cliJson<SnapshotRow[]>(['snapshots', '--socket', fleet.managerSocket, '--endpoint', 'alice'])
+    assert.equal(snaps.length, 2)
+    // just after the first commit, before the second: the first snapshot's tree
+    const between = new Date(snaps[0].committedAt + 1).toISOString()
+    assert.ok(snaps[1].committedAt > snaps[0].committedAt + 1)
+    const atTarget = join(root, 'restore-alice-at')
+    const r = await runCli(['restore', '--socket', fleet.managerSocket, '--endpoint', 'alice', '--at', between, '--target', atTarget])
+    assert.equal(r.code, 0, r.stderr)
+    assert.ok(existsSync(join(atTarget, 'alice', 'empty.txt')), 'deleted later, present then')
+    assert.ok(!existsSync(join(atTarget, 'alice', 'new-note.txt')), 'written later, absent then')
+    // empty.txt was deleted in the second snapshot: asking for it restores its last version
+    const deletedTarget = join(root, 'restore-deleted')
+    const d = await runCli(['restore', '--socket', fleet.managerSocket, '--endpoint', 'alice', '--path', 'alice/empty.txt', '--target', deletedTarget, '--json'])
+    assert.equal(d.code, 0, d.stderr)
+    assert.equal((JSON.parse(d.stdout) as { snapshotId: number }).snapshotId, snaps[0].id)
+    assert.ok(existsSync(join(deletedTarget, 'alice', 'empty.txt')))
+    // with an explicit snapshot the deletion stands
+    const e = await runCli(['restore', '--socket', fleet.managerSocket, '--endpoint', 'alice', '--snapshot', String(snaps[1].id), '--path', 'alice/empty.txt', '--target', join(root, 'restore-deleted-2')])
+    assert.notEqual(e.code, 0)
+    assert.match(e.stderr, /PATH_NOT_FOUND/)
+  })
+
   it('restores one path only', async function () {
     const target = join(root, 'restore-one-path')
     const r = await runCli(['restore', '--socket', fleet.managerSocket, '--endpoint', 'bob', '--path', 'bob/docs/reports', '--target', target])

@@ -13,13 +13,14 @@ import { Catalog } from '../../store/catalog.js'
 import { PackStore } from '../../store/packs.js'
 import { restoreSnapshot, type RestoreSummary } from '../../store/restore.js'
 import { AdminServer } from '../../admin/admin-socket.js'
-import { HoldfastError, describeError } from '../../util/errors.js'
+import { HoldfastError, describeError, isHoldfastError } from '../../util/errors.js'
 import type { Clock } from '../../util/clock.js'
 import type { Logger } from '../../util/log.js'
 import { HOLDFAST_VERSION } from '../../version.js'
 import { PeerTable, type PeerRecord } from './peer-table.js'
 import { Puller, type PullResult } from './puller.js'
 import { storeAdminHandlers } from './store-admin.js'
+import { resolveSnapshot } from '../../store/browse.js'
 
 export interface PeerListRow {
   peerId: string
@@ -198,23 +199,23 @@ export class Manager {
     if (typeof args.endpoint !== 'string') throw new HoldfastError('ADMIN_BAD_REQUEST', 'restore needs an endpoint')
     if (typeof args.target !== 'string' || !isAbsolute(args.target)) throw new HoldfastError('ADMIN_BAD_REQUEST', 'restore needs an absolute target directory')
     const endpoint = this.catalog.findEndpoint(args.endpoint)
-    let snapshotId: number | undefined
-    if (args.snapshot !== undefined) {
-      snapshotId = Number(args.snapshot)
-      const snap = this.catalog.snapshot(snapshotId)
-      if (snap.endpointId !== endpoint.id) throw new HoldfastError('SNAPSHOT_UNKNOWN', `snapshot ${snapshotId} belongs to another endpoint`)
-    } else {
-      snapshotId = this.catalog.latestSnapshot(endpoint.id)
-      if (snapshotId === undefined) throw new HoldfastError('SNAPSHOT_UNKNOWN', `endpoint ${endpoint.peerId} has no snapshots yet`)
+    const chosen = args.snapshot !== undefined || args.at !== undefined
+    const snapshotId = resolveSnapshot(this.catalog, endpoint, {
+      snapshot: args.snapshot === undefined ? undefined : Number(args.snapshot),
+      at: typeof args.at === 'number' ? args.at : undefined
+    }).id
+    const path = typeof args.path === 'string' ? args.path : undefined
+    const request = { endpointId: endpoint.id, snapshotId, path, target: args.target, signal, onProgress: (p: unknown) => { progress(p) } }
+    try {
+      return restoreSnapshot(this.catalog, this.packs, request)
+    } catch (err) {
+      // A path deleted since: without an explicit snapshot, restore its last version.
+      if (!isHoldfastError(err, 'PATH_NOT_FOUND') || chosen || path === undefined) throw err
+      const [folder, ...rest] = path.replace(/^\/+|\/+$/g, '').split('/')
+      const last = this.catalog.lastSnapshotHolding(endpoint.id, folder, rest.length === 0 ? undefined : Buffer.from(rest.join('/')))
+      if (last === undefined) throw err
+      return restoreSnapshot(this.catalog, this.packs, { ...request, snapshotId: last })
     }
-    return restoreSnapshot(this.catalog, this.packs, {
-      endpointId: endpoint.id,
-      snapshotId,
-      path: typeof args.path === 'string' ? args.path : undefined,
-      target: args.target,
-      signal,
-      onProgress: p => { progress(p) }
-    })
   }
 
   private async scheduleLoop (): Promise<void> {

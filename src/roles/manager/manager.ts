@@ -21,6 +21,7 @@ import { PeerTable, type PeerRecord } from './peer-table.js'
 import { Puller, type PullResult } from './puller.js'
 import { storeAdminHandlers } from './store-admin.js'
 import { resolveSnapshot } from '../../store/browse.js'
+import { Mutex } from '../../util/mutex.js'
 
 export interface PeerListRow {
   peerId: string
@@ -53,6 +54,8 @@ export class Manager {
   private readonly controller = new AbortController()
   private peerId = ''
   private round?: Promise<RoundResult>
+  /** Pulls and whatever deletes from the store never overlap (see StoreAdminOptions). */
+  private readonly storeLock = new Mutex()
   private loop?: Promise<void>
 
   constructor (readonly config: HoldfastConfig, private readonly clock: Clock, private readonly log: Logger) {
@@ -88,7 +91,7 @@ export class Manager {
     })
     this.discovery.start()
     this.admin = new AdminServer(this.config.adminSocket, {
-      ...storeAdminHandlers(this.catalog, this.packs),
+      ...storeAdminHandlers(this.catalog, this.packs, { exclusive: async (fn) => await this.storeLock.run(fn) }),
       peers: async () => this.peerList(),
       snapshots: async (args) => this.catalog.snapshots(args.endpoint === undefined ? undefined : this.catalog.findEndpoint(String(args.endpoint)).id),
       restore: async (args, ctx) => this.restore(args, ctx.progress, ctx.signal),
@@ -132,7 +135,7 @@ export class Manager {
   /** One round over every agent, in turn. Rounds never overlap. */
   async runRound (options: { respectBackoff: boolean, signal?: AbortSignal, progress?: (p: unknown) => void }): Promise<RoundResult> {
     if (this.round !== undefined) return await this.round
-    this.round = this.doRound(options).finally(() => { this.round = undefined })
+    this.round = this.storeLock.run(async () => await this.doRound(options)).finally(() => { this.round = undefined })
     return await this.round
   }
 

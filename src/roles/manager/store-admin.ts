@@ -29,7 +29,16 @@ function int (args: Record<string, unknown>, key: string): number | undefined {
   return v
 }
 
-export function storeAdminHandlers (catalog: Catalog, packs: PackStore): Record<string, AdminHandler> {
+export interface StoreAdminOptions {
+  /**
+   * Runs `fn` while no pull is in progress (and holds pulls off until it is done). Whatever
+   * deletes from the store (prune) goes through this: a pull relies on the chunks the catalog
+   * says the store has, from the moment it asks until it commits.
+   */
+  exclusive: <T>(fn: () => Promise<T>) => Promise<T>
+}
+
+export function storeAdminHandlers (catalog: Catalog, packs: PackStore, _options: StoreAdminOptions): Record<string, AdminHandler> {
   return {
     ls: async (args) => {
       const endpoint = catalog.findEndpoint(str(args, 'endpoint', true))

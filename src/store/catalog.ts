@@ -8,6 +8,11 @@ import { ensureColumn, openDatabase, statementCache, transaction, type DatabaseS
 import type { EntryType, StagedEntry } from '../model/entry.js'
 import type { PackLocation } from './packs.js'
 import { HoldfastError } from '../util/errors.js'
+import { RULE_KEYS, type RetentionPolicyRow, type RetentionRules } from './retention.js'
+
+const RULE_COLUMNS: Record<typeof RULE_KEYS[number], string> = {
+  keepLast: 'keep_last', keepHourly: 'keep_hourly', keepDaily: 'keep_daily', keepWeekly: 'keep_weekly', keepMonthly: 'keep_monthly', keepYearly: 'keep_yearly'
+}
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS endpoints (
@@ -58,6 +63,45 @@ CREATE INDEX IF NOT EXISTS snapshots_by_endpoint ON snapshots (endpoint_id, comm
 CREATE INDEX IF NOT EXISTS chunks_by_pack ON chunks (pack, offset, id, clen, rawlen);
 `
 
+/**
+ * Added with retention and prune (IF NOT EXISTS: an older catalog gains them when opened).
+ * - retention_policies: endpoint_id 0 is the policy for every endpoint. rules = 1 when keep
+ *   rules are set at this scope (a NULL count is 0); an endpoint's rules replace the global
+ *   ones as a whole. hold = 1 suspends every deletion (src/store/retention.ts).
+ * - pruned_snapshots: what prune removed, and the kept snapshot its surviving file versions
+ *   were moved to (src/store/prune.ts).
+ */
+const RETENTION_SCHEMA = `
+CREATE TABLE IF NOT EXISTS retention_policies (
+  endpoint_id INTEGER PRIMARY KEY,
+  rules INTEGER NOT NULL DEFAULT 0,
+  keep_last INTEGER,
+  keep_hourly INTEGER,
+  keep_daily INTEGER,
+  keep_weekly INTEGER,
+  keep_monthly INTEGER,
+  keep_yearly INTEGER,
+  min_age_ms INTEGER,
+  hold INTEGER NOT NULL DEFAULT 0,
+  updated_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS pruned_snapshots (
+  id INTEGER PRIMARY KEY,
+  endpoint_id INTEGER NOT NULL,
+  set_id INTEGER NOT NULL,
+  sealed_at INTEGER NOT NULL,
+  committed_at INTEGER NOT NULL,
+  entries INTEGER NOT NULL,
+  raw_bytes INTEGER NOT NULL,
+  new_bytes INTEGER NOT NULL,
+  pruned_at INTEGER NOT NULL,
+  merged_into INTEGER NOT NULL,
+  versions_moved INTEGER NOT NULL,
+  versions_dropped INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS pruned_snapshots_by_endpoint ON pruned_snapshots (endpoint_id, set_id);
+`
+
 export interface EndpointRow {
   id: number
   peerId: string
@@ -96,6 +140,7 @@ export class Catalog {
   constructor (readonly file: string) {
     this.db = openDatabase(file)
     this.db.exec(SCHEMA)
+    this.db.exec(RETENTION_SCHEMA)
     ensureColumn(this.db, 'file_versions', 'link_key', 'TEXT') // added in 0.1.0 after the first schema
     this.sql = statementCache(this.db)
   }
@@ -265,5 +310,52 @@ export class Catalog {
 
   storedBytes (): number {
     return Number(this.sql('SELECT coalesce(sum(clen), 0) AS n FROM chunks').get()?.n ?? 0)
+  }
+
+  /** Every stored retention policy (endpoint 0: the global one), global first. */
+  retentionPolicies (): RetentionPolicyRow[] {
+    return this.sql(`SELECT endpoint_id, rules, ${Object.values(RULE_COLUMNS).join(', ')}, min_age_ms, hold, updated_at FROM retention_policies ORDER BY endpoint_id`).all().map(r => {
+      const row: RetentionPolicyRow = { endpointId: Number(r.endpoint_id), hold: Number(r.hold) === 1, updatedAt: Number(r.updated_at) }
+      if (Number(r.rules) === 1) {
+        const rules: RetentionRules = {}
+        for (const k of RULE_KEYS) if (r[RULE_COLUMNS[k]] !== null) rules[k] = Number(r[RULE_COLUMNS[k]])
+        if (r.min_age_ms !== null) rules.minAgeMs = Number(r.min_age_ms)
+        row.rules = rules
+      }
+      return row
+    })
+  }
+
+  /**
+   * Changes the policy of one scope (endpoint id, or 0 for every endpoint): `rules` replaces
+   * its keep rules (null clears them), `hold` sets or releases its legal hold; what is not
+   * given stays. A scope left with neither rules nor a hold has no row.
+   */
+  setRetentionPolicy (endpointId: number, change: { rules?: RetentionRules | null, hold?: boolean }, now: number): RetentionPolicyRow | undefined {
+    return transaction(this.db, () => {
+      const current = this.retentionPolicies().find(p => p.endpointId === endpointId)
+      const rules = change.rules === undefined ? current?.rules : change.rules ?? undefined
+      const hold = change.hold ?? current?.hold ?? false
+      if (rules === undefined && !hold) {
+        this.sql('DELETE FROM retention_policies WHERE endpoint_id = ?').run(endpointId)
+        return undefined
+      }
+      const values = RULE_KEYS.map(k => rules?.[k] ?? null)
+      this.sql(`INSERT OR REPLACE INTO retention_policies (endpoint_id, rules, ${Object.values(RULE_COLUMNS).join(', ')}, min_age_ms, hold, updated_at)
+        VALUES (?, ?, ${RULE_KEYS.map(() => '?').join(', ')}, ?, ?, ?)`)
+        .run(endpointId, rules === undefined ? 0 : 1, ...values, rules?.minAgeMs ?? null, hold ? 1 : 0, now)
+      return { endpointId, rules, hold, updatedAt: now }
+    })
+  }
+
+  /** Snapshots prune removed, oldest first (optionally of one endpoint). */
+  prunedSnapshots (endpointId?: number): Array<{ id: number, endpointId: number, setId: number, committedAt: number, prunedAt: number, mergedInto: number, versionsMoved: number, versionsDropped: number }> {
+    const rows = endpointId === undefined
+      ? this.sql('SELECT id, endpoint_id, set_id, committed_at, pruned_at, merged_into, versions_moved, versions_dropped FROM pruned_snapshots ORDER BY id').all()
+      : this.sql('SELECT id, endpoint_id, set_id, committed_at, pruned_at, merged_into, versions_moved, versions_dropped FROM pruned_snapshots WHERE endpoint_id = ? ORDER BY id').all(endpointId)
+    return rows.map(r => ({
+      id: Number(r.id), endpointId: Number(r.endpoint_id), setId: Number(r.set_id), committedAt: Number(r.committed_at), prunedAt: Number(r.pruned_at),
+      mergedInto: Number(r.merged_into), versionsMoved: Number(r.versions_moved), versionsDropped: Number(r.versions_dropped)
+    }))
   }
 }

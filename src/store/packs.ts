@@ -134,6 +134,49 @@ export class PackStore {
     return { removedPacks, truncatedBytes }
   }
 
+  /** The pack appends go to now (undefined: the next append starts a new one). */
+  currentPack (): string | undefined { return this.current?.name }
+
+  /**
+   * Finishes the pack appends go to (written, fsynced, closed), so the next append starts a
+   * new one. Prune calls it, holding pulls off, before it deletes or repacks packs: a pack is
+   * never deleted while it is being appended to.
+   */
+  finishPack (): void {
+    if (this.current === undefined) return
+    this.flush()
+    fsyncSync(this.current.fd)
+    closeSync(this.current.fd)
+    this.current = undefined
+    this.dirty = false
+  }
+
+  /**
+   * Deletes a pack file (its cached reader is closed first) and fsyncs the directory. For
+   * prune, once the catalog no longer names any chunk in it. Never the pack being appended to.
+   */
+  removePack (name: string): void {
+    if (name === this.current?.name) throw new Error(`pack ${name} is being appended to`)
+    if (!/^[\w.-]+\.pack$/.test(name)) throw new Error(`not a pack name: ${name}`)
+    const fd = this.readFds.get(name)
+    if (fd !== undefined) {
+      closeSync(fd)
+      this.readFds.delete(name)
+    }
+    try {
+      unlinkSync(join(this.dir, name))
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
+    }
+    const dirFd = openSync(this.dir, constants.O_RDONLY)
+    try { fsyncSync(dirFd) } finally { closeSync(dirFd) }
+  }
+
+  /** A pack file's size on disk (0 if it is gone). */
+  packSize (name: string): number {
+    try { return statSync(join(this.dir, name)).size } catch { return 0 }
+  }
+
   packNames (): string[] {
     return readdirSync(this.dir).filter(n => n.endsWith('.pack')).sort()
   }

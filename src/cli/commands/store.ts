@@ -12,6 +12,9 @@ import { bytes, table } from '../format.js'
 import type { FindResult, ListResult, TreeEntry, VersionsResult } from '../../store/browse.js'
 import type { StoreStats } from '../../store/stats.js'
 import type { VerifyProgress, VerifyReport } from '../../store/verify.js'
+import type { PruneResult, RetentionShow } from '../../roles/manager/store-admin.js'
+import type { PruneEndpoint, PruneProgress } from '../../store/prune.js'
+import { RULE_KEYS, UNLIMITED, parseDuration, ruleFlag, type RetentionRules } from '../../store/retention.js'
 
 const socketOptions: CommandOptions = {
   socket: { type: 'string' },
@@ -115,6 +118,71 @@ function verifyText (r: VerifyReport): string {
   }
   if (r.damaged.chunksTotal > 0) lines.push(`damaged chunks (${r.damaged.chunksTotal}): ${r.damaged.chunks.slice(0, 10).join(' ')}${r.damaged.chunksTotal > 10 ? ' …' : ''}`)
   return lines.join('\n')
+}
+
+const RETENTION_OPTIONS: CommandOptions = Object.fromEntries([...RULE_KEYS.map(k => [ruleFlag(k), { type: 'string' as const }]), ['min-age', { type: 'string' as const }]])
+
+/** The keep rules given on the command line (undefined: none given). */
+function rulesOption (values: Record<string, unknown>): RetentionRules | undefined {
+  let any = false
+  const rules: RetentionRules = {}
+  for (const k of RULE_KEYS) {
+    const v = values[ruleFlag(k)]
+    if (v === undefined) continue
+    any = true
+    if (v === 'unlimited') { rules[k] = UNLIMITED; continue }
+    const n = Number(v)
+    if (typeof v !== 'string' || !/^\d+$/.test(v) || !Number.isSafeInteger(n)) throw new HoldfastError('ADMIN_BAD_REQUEST', `--${ruleFlag(k)} needs a whole number or 'unlimited', not '${String(v)}'`)
+    rules[k] = n
+  }
+  if (typeof values['min-age'] === 'string') { any = true; rules.minAgeMs = parseDuration(values['min-age']) }
+  return any ? rules : undefined
+}
+
+function retentionText (r: RetentionShow): string {
+  const hold = (h: boolean, from?: string): string => h ? `held${from === undefined ? '' : ` (${from})`}` : '-'
+  return [
+    `all endpoints: ${r.global.text}${r.global.hold ? '; legal hold' : ''}`,
+    ...(r.endpoints.length === 0
+      ? []
+      : ['', table(['ENDPOINT', 'SNAPSHOTS', 'POLICY', 'FROM', 'HOLD'], r.endpoints.map(e => [
+          e.endpoint, String(e.snapshots), e.effective.text, e.effective.rulesFrom === 'none' ? '-' : e.effective.rulesFrom === 'endpoint' ? 'own' : 'all endpoints', hold(e.effective.hold, e.effective.holdFrom === 'endpoint' ? 'own' : e.effective.holdFrom === 'global' ? 'all endpoints' : undefined)
+        ]))])
+  ].join('\n')
+}
+
+function pruneEndpointText (e: PruneEndpoint, dryRun: boolean): string {
+  const head = `${e.endpoint}: ${e.policy.text}: ${dryRun ? 'would keep' : 'kept'} ${e.kept} of ${e.snapshots.length} snapshots` +
+    (e.removed > 0 ? `, ${dryRun ? 'would remove' : 'removed'} ${e.removed} (${e.versionsDropped} file versions dropped, ${e.versionsMoved} moved to a kept snapshot)` : '')
+  if (e.removed === 0) return head
+  return head + '\n' + table(['SNAPSHOT', 'SET', 'COMMITTED', 'ACTION', 'WHY'], e.snapshots.map(s => [
+    String(s.id), String(s.setId), when(new Date(s.committedAt).toISOString()),
+    s.keep ? 'keep' : 'remove', s.keep ? s.reasons.join(', ') : `no rule keeps it; its latest versions go to ${String(s.mergedInto ?? '-')}`
+  ])).split('\n').map(l => `  ${l}`).join('\n')
+}
+
+function pruneText (r: PruneResult): string {
+  const would = (a: string, b: string): string => r.dryRun ? a : b
+  const lines = r.endpoints.length === 0 ? ['no snapshots'] : r.endpoints.map(e => pruneEndpointText(e, r.dryRun))
+  lines.push('')
+  lines.push(`snapshots: ${would('would remove', 'removed')} ${r.snapshots.removed} of ${r.snapshots.total}; file versions: ${r.versions.dropped} ${would('would be dropped', 'dropped')}, ${r.versions.moved} ${would('would move', 'moved')} to a kept snapshot`)
+  lines.push(`chunks: ${r.chunks.dead} unreferenced (${bytes(r.chunks.deadBytes)}); ${r.chunks.reclaimed} (${bytes(r.chunks.reclaimedBytes)}) ${would('would be freed', 'freed')}` +
+    (r.chunks.left > 0 ? `, ${r.chunks.left} (${bytes(r.chunks.leftBytes)}) stay in ${r.packs.belowThreshold} pack(s) under ${Math.round(r.repackThreshold * 100)}% dead` : ''))
+  lines.push(`packs: ${r.packs.deleted} ${would('would be deleted', 'deleted')}, ${r.packs.repacked} ${would('would be repacked', 'repacked')} (${bytes(r.bytes.copied)} of live data ${would('to copy', 'copied')})` +
+    (r.packs.orphans > 0 ? `, ${r.packs.orphans} unreferenced ${would('would be removed', 'removed')}` : '') + `; ${r.packs.before} → ${r.packs.after}${r.dryRun ? ' (about)' : ''}`)
+  lines.push(`space: ${bytes(r.bytes.reclaimed)} ${would('would come back', 'came back')}, ${bytes(r.bytes.before)} → ${bytes(r.bytes.after)}${r.dryRun ? '' : ` in ${(r.ms / 1000).toFixed(1)} s`}${r.lockWaitMs >= 1000 ? ` (waited ${(r.lockWaitMs / 1000).toFixed(1)} s for a pull to finish)` : ''}`)
+  for (const p of r.packs.problems) lines.push(`problem: pack ${p.pack}: ${p.message}`)
+  return lines.join('\n')
+}
+
+/** --repack-threshold: a percentage ("10", "10%", "2.5"). */
+function percentOption (values: Record<string, unknown>, key: string): number | undefined {
+  const v = values[key]
+  if (v === undefined) return undefined
+  const m = typeof v === 'string' ? /^(\d+(\.\d+)?)%?$/.exec(v.trim()) : null
+  const n = m === null ? NaN : Number(m[1])
+  if (!(n >= 0 && n <= 100)) throw new HoldfastError('ADMIN_BAD_REQUEST', `--${key} needs a percentage from 0 to 100, not '${String(v)}'`)
+  return n / 100
 }
 
 export const storeCommands: Record<string, Command> = {
@@ -252,6 +320,97 @@ ${SOCKET_HELP}`,
       if (live) process.stderr.write('\r\x1b[K')
       print(values, r, () => verifyText(r))
       return r.ok ? 0 : 1
+    }
+  },
+  retention: {
+    summary: 'show or set which snapshots prune keeps (per endpoint or for all; legal holds)',
+    usage: `holdfast retention show [--endpoint E] [options]
+holdfast retention set [--endpoint E] [--keep-last N] [--keep-hourly N] [--keep-daily N]
+                       [--keep-weekly N] [--keep-monthly N] [--keep-yearly N] [--min-age D]
+                       [--clear] [--hold | --release] [options]
+
+Retention decides which snapshots \`holdfast prune\` removes. Without a policy every snapshot is
+kept. A policy is for every endpoint (no --endpoint) or for one (peer id, unique suffix, name);
+an endpoint's own rules replace the global rules as a whole.
+  --keep-last N       keep the N newest snapshots
+  --keep-hourly N     keep the newest snapshot of each of the last N hours that have one
+  --keep-daily N      … of the last N days; --keep-weekly (ISO weeks), --keep-monthly, --keep-yearly
+                      likewise; N may be 'unlimited' (one for every period)
+  --min-age D         never remove a snapshot younger than D (30d, 12h, 2w, 6m, 1y, 1y6m)
+  --clear             remove the rules of this scope (an endpoint then follows the global rules;
+                      the global scope then keeps everything)
+  --hold              legal hold: nothing of this endpoint (of every endpoint, without
+                      --endpoint) is removed until --release
+  --release           lift the hold of this scope
+A snapshot kept by any rule is kept; the newest snapshot of an endpoint is always kept; periods
+are calendar periods in the manager's local time; a snapshot's time is when it was committed.
+'set' replaces the keep rules of its scope with those given (keeps them when only --hold or
+--release is given).
+${SOCKET_HELP}`,
+    options: { ...socketOptions, ...RETENTION_OPTIONS, endpoint: { type: 'string' }, clear: { type: 'boolean' }, hold: { type: 'boolean' }, release: { type: 'boolean' } },
+    run: async (values, positionals) => {
+      const [action, ...extra] = positionals
+      if ((action !== 'show' && action !== 'set') || extra.length > 0) throw new HoldfastError('ADMIN_BAD_REQUEST', 'usage: holdfast retention show|set [options] (see holdfast retention --help)')
+      if (action === 'show') {
+        const rules = rulesOption(values)
+        if (rules !== undefined || values.clear === true || values.hold === true || values.release === true) throw new HoldfastError('ADMIN_BAD_REQUEST', "'retention show' takes no rules; use 'retention set'")
+        let r = await adminCall(socketPath(values), 'retention-show', {}) as RetentionShow
+        if (typeof values.endpoint === 'string') {
+          const ref = values.endpoint
+          const matches = r.endpoints.filter(e => e.peerId === ref || e.endpoint === ref || e.peerId.endsWith(ref))
+          if (matches.length !== 1) throw new HoldfastError('PEER_UNKNOWN', matches.length === 0 ? `no endpoint '${ref}' in the catalog` : `'${ref}' matches ${matches.length} endpoints; use the full peer id`)
+          r = { ...r, endpoints: matches }
+        }
+        print(values, r, () => retentionText(r))
+        return 0
+      }
+      const args: Record<string, unknown> = {}
+      if (typeof values.endpoint === 'string') args.endpoint = values.endpoint
+      const rules = rulesOption(values)
+      if (rules !== undefined && values.clear === true) throw new HoldfastError('ADMIN_BAD_REQUEST', 'give keep rules or --clear, not both')
+      if (rules !== undefined) args.rules = rules
+      if (values.clear === true) args.rules = null
+      if (values.hold === true && values.release === true) throw new HoldfastError('ADMIN_BAD_REQUEST', 'give --hold or --release, not both')
+      if (values.hold === true) args.hold = true
+      if (values.release === true) args.hold = false
+      if (Object.keys(args).filter(k => k !== 'endpoint').length === 0) throw new HoldfastError('ADMIN_BAD_REQUEST', 'retention set needs keep rules, --min-age, --clear, --hold or --release (see holdfast retention --help)')
+      const r = await adminCall(socketPath(values), 'retention-set', args) as RetentionShow
+      print(values, r, () => retentionText(r))
+      return 0
+    }
+  },
+  prune: {
+    summary: 'remove snapshots by the retention policies and reclaim the space they held',
+    usage: `holdfast prune [--dry-run] [--repack-threshold PERCENT] [options]
+
+Removes the snapshots no retention rule keeps (see holdfast retention --help; without a policy
+nothing is removed), then reclaims the chunks no remaining file version uses: packs that hold
+only such chunks are deleted, packs where at least PERCENT of the bytes are such chunks are
+repacked (their live chunks copied to a new pack). The trees of the snapshots that stay are not
+changed: a removed snapshot's latest versions move to the next kept snapshot. Runs while no
+pull is in progress (it waits for one to end, and holds the next one off).
+  --dry-run                 show what would go, per endpoint and snapshot, and the space that
+                            would come back; change nothing
+  --repack-threshold PCT    repack a pack when at least PCT% of it is dead (default 10)
+${SOCKET_HELP}`,
+    options: { ...socketOptions, 'dry-run': { type: 'boolean' }, 'repack-threshold': { type: 'string' } },
+    run: async (values, positionals) => {
+      if (positionals.length > 0) throw new HoldfastError('ADMIN_BAD_REQUEST', 'prune takes no arguments (see holdfast prune --help)')
+      const args: Record<string, unknown> = { dryRun: values['dry-run'] === true }
+      const threshold = percentOption(values, 'repack-threshold')
+      if (threshold !== undefined) args.repackThreshold = threshold
+      const live = values.json !== true && process.stderr.isTTY
+      const r = await adminCall(socketPath(values), 'prune', args, {
+        timeoutMs: LONG_MS,
+        onProgress: raw => {
+          if (!live) return
+          const p = raw as PruneProgress
+          process.stderr.write(`\r\x1b[K${p.phase}${p.packsTotal > 0 ? `: ${p.packsDone}/${p.packsTotal} packs` : ''}`)
+        }
+      }) as PruneResult
+      if (live) process.stderr.write('\r\x1b[K')
+      print(values, r, () => pruneText(r))
+      return r.packs.problems.length === 0 ? 0 : 1
     }
   }
 }

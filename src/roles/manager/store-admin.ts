@@ -9,6 +9,10 @@ import type { PackStore } from '../../store/packs.js'
 import { DEFAULT_FIND_LIMIT, DEFAULT_LS_LIMIT, findPaths, listTree, pathVersions, resolveSnapshot } from '../../store/browse.js'
 import { runCatalogTask } from '../../store/catalog-tasks.js'
 import { HoldfastError } from '../../util/errors.js'
+import { Mutex } from '../../util/mutex.js'
+import { prune, type PruneReport } from '../../store/prune.js'
+import { checkRules, describeRules, effectivePolicy, type EffectivePolicy, type RetentionRules } from '../../store/retention.js'
+import { endpointLabel } from '../../store/browse.js'
 
 function str (args: Record<string, unknown>, key: string, required: true): string
 function str (args: Record<string, unknown>, key: string, required?: false): string | undefined
@@ -36,9 +40,54 @@ export interface StoreAdminOptions {
    * says the store has, from the moment it asks until it commits.
    */
   exclusive: <T>(fn: () => Promise<T>) => Promise<T>
+  /** ms since the epoch (retention's min-age and the policy's timestamps); default Date.now. */
+  now?: () => number
 }
 
-export function storeAdminHandlers (catalog: Catalog, packs: PackStore, _options: StoreAdminOptions): Record<string, AdminHandler> {
+export interface RetentionShow {
+  global: { rules?: RetentionRules, hold: boolean, text: string, updatedAt?: number }
+  endpoints: Array<{
+    peerId: string
+    endpoint: string
+    snapshots: number
+    /** What is set on the endpoint itself. */
+    own?: { rules?: RetentionRules, hold: boolean, updatedAt: number }
+    /** What applies to it. */
+    effective: EffectivePolicy & { text: string }
+  }>
+}
+
+export interface PruneResult extends PruneReport {
+  /** When the request came, when prune began (after any pull in progress ended), ms waited. */
+  requestedAt: number
+  startedAt: number
+  lockWaitMs: number
+}
+
+export function storeAdminHandlers (catalog: Catalog, packs: PackStore, options: StoreAdminOptions): Record<string, AdminHandler> {
+  const now = options.now ?? Date.now
+  // One prune (or dry run) at a time: they share the catalog connection's temp tables.
+  const pruneLock = new Mutex()
+  const retentionShow = (): RetentionShow => {
+    const policies = catalog.retentionPolicies()
+    const global = policies.find(p => p.endpointId === 0)
+    const counts = new Map<number, number>()
+    for (const r of catalog.db.prepare('SELECT endpoint_id, count(*) AS n FROM snapshots GROUP BY endpoint_id').all()) counts.set(Number(r.endpoint_id), Number(r.n))
+    return {
+      global: { rules: global?.rules, hold: global?.hold ?? false, text: describeRules(global?.rules), updatedAt: global?.updatedAt },
+      endpoints: catalog.endpoints().map(e => {
+        const own = policies.find(p => p.endpointId === e.id)
+        const eff = effectivePolicy(global, own)
+        return {
+          peerId: e.peerId,
+          endpoint: endpointLabel(e),
+          snapshots: counts.get(e.id) ?? 0,
+          own: own === undefined ? undefined : { rules: own.rules, hold: own.hold, updatedAt: own.updatedAt },
+          effective: { ...eff, text: describeRules(eff.rules) }
+        }
+      })
+    }
+  }
   return {
     ls: async (args) => {
       const endpoint = catalog.findEndpoint(str(args, 'endpoint', true))
@@ -62,6 +111,37 @@ export function storeAdminHandlers (catalog: Catalog, packs: PackStore, _options
       // files directly, beside any pull in progress.
       const task = { kind: 'verify' as const, catalogFile: catalog.file, packsDir: packs.dir, readData: args.readData === true, limit: int(args, 'limit') }
       return await runCatalogTask(task, { signal: ctx.signal, onProgress: p => { ctx.progress(p) } })
+    },
+    'retention-show': async () => retentionShow(),
+    'retention-set': async (args) => {
+      const ref = str(args, 'endpoint')
+      const endpointId = ref === undefined ? 0 : catalog.findEndpoint(ref).id
+      const change: { rules?: RetentionRules | null, hold?: boolean } = {}
+      if (args.rules === null) change.rules = null
+      else if (args.rules !== undefined) change.rules = checkRules(args.rules)
+      if (args.hold !== undefined) {
+        if (typeof args.hold !== 'boolean') throw new HoldfastError('ADMIN_BAD_REQUEST', "'hold' must be true or false")
+        change.hold = args.hold
+      }
+      if (change.rules === undefined && change.hold === undefined) throw new HoldfastError('ADMIN_BAD_REQUEST', 'nothing to set: give keep rules, a min-age, clear, hold or release')
+      catalog.setRetentionPolicy(endpointId, change, now())
+      return retentionShow()
+    },
+    // A dry run only reads (its catalog changes are rolled back) and runs beside pulls; a real
+    // prune deletes, so it runs while no pull is in progress and holds the next one off.
+    prune: async (args, ctx) => {
+      const dryRun = args.dryRun === true
+      const threshold = args.repackThreshold
+      if (threshold !== undefined && (typeof threshold !== 'number' || !(threshold >= 0 && threshold <= 1))) throw new HoldfastError('ADMIN_BAD_REQUEST', "'repackThreshold' must be a number within 0..1")
+      const requestedAt = now()
+      return await pruneLock.run(async () => {
+        const run = async (): Promise<PruneResult> => {
+          const startedAt = now()
+          const report = await prune(catalog, packs, { now: startedAt, dryRun, repackThreshold: threshold, utc: args.utc === true, signal: ctx.signal, onProgress: p => { ctx.progress(p) } })
+          return { ...report, requestedAt, startedAt, lockWaitMs: startedAt - requestedAt }
+        }
+        return dryRun ? await run() : await options.exclusive(run)
+      })
     }
   }
 }

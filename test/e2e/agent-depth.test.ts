@@ -7,24 +7,15 @@ import { chmodSync, linkSync, mkdirSync, mkdtempSync, openSync, closeSync, write
 import { execFileSync } from 'node:child_process'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { setTimeout as delay } from 'node:timers/promises'
 import { TestFleet, cliJson, runCli, type AgentHandle } from '../support/fleet.js'
 import { compareTrees, seededBytes } from '../support/trees.js'
 import { requirePrivateNetns } from '../support/mocha.js'
+import { until } from '../support/wait.js'
 import type { RoundResult } from '../../src/roles/manager/manager.js'
 import type { AgentStatus } from '../../src/roles/agent/agent.js'
 
 const MiB = 1024 * 1024
 
-async function until<T> (what: string, ms: number, check: () => Promise<T | undefined>): Promise<T> {
-  const deadline = Date.now() + ms
-  for (;;) {
-    const v = await check()
-    if (v !== undefined) return v
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await delay(100)
-  }
-}
 
 describe('end to end: agent depth', function () {
   let root: string

@@ -6,26 +6,16 @@ import { strict as assert } from 'node:assert'
 import { mkdtempSync, rmSync, writeFileSync, mkdirSync, renameSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { setTimeout as delay } from 'node:timers/promises'
 import { TestFleet, cliJson, cliJsonStatus, runCli } from '../support/fleet.js'
 import { compareTrees, makeSampleTree, seededBytes } from '../support/trees.js'
 import { requirePrivateNetns } from '../support/mocha.js'
+import { until } from '../support/wait.js'
 import type { RoundResult, PeerListRow } from '../../src/roles/manager/manager.js'
 import type { SnapshotRow } from '../../src/store/catalog.js'
 import type { AgentStatus } from '../../src/roles/agent/agent.js'
 
 const MiB = 1024 * 1024
 
-/** Polls `check` every 100 ms until it returns a value, at most `ms`. */
-async function until<T> (what: string, ms: number, check: () => Promise<T | undefined>): Promise<T> {
-  const deadline = Date.now() + ms
-  for (;;) {
-    const v = await check()
-    if (v !== undefined) return v
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await delay(100)
-  }
-}
 
 describe('end to end: faults and limits', function () {
   let root: string

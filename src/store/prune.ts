@@ -26,20 +26,21 @@
  * THE CRASH-SAFE ORDER (a kill -9 anywhere leaves every committed snapshot restorable and
  * verify passing). The real prune runs while no pull is in progress (the manager's store
  * lock, StoreAdminOptions.exclusive), so no pull relies on a chunk while it is deleted.
- *   1. The pack being appended to is finished (fsynced, closed): no pack prune touches is
- *      open for appending.
- *   2. One catalog transaction removes the snapshots (the fold rule above). Chunks the removed
+ *   1. One catalog transaction removes the snapshots (the fold rule above). Chunks the removed
  *      versions used are now unreferenced but still indexed and still on disk.
- *   3. Dead chunks are found: indexed chunks no file version references.
- *   4. Packs the catalog does not name (left by an interrupted pull) are deleted.
- *   5. Packs whose every chunk is dead: one transaction deletes their index rows, then the
+ *   2. Dead chunks are found: indexed chunks no file version references. If the pack being
+ *      appended to is to be deleted or repacked, it is finished first (fsynced, closed), so
+ *      no pack prune deletes is open for appending.
+ *   3. Packs the catalog does not name (an interrupted pull left them) are deleted.
+ *   4. Packs whose every chunk is dead: one transaction deletes their index rows, then the
  *      files are deleted. A crash between the two leaves packs nothing names, which start-up
  *      recovery (PackStore.recover) deletes.
- *   6. Packs whose dead share is at least the threshold, one at a time: the live chunks are
- *      read, re-hashed and appended to a new pack, which is fsynced; then one transaction
- *      points their index rows at the new pack and deletes the dead rows; then the old pack is
- *      deleted. A crash before the commit leaves unreferenced bytes at the end of the new pack
- *      (cut by recovery) and the old pack in use; after it, the old pack is unreferenced.
+ *   5. Packs whose dead share is at least the threshold, one at a time: the live chunks are
+ *      read, re-hashed and appended to the append pack (a new one if it was finished), which
+ *      is fsynced; then one transaction points their index rows at the copies and deletes
+ *      the pack's dead rows; then the old pack is deleted. A crash before the commit leaves
+ *      unreferenced bytes at the end of the append pack (cut by recovery) and the old pack in
+ *      use; a crash after it leaves the old pack unreferenced (deleted by recovery).
  *   Packs below the threshold keep their dead chunks, still indexed (a later pull may use
  *   them again; a later prune repacks the pack once enough of it is dead).
  * The dry run is the same code in one transaction that is rolled back: what it reports is
@@ -189,10 +190,6 @@ export async function prune (catalog: Catalog, packs: PackStore, options: PruneO
   // behind ensureSeq's back. Removing snapshots never makes a chunk list longer.
   ensureSeq(db, maxChunksPerVersion(db))
 
-  if (!dryRun) {
-    packs.finishPack()
-    step('pack-finished')
-  }
   options.onProgress?.({ phase: 'snapshots', packsDone: 0, packsTotal: 0 })
   let stats: PackStat[]
   db.exec('BEGIN IMMEDIATE')
@@ -217,14 +214,21 @@ export async function prune (catalog: Catalog, packs: PackStore, options: PruneO
 
   const named = new Set(stats.map(s => s.pack))
   const current = packs.currentPack()
-  // (a dry run leaves the append pack alone: a pull may be filling it; the real run finished it)
-  const orphans = packs.packNames().filter(p => !named.has(p) && p !== current)
+  // Packs nothing names. The append pack among them holds only what a failed pull left (no
+  // pull runs during a real prune); a dry run, which runs beside pulls, leaves it out.
+  const orphans = packs.packNames().filter(p => !named.has(p) && (p !== current || !dryRun))
   const dead = stats.filter(s => s.live === 0)
   const repack = stats.filter(s => s.live > 0 && s.dead > 0 && deadShare(s) >= threshold)
   const below = stats.filter(s => s.live > 0 && s.dead > 0 && !repack.includes(s))
   for (const s of stats) { report.chunks.dead += s.dead; report.chunks.deadBytes += s.deadBytes }
   for (const s of below) { report.chunks.left += s.dead; report.chunks.leftBytes += s.deadBytes }
   report.packs.belowThreshold = below.length
+  // The pack being appended to is finished before it is deleted or repacked (not otherwise:
+  // a prune that leaves it alone does not make the next pull start a new pack).
+  if (!dryRun && current !== undefined && (orphans.includes(current) || [...dead, ...repack].some(s => s.pack === current))) {
+    packs.finishPack()
+    step('pack-finished')
+  }
 
   if (dryRun) {
     report.packs.orphans = orphans.length

@@ -170,8 +170,9 @@ export class Manager {
       peer.failures = 0
       peer.nextAttemptAt = 0
       peer.lastError = undefined
-      peer.pendingSets = 0
-      peer.pendingBytes = 0
+      // the last manifest was read after the last ack: what it lists is still waiting
+      peer.pendingSets = pulled.manifest.sets.length
+      peer.pendingBytes = pulled.manifest.sets.reduce((n, s) => n + s.storedBytes, 0)
       if (pulled.snapshots.length > 0) peer.lastBackup = this.clock.now()
       return { peerId: peer.peerId, name: peer.name, ok: true, snapshots: pulled.snapshots, bytesPulled: pulled.bytesPulled, ms: this.clock.now() - started }
     } catch (err) {

@@ -18,6 +18,8 @@ import type { Clock } from '../../util/clock.js'
 import type { Logger } from '../../util/log.js'
 
 export const FETCH_BATCH_IDS = 1024
+/** How often one pull re-reads an agent's manifest for sets sealed while it was pulling. */
+const MAX_MANIFEST_LOOKS = 16
 /** Chunks verified together in a worker; bounds what is held before it reaches a pack. */
 const VERIFY_BATCH_CHUNKS = 256
 const VERIFY_BATCH_BYTES = 4 * 1024 * 1024
@@ -67,22 +69,34 @@ export class Puller {
   async pull (peer: { peerId: string, name: string, addrs: Multiaddr[] }, options: { rate: number, signal?: AbortSignal, onProgress?: (p: PullProgress) => void, onManifest?: (m: AgentManifest) => void }): Promise<PullResult> {
     const { catalog, clock } = this.init
     const log = this.init.log.child(peer.peerId.slice(-8))
-    const manifest = await this.manifest.list(peer.addrs, { signal: options.signal })
+    let manifest = await this.manifest.list(peer.addrs, { signal: options.signal })
     options.onManifest?.(manifest)
     const endpointId = catalog.touchEndpoint(peer.peerId, peer.name, clock.now())
     const result: PullResult = { peerId: peer.peerId, manifest, snapshots: [], bytesPulled: 0 }
-    for (const set of [...manifest.sets].sort((a, b) => a.id - b.id)) {
-      const already = catalog.hasSnapshotFor(endpointId, set.id)
-      if (already !== undefined) {
-        // committed before, but the ack was lost: say it again
-        await this.acker.ack(peer.addrs, set.id, already, { signal: options.signal })
-        continue
+    const done = new Set<number>()
+    // A large first backup is sealed set by set while it is staged: after the sets we knew of,
+    // look again and take what was sealed meanwhile. Bounded, so that an endpoint that never
+    // stops changing cannot keep the manager from the others.
+    for (let look = 0; look < MAX_MANIFEST_LOOKS; look++) {
+      const fresh = manifest.sets.filter(s => !done.has(s.id)).sort((a, b) => a.id - b.id)
+      if (fresh.length === 0) break
+      for (const set of fresh) {
+        done.add(set.id)
+        const already = catalog.hasSnapshotFor(endpointId, set.id)
+        if (already !== undefined) {
+          // committed before, but the ack was lost: say it again
+          await this.acker.ack(peer.addrs, set.id, already, { signal: options.signal })
+          continue
+        }
+        const pulled = await this.pullSet(peer, endpointId, set, options)
+        result.snapshots.push(pulled)
+        result.bytesPulled += pulled.bytesPulled
+        log.info('snapshot committed and acknowledged', { set: set.id, snapshot: pulled.snapshotId, entries: pulled.entries, chunks: pulled.chunksPulled, bytes: pulled.bytesPulled })
       }
-      const pulled = await this.pullSet(peer, endpointId, set, options)
-      result.snapshots.push(pulled)
-      result.bytesPulled += pulled.bytesPulled
-      log.info('snapshot committed and acknowledged', { set: set.id, snapshot: pulled.snapshotId, entries: pulled.entries, chunks: pulled.chunksPulled, bytes: pulled.bytesPulled })
+      manifest = await this.manifest.list(peer.addrs, { signal: options.signal })
+      options.onManifest?.(manifest)
     }
+    result.manifest = manifest
     return result
   }
 

@@ -16,6 +16,7 @@ import { join } from 'node:path'
 import { TestFleet, cliJson, cliJsonStatus, runCli, type AgentHandle } from '../support/fleet.js'
 import { makeSampleTree } from '../support/trees.js'
 import { requirePrivateNetns } from '../support/mocha.js'
+import { until } from '../support/wait.js'
 import { Prng, describeTree, diffDescriptions, packBytes, sha256, type TreeDescription } from '../support/crash.js'
 import type { PeerListRow, RoundResult } from '../../src/roles/manager/manager.js'
 import type { SnapshotRow } from '../../src/store/catalog.js'
@@ -25,17 +26,6 @@ import type { AgentStatus } from '../../src/roles/agent/agent.js'
 import type { PruneResult, RetentionShow } from '../../src/roles/manager/store-admin.js'
 
 const MiB = 1024 * 1024
-
-/** Polls `check` until it returns a value, at most `ms` (a condition, not a fixed wait). */
-async function until<T> (what: string, ms: number, check: () => Promise<T | undefined>): Promise<T> {
-  const deadline = Date.now() + ms
-  for (;;) {
-    const v = await check()
-    if (v !== undefined) return v
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await new Promise(resolve => setTimeout(resolve, 50))
-  }
-}
 
 /** A fleet of one agent whose staging happens only when asked (scan-now), so each backup is one snapshot. */
 async function startFleet (root: string, name: string, bandwidth: number): Promise<{ fleet: TestFleet, agent: AgentHandle }> {

@@ -171,6 +171,17 @@ export class Catalog {
     throw new HoldfastError('PEER_UNKNOWN', `no endpoint '${ref}' in the catalog`)
   }
 
+  /**
+   * The snapshot a set was committed as, or, if prune has removed it since, the kept snapshot
+   * its versions went into: either way the set is in the store and needs only an ack.
+   */
+  committedAs (endpointId: number, setId: number): number | undefined {
+    const live = this.hasSnapshotFor(endpointId, setId)
+    if (live !== undefined) return live
+    const r = this.sql('SELECT merged_into FROM pruned_snapshots WHERE endpoint_id = ? AND set_id = ?').get(endpointId, setId)
+    return r === undefined ? undefined : Number(r.merged_into)
+  }
+
   hasSnapshotFor (endpointId: number, setId: number): number | undefined {
     const r = this.sql('SELECT id FROM snapshots WHERE endpoint_id = ? AND set_id = ?').get(endpointId, setId)
     return r === undefined ? undefined : Number(r.id)

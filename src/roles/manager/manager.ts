@@ -21,7 +21,7 @@ import { PeerTable, type PeerRecord } from './peer-table.js'
 import { Puller, type PullResult } from './puller.js'
 import { storeAdminHandlers } from './store-admin.js'
 import { resolveSnapshot } from '../../store/browse.js'
-import { Mutex } from '../../util/mutex.js'
+import { ReadWriteLock } from '../../util/mutex.js'
 
 export interface PeerListRow {
   peerId: string
@@ -54,8 +54,11 @@ export class Manager {
   private readonly controller = new AbortController()
   private peerId = ''
   private round?: Promise<RoundResult>
-  /** Pulls and whatever deletes from the store never overlap (see StoreAdminOptions). */
-  private readonly storeLock = new Mutex()
+  /**
+   * Pulls and verify read the store (a pull relies on the chunks the catalog says it has);
+   * prune deletes from it. Readers share, prune waits for them and holds new ones off.
+   */
+  private readonly storeLock = new ReadWriteLock()
   private loop?: Promise<void>
 
   constructor (readonly config: HoldfastConfig, private readonly clock: Clock, private readonly log: Logger) {
@@ -91,7 +94,7 @@ export class Manager {
     })
     this.discovery.start()
     this.admin = new AdminServer(this.config.adminSocket, {
-      ...storeAdminHandlers(this.catalog, this.packs, { exclusive: async (fn) => await this.storeLock.run(fn) }),
+      ...storeAdminHandlers(this.catalog, this.packs, { exclusive: async (fn) => await this.storeLock.write(fn), shared: async (fn) => await this.storeLock.read(fn) }),
       peers: async () => this.peerList(),
       snapshots: async (args) => this.catalog.snapshots(args.endpoint === undefined ? undefined : this.catalog.findEndpoint(String(args.endpoint)).id),
       restore: async (args, ctx) => this.restore(args, ctx.progress, ctx.signal),
@@ -135,7 +138,7 @@ export class Manager {
   /** One round over every agent, in turn. Rounds never overlap. */
   async runRound (options: { respectBackoff: boolean, signal?: AbortSignal, progress?: (p: unknown) => void }): Promise<RoundResult> {
     if (this.round !== undefined) return await this.round
-    this.round = this.storeLock.run(async () => await this.doRound(options)).finally(() => { this.round = undefined })
+    this.round = this.storeLock.read(async () => await this.doRound(options)).finally(() => { this.round = undefined })
     return await this.round
   }
 

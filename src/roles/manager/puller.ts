@@ -82,7 +82,7 @@ export class Puller {
       if (fresh.length === 0) break
       for (const set of fresh) {
         done.add(set.id)
-        const already = catalog.hasSnapshotFor(endpointId, set.id)
+        const already = catalog.committedAs(endpointId, set.id)
         if (already !== undefined) {
           // committed before, but the ack was lost: say it again
           await this.acker.ack(peer.addrs, set.id, already, { signal: options.signal })

@@ -40,6 +40,8 @@ export interface StoreAdminOptions {
    * says the store has, from the moment it asks until it commits.
    */
   exclusive: <T>(fn: () => Promise<T>) => Promise<T>
+  /** Runs `fn` while nothing deletes from the store (verify reads pack files directly). */
+  shared: <T>(fn: () => Promise<T>) => Promise<T>
   /** ms since the epoch (retention's min-age and the policy's timestamps); default Date.now. */
   now?: () => number
 }
@@ -110,7 +112,7 @@ export function storeAdminHandlers (catalog: Catalog, packs: PackStore, options:
       // The catalog names a chunk only after its pack was synced, so verify reads the pack
       // files directly, beside any pull in progress.
       const task = { kind: 'verify' as const, catalogFile: catalog.file, packsDir: packs.dir, readData: args.readData === true, limit: int(args, 'limit') }
-      return await runCatalogTask(task, { signal: ctx.signal, onProgress: p => { ctx.progress(p) } })
+      return await options.shared(async () => await runCatalogTask(task, { signal: ctx.signal, onProgress: p => { ctx.progress(p) } }))
     },
     'retention-show': async () => retentionShow(),
     'retention-set': async (args) => {

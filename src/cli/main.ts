@@ -5,7 +5,6 @@
  */
 import { parseArgs } from 'node:util'
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs'
-import { homedir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { loadConfig, resolveConfig, type HoldfastConfig, type Role } from '../node/config.js'
 import { loadOrCreateIdentity } from '../node/identity.js'
@@ -14,42 +13,17 @@ import { adminCall } from '../admin/admin-socket.js'
 import { HoldfastError, describeError, errorCode } from '../util/errors.js'
 import { age, bytes, shortId, table } from './format.js'
 import { HOLDFAST_VERSION } from '../version.js'
-import type { Command, CommandOptions } from './command.js'
+import type { Command } from './command.js'
 import { parseAt, storeCommands } from './commands/store.js'
+import { defaultDataDir, print, socketHelp, socketOptions, socketPath } from './socket.js'
 import type { PeerListRow, RoundResult } from '../roles/manager/manager.js'
 import type { SnapshotRow } from '../store/catalog.js'
 import type { RestoreSummary } from '../store/restore.js'
 import type { AgentStatus } from '../roles/agent/agent.js'
 import type { DaemonThreadData, DaemonThreadMessage } from '../roles/daemon-thread.js'
 
-type Options = CommandOptions
 
-const socketOptions: Options = {
-  socket: { type: 'string' },
-  config: { type: 'string' },
-  'data-dir': { type: 'string' },
-  json: { type: 'boolean' }
-}
-
-const SOCKET_HELP = `  --socket PATH     admin socket of the daemon
-  --config FILE     or: the daemon's config file (its admin socket is used)
-  --data-dir DIR    or: the daemon's data directory (DIR/admin.sock)
-  --json            machine-readable output`
-
-function defaultDataDir (role: Role): string {
-  return join(homedir(), '.holdfast', role)
-}
-
-function socketPath (values: Record<string, unknown>, role: Role): string {
-  if (typeof values.socket === 'string') return resolve(values.socket)
-  if (typeof values.config === 'string') return loadConfig(values.config).adminSocket
-  const dir = typeof values['data-dir'] === 'string' ? resolve(values['data-dir']) : defaultDataDir(role)
-  return join(dir, 'admin.sock')
-}
-
-function print (values: Record<string, unknown>, data: unknown, human: () => string): void {
-  process.stdout.write((values.json === true ? JSON.stringify(data, null, 2) : human()) + '\n')
-}
+const SOCKET_HELP = socketHelp()
 
 const commands: Record<string, Command> = {
   init: {

@@ -2,11 +2,9 @@
  * Store commands (browse, verify, stats, …) run against the manager through its admin socket.
  * Registered in src/cli/main.ts.
  */
-import { homedir } from 'node:os'
-import { join, resolve } from 'node:path'
 import type { Command, CommandOptions } from '../command.js'
+import { print, socketHelp, socketOptions, socketPath } from '../socket.js'
 import { adminCall } from '../../admin/admin-socket.js'
-import { loadConfig } from '../../node/config.js'
 import { HoldfastError } from '../../util/errors.js'
 import { bytes, table } from '../format.js'
 import type { FindResult, ListResult, TreeEntry, VersionsResult } from '../../store/browse.js'
@@ -16,30 +14,9 @@ import type { PruneResult, RetentionShow } from '../../roles/manager/store-admin
 import type { PruneEndpoint, PruneProgress } from '../../store/prune.js'
 import { RULE_KEYS, UNLIMITED, parseDuration, ruleFlag, type RetentionRules } from '../../store/retention.js'
 
-const socketOptions: CommandOptions = {
-  socket: { type: 'string' },
-  config: { type: 'string' },
-  'data-dir': { type: 'string' },
-  json: { type: 'boolean' }
-}
-
-const SOCKET_HELP = `  --socket PATH     admin socket of the manager
-  --config FILE     or: the manager's config file (its admin socket is used)
-  --data-dir DIR    or: the manager's data directory (DIR/admin.sock; default ~/.holdfast/manager)
-  --json            machine-readable output`
+const SOCKET_HELP = socketHelp('manager')
 
 const LONG_MS = 24 * 3600_000
-
-function socketPath (values: Record<string, unknown>): string {
-  if (typeof values.socket === 'string') return resolve(values.socket)
-  if (typeof values.config === 'string') return loadConfig(values.config).adminSocket
-  const dir = typeof values['data-dir'] === 'string' ? resolve(values['data-dir']) : join(homedir(), '.holdfast', 'manager')
-  return join(dir, 'admin.sock')
-}
-
-function print (values: Record<string, unknown>, data: unknown, human: () => string): void {
-  process.stdout.write((values.json === true ? JSON.stringify(data, null, 2) : human()) + '\n')
-}
 
 function intOption (values: Record<string, unknown>, key: string): number | undefined {
   const v = values[key]
@@ -207,7 +184,7 @@ ${SOCKET_HELP}`,
       if (path !== undefined) args.path = path
       const limit = intOption(values, 'limit')
       if (limit !== undefined) args.limit = limit
-      const r = await adminCall(socketPath(values), 'ls', args, { timeoutMs: LONG_MS }) as ListResult
+      const r = await adminCall(socketPath(values, 'manager'), 'ls', args, { timeoutMs: LONG_MS }) as ListResult
       print(values, r, () => {
         const head = `${r.endpoint.name || r.endpoint.peerId}, snapshot ${r.snapshot.id} (${when(new Date(r.snapshot.committedAt).toISOString())})${r.path === '' ? '' : `: ${r.path}`}`
         if (r.entries.length === 0) return `${head}\n(empty)`
@@ -230,7 +207,7 @@ ${SOCKET_HELP}`,
     run: async (values, positionals) => {
       const [endpoint, path, ...extra] = positionals
       if (endpoint === undefined || path === undefined || extra.length > 0) throw new HoldfastError('ADMIN_BAD_REQUEST', 'usage: holdfast versions ENDPOINT FOLDER/PATH (see holdfast versions --help)')
-      const r = await adminCall(socketPath(values), 'versions', { endpoint, path }, { timeoutMs: LONG_MS }) as VersionsResult
+      const r = await adminCall(socketPath(values, 'manager'), 'versions', { endpoint, path }, { timeoutMs: LONG_MS }) as VersionsResult
       print(values, r, () => `${r.endpoint.name || r.endpoint.peerId}: ${r.path}\n` + table(['SNAPSHOT', 'COMMITTED', 'TYPE', 'SIZE', 'MODIFIED', 'MODE'], r.versions.map(v => [
         String(v.snapshotId), when(new Date(v.committedAt).toISOString()), v.deleted ? 'deleted' : v.type, v.type === 'file' ? bytes(v.size) : '-', when(v.mtime), v.deleted ? '-' : modeString(v.mode, v.type)
       ])))
@@ -257,7 +234,7 @@ ${SOCKET_HELP}`,
       if (typeof values.endpoint === 'string') args.endpoint = values.endpoint
       const limit = intOption(values, 'limit')
       if (limit !== undefined) args.limit = limit
-      const r = await adminCall(socketPath(values), 'find', args, { timeoutMs: LONG_MS }) as FindResult
+      const r = await adminCall(socketPath(values, 'manager'), 'find', args, { timeoutMs: LONG_MS }) as FindResult
       print(values, r, () => r.hits.length === 0
         ? `nothing matches '${r.pattern}'`
         : table(['ENDPOINT', 'PATH', 'TYPE', 'SIZE', 'MODIFIED', 'SNAPSHOT', 'STATE'], r.hits.map(h => [
@@ -278,7 +255,7 @@ every chunk, older versions' included.
 ${SOCKET_HELP}`,
     options: socketOptions,
     run: async (values) => {
-      const s = await adminCall(socketPath(values), 'stats', {}, { timeoutMs: LONG_MS }) as StoreStats
+      const s = await adminCall(socketPath(values, 'manager'), 'stats', {}, { timeoutMs: LONG_MS }) as StoreStats
       print(values, s, () => [
         table(['ENDPOINT', 'SNAPSHOT', 'FILES', 'LOGICAL', 'UNIQUE', 'STORED', 'RATIO', 'NOT SHARED'], [
           ...s.endpoints.map(e => [e.endpoint, e.snapshotId === undefined ? '-' : String(e.snapshotId), String(e.files), bytes(e.logicalBytes), bytes(e.uniqueBytes), bytes(e.storedBytes), ratio(e.dedupRatio), bytes(e.ownBytes)]),
@@ -308,7 +285,7 @@ ${SOCKET_HELP}`,
       const limit = intOption(values, 'limit')
       if (limit !== undefined) args.limit = limit
       const live = values.json !== true && process.stderr.isTTY
-      const r = await adminCall(socketPath(values), 'verify', args, {
+      const r = await adminCall(socketPath(values, 'manager'), 'verify', args, {
         timeoutMs: LONG_MS,
         onProgress: raw => {
           if (!live) return
@@ -354,7 +331,7 @@ ${SOCKET_HELP}`,
       if (action === 'show') {
         const rules = rulesOption(values)
         if (rules !== undefined || values.clear === true || values.hold === true || values.release === true) throw new HoldfastError('ADMIN_BAD_REQUEST', "'retention show' takes no rules; use 'retention set'")
-        let r = await adminCall(socketPath(values), 'retention-show', {}) as RetentionShow
+        let r = await adminCall(socketPath(values, 'manager'), 'retention-show', {}) as RetentionShow
         if (typeof values.endpoint === 'string') {
           const ref = values.endpoint
           const matches = r.endpoints.filter(e => e.peerId === ref || e.endpoint === ref || e.peerId.endsWith(ref))
@@ -374,7 +351,7 @@ ${SOCKET_HELP}`,
       if (values.hold === true) args.hold = true
       if (values.release === true) args.hold = false
       if (Object.keys(args).filter(k => k !== 'endpoint').length === 0) throw new HoldfastError('ADMIN_BAD_REQUEST', 'retention set needs keep rules, --min-age, --clear, --hold or --release (see holdfast retention --help)')
-      const r = await adminCall(socketPath(values), 'retention-set', args) as RetentionShow
+      const r = await adminCall(socketPath(values, 'manager'), 'retention-set', args) as RetentionShow
       print(values, r, () => retentionText(r))
       return 0
     }
@@ -400,7 +377,7 @@ ${SOCKET_HELP}`,
       const threshold = percentOption(values, 'repack-threshold')
       if (threshold !== undefined) args.repackThreshold = threshold
       const live = values.json !== true && process.stderr.isTTY
-      const r = await adminCall(socketPath(values), 'prune', args, {
+      const r = await adminCall(socketPath(values, 'manager'), 'prune', args, {
         timeoutMs: LONG_MS,
         onProgress: raw => {
           if (!live) return

@@ -1,13 +1,20 @@
 /**
  * Restore: write an endpoint's tree as of a snapshot (whole, or one path or subtree) into a
- * target directory, bit-exact, with modes, mtimes, symlinks and empty directories.
+ * target directory, bit-exact, with modes, mtimes, symlinks, hard links and empty directories.
  *
- * Safety: the target must be empty or absent; every path is checked (no '..', no absolute
- * paths); files are created with O_EXCL|O_NOFOLLOW; symlinks are created last, so no path
- * written by the restore can pass through a link it restored. Each chunk is re-hashed as it
- * is read, so a corrupt store is reported rather than restored.
+ * The writing is a RestoreSink: it takes entries one by one, each file with an async
+ * provider of its chunks' plaintext in order, so the same code restores from the manager's
+ * store (restoreSnapshot) and from a stream the manager pushes to an agent
+ * (/holdfast/restore/1).
+ *
+ * Safety: every path is checked (no '..', no absolute paths); directories are made one
+ * component at a time and a component that is not a directory (a symlink) is refused; files
+ * are created with O_EXCL|O_NOFOLLOW; symlinks are created last, so no path written by the
+ * restore can pass through a link it restored. An existing file is replaced only when the
+ * sink was opened with `overwrite`. Each chunk is re-hashed before it is written, so a
+ * corrupt source is reported rather than restored.
  */
-import { closeSync, constants, lutimesSync, mkdirSync, openSync, readdirSync, symlinkSync, utimesSync, writeSync, chmodSync, statSync, unlinkSync, ftruncateSync, linkSync } from 'node:fs'
+import { closeSync, constants, lutimesSync, mkdirSync, openSync, readdirSync, symlinkSync, utimesSync, writeSync, chmodSync, statSync, lstatSync, unlinkSync, ftruncateSync, linkSync } from 'node:fs'
 import { CHUNK_ID_BYTES, displayPath, isSafeRelativePath, toHex, type StagedEntry } from '../model/entry.js'
 import { verifyChunk } from '../codec/chunk-codec.js'
 import { HoldfastError } from '../util/errors.js'
@@ -26,6 +33,8 @@ export interface RestoreRequest {
 
 export interface RestoreProgress { files: number, bytes: number }
 
+export interface RestoreError { path: string, code: string, message: string }
+
 export interface RestoreSummary {
   snapshotId: number
   files: number
@@ -34,10 +43,31 @@ export interface RestoreSummary {
   other: number
   bytes: number
   ms: number
-  errors: Array<{ path: string, code: string, message: string }>
+  errors: RestoreError[]
+}
+
+/** What a sink counts; the caller adds which snapshot it was. */
+export type SinkSummary = Omit<RestoreSummary, 'snapshotId'>
+
+/**
+ * The plaintext of chunk `index` of the file being written (its id is `id`), verified: the
+ * provider throws CHUNK_HASH_MISMATCH or CHUNK_MISSING for that file alone, anything else
+ * (a stream failing, an abort) ends the whole restore.
+ */
+export type ChunkProvider = (index: number, id: Uint8Array) => Promise<Uint8Array>
+
+/** Errors that spoil one entry, not the restore: reported in the summary and skipped. */
+const ENTRY_ERROR_CODES = new Set(['CHUNK_HASH_MISMATCH', 'CHUNK_MISSING', 'STORE_CORRUPT', 'RESTORE_PATH_UNSAFE'])
+
+function isEntryError (err: unknown): boolean {
+  if (err instanceof HoldfastError) return ENTRY_ERROR_CODES.has(err.code)
+  // file-system errors (EACCES, ENOSPC, EEXIST…) are about this path
+  const code = (err as NodeJS.ErrnoException | undefined)?.code
+  return typeof code === 'string' && /^E[A-Z]+$/.test(code)
 }
 
 const SLASH = Buffer.from('/')
+const MAX_REPORTED_ERRORS = 1000
 
 /**
  * Seconds as the double Node's utimes takes. Whole seconds and the fraction are converted
@@ -47,115 +77,197 @@ function secondsOf (ns: bigint): number {
   return Number(ns / 1_000_000_000n) + Number(ns % 1_000_000_000n) / 1e9
 }
 
-export function restoreSnapshot (catalog: Catalog, packs: PackStore, req: RestoreRequest): RestoreSummary {
-  const started = Date.now()
-  const summary: RestoreSummary = { snapshotId: req.snapshotId, files: 0, dirs: 0, symlinks: 0, other: 0, bytes: 0, ms: 0, errors: [] }
-  prepareTarget(req.target)
-  const filter = req.path === undefined ? undefined : pathFilter(req.path)
-  const target = Buffer.from(req.target)
-  const dirs: Array<{ abs: Buffer, e: StagedEntry }> = []
-  const links: Array<{ abs: Buffer, e: StagedEntry }> = []
-  let matched = 0
-  const madeDirs = new Set<string>()
-  const linkGroups = new Map<string, { abs: Buffer, size: number, chunks: Uint8Array }>()
-  const ensureParent = (abs: Buffer): void => {
-    const idx = abs.lastIndexOf(0x2f)
-    const parent = abs.subarray(0, idx)
-    const key = parent.toString('latin1')
-    if (madeDirs.has(key)) return
-    mkdirSync(parent, { recursive: true, mode: 0o700 })
-    madeDirs.add(key)
-  }
-  for (const e of catalog.treeAt(req.endpointId, req.snapshotId)) {
-    if (req.signal?.aborted === true) throw req.signal.reason
-    if (filter !== undefined && !filter(e)) continue
-    matched++
-    const shown = `${e.folder}/${displayPath(e.path)}`
-    if (!isSafeRelativePath(e.path) || !/^[^/\0]+$/.test(e.folder) || e.folder === '..' || e.folder === '.') {
-      summary.errors.push({ path: shown, code: 'RESTORE_PATH_UNSAFE', message: 'path is absolute or leaves its folder; skipped' })
-      continue
-    }
-    const abs = Buffer.concat([target, SLASH, Buffer.from(e.folder), SLASH, e.path])
-    try {
-      if (e.type === 'dir') {
-        mkdirSync(abs, { recursive: true, mode: 0o700 })
-        madeDirs.add(abs.toString('latin1'))
-        dirs.push({ abs, e })
-      } else if (e.type === 'symlink') {
-        links.push({ abs, e })
-      } else if (e.type === 'file') {
-        ensureParent(abs)
-        const linked = e.linkKey === undefined ? undefined : linkGroups.get(e.linkKey)
-        // A hard link of a file already restored: link it again. The content must match too,
-        // so an inode number the endpoint reused can never join unrelated files.
-        if (linked !== undefined && linked.size === e.size && Buffer.from(linked.chunks).equals(Buffer.from(e.chunks))) {
-          linkSync(linked.abs, abs)
-        } else {
-          summary.bytes += writeFile(abs, e, catalog, packs)
-          if (e.linkKey !== undefined) linkGroups.set(e.linkKey, { abs, size: e.size, chunks: e.chunks })
-        }
-        summary.files++
-        if ((summary.files & 255) === 0) req.onProgress?.({ files: summary.files, bytes: summary.bytes })
-      } else {
-        // FIFOs, sockets and devices are recorded, not recreated
-        summary.other++
-      }
-    } catch (err) {
-      const error = err as NodeJS.ErrnoException
-      summary.errors.push({ path: shown, code: err instanceof HoldfastError ? err.code : error.code ?? 'EIO', message: error.message })
-    }
-  }
-  if (filter !== undefined && matched === 0) throw new HoldfastError('PATH_NOT_FOUND', `no path '${req.path ?? ''}' in snapshot ${req.snapshotId}`)
-  for (const { abs, e } of links) {
-    try {
-      ensureParent(abs)
-      symlinkSync(Buffer.from(e.target ?? new Uint8Array(0)), abs)
-      lutimesSync(abs, secondsOf(e.mtimeNs), secondsOf(e.mtimeNs))
-      summary.symlinks++
-    } catch (err) {
-      summary.errors.push({ path: `${e.folder}/${displayPath(e.path)}`, code: (err as NodeJS.ErrnoException).code ?? 'EIO', message: (err as Error).message })
-    }
-  }
-  // Directories last, deepest first: writing into a directory changes its mtime.
-  dirs.sort((a, b) => b.abs.length - a.abs.length)
-  for (const { abs, e } of dirs) {
-    try {
-      chmodSync(abs, e.mode & 0o7777)
-      utimesSync(abs, secondsOf(e.mtimeNs), secondsOf(e.mtimeNs))
-      summary.dirs++
-    } catch (err) {
-      summary.errors.push({ path: `${e.folder}/${displayPath(e.path)}`, code: (err as NodeJS.ErrnoException).code ?? 'EIO', message: (err as Error).message })
-    }
-  }
-  summary.ms = Date.now() - started
-  req.onProgress?.({ files: summary.files, bytes: summary.bytes })
-  return summary
+export interface RestoreSinkOptions {
+  /** The directory entries are written under, as `<target>/<folder>/<path>`; must exist. */
+  target: string
+  /** Replace files and symlinks that exist already (never a directory, never through a link). */
+  overwrite?: boolean
+  signal?: AbortSignal
+  onProgress?: (p: RestoreProgress) => void
 }
 
-function writeFile (abs: Buffer, e: StagedEntry, catalog: Catalog, packs: PackStore): number {
-  const fd = openSync(abs, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600)
-  let position = 0
-  try {
-    for (let i = 0; i < e.chunks.byteLength; i += CHUNK_ID_BYTES) {
-      const id = e.chunks.subarray(i, i + CHUNK_ID_BYTES)
-      const loc = catalog.chunkLocation(id)
-      if (loc === undefined) throw new HoldfastError('CHUNK_MISSING', `chunk ${toHex(id)} is not in the store`)
-      const plain = verifyChunk(id, packs.read(loc), loc.rawlen)
-      writeSparse(fd, plain, position)
-      position += plain.byteLength
-    }
-    ftruncateSync(fd, position) // sets the length when the file ends in a hole
-    if (position !== e.size) throw new HoldfastError('STORE_CORRUPT', `restored ${position} bytes, the catalog says ${e.size}`)
-  } catch (err) {
-    // A file that cannot be restored whole is not left behind looking restored.
-    closeSync(fd)
-    try { unlinkSync(abs) } catch {}
-    throw err
+/** Writes entries under a target directory; `finish()` sets links and directory metadata. */
+export class RestoreSink {
+  private readonly started = Date.now()
+  private readonly summary: SinkSummary = { files: 0, dirs: 0, symlinks: 0, other: 0, bytes: 0, ms: 0, errors: [] }
+  private errorCount = 0
+  private readonly target: Buffer
+  private readonly dirs: Array<{ abs: Buffer, e: StagedEntry }> = []
+  private readonly links: Array<{ abs: Buffer, e: StagedEntry }> = []
+  /** Directories known to be real directories made or checked by this restore. */
+  private readonly checkedDirs = new Set<string>()
+  private readonly linkGroups = new Map<string, { abs: Buffer, size: number, chunks: Uint8Array }>()
+
+  constructor (private readonly options: RestoreSinkOptions) {
+    this.target = Buffer.from(options.target)
+    this.checkedDirs.add(this.target.toString('latin1'))
   }
-  closeSync(fd)
-  chmodSync(abs, e.mode & 0o7777)
-  utimesSync(abs, secondsOf(e.mtimeNs), secondsOf(e.mtimeNs))
-  return position
+
+  /** Whether `add` would hard-link this file to one already written (it then needs no data). */
+  willLink (e: StagedEntry): boolean {
+    if (e.type !== 'file' || e.linkKey === undefined) return false
+    const linked = this.linkGroups.get(e.linkKey)
+    // The content must match too, so an inode number the endpoint reused can never join unrelated files.
+    return linked !== undefined && linked.size === e.size && Buffer.from(linked.chunks).equals(Buffer.from(e.chunks))
+  }
+
+  /**
+   * Writes one entry. Problems with the entry (an unsafe path, a corrupt chunk, a file-system
+   * error) are recorded in the summary; an abort or a failing provider is thrown.
+   */
+  async add (e: StagedEntry, chunk: ChunkProvider): Promise<void> {
+    if (this.options.signal?.aborted === true) throw this.options.signal.reason
+    const shown = `${e.folder}/${displayPath(e.path)}`
+    if (!isSafeRelativePath(e.path) || !/^[^/\0]+$/.test(e.folder) || e.folder === '..' || e.folder === '.') {
+      this.error(shown, 'RESTORE_PATH_UNSAFE', 'path is absolute or leaves its folder; skipped')
+      return
+    }
+    const abs = Buffer.concat([this.target, SLASH, Buffer.from(e.folder), SLASH, e.path])
+    try {
+      if (e.type === 'dir') {
+        this.ensureDir(abs)
+        this.dirs.push({ abs, e })
+      } else if (e.type === 'symlink') {
+        this.links.push({ abs, e })
+      } else if (e.type === 'file') {
+        this.ensureParent(abs)
+        const linked = e.linkKey === undefined ? undefined : this.linkGroups.get(e.linkKey)
+        if (linked !== undefined && this.willLink(e)) {
+          this.create(abs, () => { linkSync(linked.abs, abs) })
+        } else {
+          this.summary.bytes += await this.writeFile(abs, e, chunk)
+          if (e.linkKey !== undefined) this.linkGroups.set(e.linkKey, { abs, size: e.size, chunks: e.chunks })
+        }
+        this.summary.files++
+        if ((this.summary.files & 255) === 0) this.options.onProgress?.({ files: this.summary.files, bytes: this.summary.bytes })
+      } else {
+        // FIFOs, sockets and devices are recorded, not recreated
+        this.summary.other++
+      }
+    } catch (err) {
+      if (!isEntryError(err)) throw err
+      const error = err as NodeJS.ErrnoException
+      this.error(shown, err instanceof HoldfastError ? err.code : error.code ?? 'EIO', error.message)
+    }
+  }
+
+  /** Symlinks, then directories' modes and mtimes (deepest first); returns the counts. */
+  finish (): SinkSummary {
+    for (const { abs, e } of this.links) {
+      try {
+        this.ensureParent(abs)
+        this.create(abs, () => { symlinkSync(Buffer.from(e.target ?? new Uint8Array(0)), abs) })
+        lutimesSync(abs, secondsOf(e.mtimeNs), secondsOf(e.mtimeNs))
+        this.summary.symlinks++
+      } catch (err) {
+        if (!isEntryError(err)) throw err
+        this.error(`${e.folder}/${displayPath(e.path)}`, err instanceof HoldfastError ? err.code : (err as NodeJS.ErrnoException).code ?? 'EIO', (err as Error).message)
+      }
+    }
+    // Directories last, deepest first: writing into a directory changes its mtime.
+    this.dirs.sort((a, b) => b.abs.length - a.abs.length)
+    for (const { abs, e } of this.dirs) {
+      try {
+        chmodSync(abs, e.mode & 0o7777)
+        utimesSync(abs, secondsOf(e.mtimeNs), secondsOf(e.mtimeNs))
+        this.summary.dirs++
+      } catch (err) {
+        this.error(`${e.folder}/${displayPath(e.path)}`, (err as NodeJS.ErrnoException).code ?? 'EIO', (err as Error).message)
+      }
+    }
+    this.summary.ms = Date.now() - this.started
+    this.options.onProgress?.({ files: this.summary.files, bytes: this.summary.bytes })
+    return { ...this.summary, errors: [...this.summary.errors] }
+  }
+
+  get errors (): number { return this.errorCount }
+
+  private error (path: string, code: string, message: string): void {
+    this.errorCount++
+    if (this.summary.errors.length < MAX_REPORTED_ERRORS) this.summary.errors.push({ path, code, message })
+  }
+
+  /** Runs a create that fails with EEXIST on an existing name; with overwrite, replaces a non-directory once. */
+  private create (abs: Buffer, make: () => void): void {
+    try {
+      make()
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST' || this.options.overwrite !== true) throw err
+      if (lstatSync(abs).isDirectory()) throw err
+      unlinkSync(abs)
+      make()
+    }
+  }
+
+  private ensureParent (abs: Buffer): void {
+    this.ensureDir(abs.subarray(0, abs.lastIndexOf(0x2f)))
+  }
+
+  /**
+   * Makes `abs` and its missing parents below the target, one component at a time; an
+   * existing component must be a real directory (lstat), so nothing is written through a link.
+   */
+  private ensureDir (abs: Buffer): void {
+    const key = abs.toString('latin1')
+    if (this.checkedDirs.has(key)) return
+    this.ensureDir(abs.subarray(0, abs.lastIndexOf(0x2f)))
+    try {
+      mkdirSync(abs, { mode: 0o700 })
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
+      if (!lstatSync(abs).isDirectory()) throw new HoldfastError('RESTORE_PATH_UNSAFE', `${displayPath(abs)} exists and is not a directory`)
+    }
+    this.checkedDirs.add(key)
+  }
+
+  private async writeFile (abs: Buffer, e: StagedEntry, chunk: ChunkProvider): Promise<number> {
+    const flags = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW
+    let fd = -1
+    this.create(abs, () => { fd = openSync(abs, flags, 0o600) })
+    let position = 0
+    try {
+      for (let i = 0, index = 0; i < e.chunks.byteLength; i += CHUNK_ID_BYTES, index++) {
+        const plain = await chunk(index, e.chunks.subarray(i, i + CHUNK_ID_BYTES))
+        writeSparse(fd, plain, position)
+        position += plain.byteLength
+      }
+      ftruncateSync(fd, position) // sets the length when the file ends in a hole
+      if (position !== e.size) throw new HoldfastError('STORE_CORRUPT', `restored ${position} bytes, the entry says ${e.size}`)
+    } catch (err) {
+      // A file that cannot be restored whole is not left behind looking restored.
+      closeSync(fd)
+      try { unlinkSync(abs) } catch {}
+      throw err
+    }
+    closeSync(fd)
+    chmodSync(abs, e.mode & 0o7777)
+    utimesSync(abs, secondsOf(e.mtimeNs), secondsOf(e.mtimeNs))
+    return position
+  }
+}
+
+/** A ChunkProvider reading from the manager's store, re-hashing each chunk. */
+export function storeChunks (catalog: Catalog, packs: PackStore): ChunkProvider {
+  return async (_index, id) => {
+    const loc = catalog.chunkLocation(id)
+    if (loc === undefined) throw new HoldfastError('CHUNK_MISSING', `chunk ${toHex(id)} is not in the store`)
+    return verifyChunk(id, packs.read(loc), loc.rawlen)
+  }
+}
+
+export async function restoreSnapshot (catalog: Catalog, packs: PackStore, req: RestoreRequest): Promise<RestoreSummary> {
+  prepareTarget(req.target)
+  const filter = req.path === undefined ? undefined : pathFilter(req.path)
+  const sink = new RestoreSink({ target: req.target, signal: req.signal, onProgress: req.onProgress })
+  const chunks = storeChunks(catalog, packs)
+  let matched = 0
+  for (const e of catalog.treeAt(req.endpointId, req.snapshotId)) {
+    if (filter !== undefined && !filter(e)) continue
+    matched++
+    await sink.add(e, chunks)
+  }
+  if (filter !== undefined && matched === 0) throw new HoldfastError('PATH_NOT_FOUND', `no path '${req.path ?? ''}' in snapshot ${req.snapshotId}`)
+  return { snapshotId: req.snapshotId, ...sink.finish() }
 }
 
 const HOLE_BLOCK = 64 * 1024
@@ -165,7 +277,8 @@ const ZEROS = Buffer.alloc(HOLE_BLOCK)
  * Writes `data` at `position`, skipping 64 KiB blocks that are all zeros so they stay holes
  * (sparse files stay sparse where the filesystem allows); runs of data blocks go in one write.
  */
-function writeSparse (fd: number, data: Buffer, position: number): void {
+function writeSparse (fd: number, bytes: Uint8Array, position: number): void {
+  const data = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
   let runStart = -1
   const flush = (end: number): void => {
     if (runStart < 0) return
@@ -182,7 +295,8 @@ function writeSparse (fd: number, data: Buffer, position: number): void {
   flush(data.byteLength)
 }
 
-function prepareTarget (target: string): void {
+/** Makes `target` a new directory, or checks that it is an empty one. */
+export function prepareTarget (target: string): void {
   try {
     const st = statSync(target)
     if (!st.isDirectory()) throw new HoldfastError('RESTORE_TARGET_NOT_EMPTY', `restore target ${target} exists and is not a directory`)
@@ -193,7 +307,8 @@ function prepareTarget (target: string): void {
   }
 }
 
-function pathFilter (spec: string): (e: StagedEntry) => boolean {
+/** Selects "<folder>" or "<folder>/<path>" and what is under it. */
+export function pathFilter (spec: string): (e: StagedEntry) => boolean {
   const trimmed = spec.replace(/^\/+|\/+$/g, '')
   const slash = trimmed.indexOf('/')
   const folder = slash < 0 ? trimmed : trimmed.slice(0, slash)

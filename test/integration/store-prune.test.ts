@@ -117,10 +117,10 @@ class TestStore {
   }
 
   /** Restores a snapshot into a fresh directory and describes each folder's tree. */
-  restoreDescribe (endpointId: number, snapshotId: number): Map<string, TreeDescription> {
+  async restoreDescribe (endpointId: number, snapshotId: number): Promise<Map<string, TreeDescription>> {
     const target = mkdtempSync(join(tmpdir(), 'holdfast-prune-restore-'))
     try {
-      const r = restoreSnapshot(this.catalog, this.packs, { endpointId, snapshotId, target: join(target, 't') })
+      const r = await restoreSnapshot(this.catalog, this.packs, { endpointId, snapshotId, target: join(target, 't') })
       assert.deepEqual(r.errors, [], `restore of snapshot ${snapshotId}`)
       const out = new Map<string, TreeDescription>()
       if (!existsSync(join(target, 't'))) return out
@@ -305,12 +305,12 @@ function buildHistories (seed: number, counts: [number, number]): Built {
 }
 
 /** Every snapshot left restores to what it restored to before; returns how many were checked. */
-function assertTreesIntact (store: TestStore, built: Built, context: string): number {
+async function assertTreesIntact (store: TestStore, built: Built, context: string): Promise<number> {
   let n = 0
   for (const s of store.catalog.snapshots()) {
     const want = built.expected.get(s.id)
     assert.ok(want !== undefined, `${context}: snapshot ${s.id} is one of those committed`)
-    const diffs = treeDiffs(want, store.restoreDescribe(s.endpointId, s.id))
+    const diffs = treeDiffs(want, await store.restoreDescribe(s.endpointId, s.id))
     assert.deepEqual(diffs, [], `${context}: snapshot ${s.id} (${s.endpointName}) restores as before the prune`)
     n++
   }
@@ -500,7 +500,8 @@ describe('integration: prune (fold-preserving removal, reclaim, repack, dry run,
     s.push(store.commit(ep, [f('eph', v('eph'))], t(7)))
     s.push(store.commit(ep, [del('eph'), del('old'), del('tmp')], t(8)))
     s.push(store.commit(ep, [f('last', v('last'))], t(9)))
-    const before = new Map(s.slice(1).map(id => [id, store.restoreDescribe(ep, id)]))
+    const before = new Map<number, Map<string, TreeDescription>>()
+    for (const id of s.slice(1)) before.set(id, await store.restoreDescribe(ep, id))
     const keep = [s[2], s[4], s[6], s[9]]
     const remove = [s[1], s[3], s[5], s[7], s[8]]
 
@@ -528,7 +529,7 @@ describe('integration: prune (fold-preserving removal, reclaim, repack, dry run,
       [s[1], s[2], 3, 2], [s[3], s[4], 2, 1], [s[5], s[6], 2, 1], [s[7], s[9], 0, 1], [s[8], s[9], 2, 1]
     ])
     // every kept snapshot restores exactly as before
-    for (const id of keep) assert.deepEqual(treeDiffs(before.get(id) as Map<string, TreeDescription>, store.restoreDescribe(ep, id)), [], `snapshot ${id}`)
+    for (const id of keep) assert.deepEqual(treeDiffs(before.get(id) as Map<string, TreeDescription>, await store.restoreDescribe(ep, id)), [], `snapshot ${id}`)
     // a deleted file is restorable from the last kept snapshot that holds it
     assert.equal(store.catalog.lastSnapshotHolding(ep, 'home', Buffer.from('old')), s[2])
     assert.equal(store.catalog.lastSnapshotHolding(ep, 'home', Buffer.from('eph')), undefined)
@@ -542,7 +543,7 @@ describe('integration: prune (fold-preserving removal, reclaim, repack, dry run,
     const ids = (content: Buffer): Uint8Array[] => cut(content).map(c => chunkId(c))
     assert.equal(store.catalog.missingChunks(ids(v('f1', 3000))).length, 0)
     assert.equal(store.catalog.missingChunks(ids(v('f3', 3000))).length, ids(v('f3', 3000)).length)
-    for (const id of keep) assert.deepEqual(treeDiffs(before.get(id) as Map<string, TreeDescription>, store.restoreDescribe(ep, id)), [], `snapshot ${id} after reclaiming`)
+    for (const id of keep) assert.deepEqual(treeDiffs(before.get(id) as Map<string, TreeDescription>, await store.restoreDescribe(ep, id)), [], `snapshot ${id} after reclaiming`)
     assertConsistent(store, 'after reclaiming')
     await assertVerifies(store, 'after reclaiming')
   })
@@ -554,7 +555,7 @@ describe('integration: prune (fold-preserving removal, reclaim, repack, dry run,
       stores.push(store)
       const [alpha, bravo] = built.endpoints
       // the harness restores what the model says, before any prune
-      for (const e of built.endpoints) for (const sn of e.snapshots) assert.deepEqual(treeDiffs(built.expected.get(sn.id) as Map<string, TreeDescription>, store.restoreDescribe(e.id, sn.id)), [], `seed ${seed}: snapshot ${sn.id} before prune`)
+      for (const e of built.endpoints) for (const sn of e.snapshots) assert.deepEqual(treeDiffs(built.expected.get(sn.id) as Map<string, TreeDescription>, await store.restoreDescribe(e.id, sn.id)), [], `seed ${seed}: snapshot ${sn.id} before prune`)
       const globalRules: RetentionRules = { keepLast: 2, keepDaily: 3, keepWeekly: 1 }
       store.catalog.setRetentionPolicy(0, { rules: globalRules }, 0)
       store.catalog.setRetentionPolicy(bravo.id, { rules: { keepLast: 4 } }, 0)
@@ -567,7 +568,7 @@ describe('integration: prune (fold-preserving removal, reclaim, repack, dry run,
       assert.deepEqual(store.catalog.snapshots(bravo.id).map(x => x.id), wantBravo.slice(-4))
       assert.ok(wantAlpha.length < alpha.snapshots.length && wantAlpha.length >= 3)
       assert.equal(r.snapshots.removed, alpha.snapshots.length + bravo.snapshots.length - wantAlpha.length - wantBravo.length)
-      assert.equal(assertTreesIntact(store, built, `seed ${seed}`), wantAlpha.length + wantBravo.length)
+      assert.equal(await assertTreesIntact(store, built, `seed ${seed}`), wantAlpha.length + wantBravo.length)
       assertConsistent(store, `seed ${seed}`)
       // threshold 0: every dead chunk is gone, every chunk left is used, every pack is named
       assert.equal(unreferencedChunkRows(store), 0)
@@ -583,7 +584,7 @@ describe('integration: prune (fold-preserving removal, reclaim, repack, dry run,
       assert.deepEqual([again.snapshots.removed, again.versions.dropped, again.versions.moved, again.chunks.dead, again.bytes.reclaimed], [0, 0, 0, 0, 0])
       // restores survive a restart too (recovery finds nothing to do)
       assert.deepEqual(store.reopen(), { removedPacks: [], truncatedBytes: 0 })
-      assertTreesIntact(store, built, `seed ${seed} after restart`)
+      await assertTreesIntact(store, built, `seed ${seed} after restart`)
     }
   })
 
@@ -614,7 +615,7 @@ describe('integration: prune (fold-preserving removal, reclaim, repack, dry run,
     assert.equal(store.catalog.snapshots(alpha.id).length, alpha.snapshots.length, 'alpha is held')
     assert.deepEqual(store.catalog.snapshots(bravo.id).map(x => x.id), young)
     assert.deepEqual(partly.endpoints.find(e => e.endpoint === 'bravo')?.snapshots.slice(0, 3).map(sn => sn.reasons), [['newest', 'last', 'min-age'], ['min-age'], []])
-    assertTreesIntact(store, built, 'hold and min-age')
+    await assertTreesIntact(store, built, 'hold and min-age')
     await assertVerifies(store, 'hold and min-age')
   })
 
@@ -641,7 +642,7 @@ describe('integration: prune (fold-preserving removal, reclaim, repack, dry run,
     const b2 = Buffer.concat([b.subarray(0, 12 * CHUNK), rng.bytes(3 * CHUNK)])
     const c2 = Buffer.concat([c.subarray(0, 19 * CHUNK), rng.bytes(CHUNK)])
     const last = store.commit(ep, [{ folder: 'home', path: 'a', type: 'deleted' }, file('b', b2), file('c', c2)], 4)
-    const before = store.restoreDescribe(ep, last)
+    const before = await store.restoreDescribe(ep, last)
     store.catalog.setRetentionPolicy(0, { rules: { keepLast: 1 } }, 0)
 
     const dry = await prune(store.catalog, store.packs, { now: 10, dryRun: true })
@@ -655,7 +656,7 @@ describe('integration: prune (fold-preserving removal, reclaim, repack, dry run,
     assert.ok(movedTo.length === 1 && movedTo[0] !== pb[0], 'b\'s live chunks now live in a new pack')
     // the dead chunk of c stays in the index (a later pull may use it again), and on disk
     assert.equal(store.catalog.missingChunks([chunkId(c.subarray(19 * CHUNK))]).length, 0)
-    assert.deepEqual(treeDiffs(before, store.restoreDescribe(ep, last)), [])
+    assert.deepEqual(treeDiffs(before, await store.restoreDescribe(ep, last)), [])
     await assertVerifies(store, 'after repack')
     const liveRecords = cut(b2.subarray(0, 12 * CHUNK)).reduce((n, p) => n + 40 + (store.catalog.chunkLocation(chunkId(p))?.clen ?? 0), 0)
     assert.equal(r.bytes.copied, liveRecords, 'copied: the live records of b\'s pack')
@@ -669,7 +670,7 @@ describe('integration: prune (fold-preserving removal, reclaim, repack, dry run,
     const low = await prune(store.catalog, store.packs, { now: 10, repackThreshold: 0.04 })
     assert.deepEqual([low.snapshots.removed, low.packs.repacked, low.chunks.reclaimed, low.chunks.left], [0, 1, 1, 0])
     assert.equal(store.catalog.missingChunks([chunkId(c.subarray(19 * CHUNK))]).length, 1)
-    assert.deepEqual(treeDiffs(before, store.restoreDescribe(ep, last)), [])
+    assert.deepEqual(treeDiffs(before, await store.restoreDescribe(ep, last)), [])
     await assertVerifies(store, 'after the second repack')
     // packs nothing names (an interrupted pull's) go too
     store.packs.finishPack()
@@ -704,7 +705,7 @@ describe('integration: prune (fold-preserving removal, reclaim, repack, dry run,
     const real = await prune(store.catalog, store.packs, { now: built.now, utc: true })
     assert.deepEqual([real.snapshots, real.versions, real.chunks.dead, real.chunks.reclaimed, real.packs.deleted, real.packs.repacked], [dry.snapshots, dry.versions, dry.chunks.dead, dry.chunks.reclaimed, dry.packs.deleted, dry.packs.repacked])
     assert.deepEqual(real.endpoints.map(e => e.snapshots.map(sn => [sn.id, sn.keep, sn.mergedInto])), dry.endpoints.map(e => e.snapshots.map(sn => [sn.id, sn.keep, sn.mergedInto])))
-    assertTreesIntact(store, built, 'after the real run')
+    await assertTreesIntact(store, built, 'after the real run')
   })
 
   it('kill -9 at every kind of step of a prune, and at random times: after recovery every snapshot left restores as before and verify passes', async function () {
@@ -769,12 +770,12 @@ describe('integration: prune (fold-preserving removal, reclaim, repack, dry run,
         assertConsistent(store, context)
         const left = store.catalog.snapshots().map(x => x.id)
         for (const id of refKept) assert.ok(left.includes(id), `${context}: kept snapshot ${id} is still there`)
-        assertTreesIntact(store, built, context)
+        await assertTreesIntact(store, built, context)
         await assertVerifies(store, context)
         // a second prune finishes the job: the same snapshots as the uninterrupted run
         await prune(store.catalog, store.packs, { now: built.now, utc: true })
         assert.deepEqual(store.catalog.snapshots().map(x => x.id), refKept, `${context}: the next prune ends where an uninterrupted one does`)
-        assertTreesIntact(store, built, `${context}, pruned again`)
+        await assertTreesIntact(store, built, `${context}, pruned again`)
         await assertVerifies(store, `${context}, pruned again`)
         store.close()
       }

@@ -93,8 +93,8 @@ class Store {
     return { snapshotId, appended: chunks.length }
   }
 
-  restore (endpointId: number, snapshotId: number, target: string, path?: string): RestoreSummary {
-    return restoreSnapshot(this.catalog, this.packs, path === undefined ? { endpointId, snapshotId, target } : { endpointId, snapshotId, target, path })
+  async restore (endpointId: number, snapshotId: number, target: string, path?: string): Promise<RestoreSummary> {
+    return await restoreSnapshot(this.catalog, this.packs, path === undefined ? { endpointId, snapshotId, target } : { endpointId, snapshotId, target, path })
   }
 
   dispose (): void {
@@ -144,8 +144,8 @@ function perm (path: string | Buffer): number {
   return lstatSync(path).mode & 0o7777
 }
 
-function assertThrowsCode (fn: () => unknown, code: string): void {
-  assert.throws(fn, (err: unknown) => {
+async function assertThrowsCodeAsync (fn: () => Promise<unknown>, code: string): Promise<void> {
+  await assert.rejects(fn, (err: unknown) => {
     assert.ok(err instanceof HoldfastError, `expected HoldfastError ${code}, got ${String(err)}`)
     assert.equal(err.code, code)
     return true
@@ -172,7 +172,7 @@ describe('integration: store (packs, catalog, restore)', function () {
     for (const d of dirs.splice(0)) removeTree(d)
   })
 
-  it('restores two snapshots of one endpoint bit-exact, with modes, mtimes, symlinks, empty dirs and deletions', () => {
+  it('restores two snapshots of one endpoint bit-exact, with modes, mtimes, symlinks, empty dirs and deletions', async () => {
     // packs of 8 KiB: the files below span several packs
     const store = newStore(8 * 1024)
     const ep = store.catalog.touchEndpoint('12D3KooWEndpointOne', 'laptop', 1)
@@ -212,8 +212,8 @@ describe('integration: store (packs, catalog, restore)', function () {
 
     const t1 = join(newDir(), 'restore-1') // absent: restore creates it
     const t2 = newDir() // present and empty
-    const r1 = store.restore(ep, s1.snapshotId, t1)
-    const r2 = store.restore(ep, s2.snapshotId, t2)
+    const r1 = await store.restore(ep, s1.snapshotId, t1)
+    const r2 = await store.restore(ep, s2.snapshotId, t2)
     assert.deepEqual(r1.errors, [])
     assert.deepEqual(r2.errors, [])
     assert.equal(r1.files, 7)
@@ -272,7 +272,7 @@ describe('integration: store (packs, catalog, restore)', function () {
     assert.deepEqual(readFileSync(rawPath(t2)), raw)
   })
 
-  it('stores a chunk two endpoints share once', () => {
+  it('stores a chunk two endpoints share once', async () => {
     const store = newStore()
     const epA = store.catalog.touchEndpoint('12D3KooWAlpha', 'alpha', 1)
     const epB = store.catalog.touchEndpoint('12D3KooWBravo', 'bravo', 2)
@@ -313,33 +313,33 @@ describe('integration: store (packs, catalog, restore)', function () {
     // both endpoints restore the shared bytes
     const ta = newDir()
     const tb = newDir()
-    assert.deepEqual(store.restore(epA, a.snapshotId, ta).errors, [])
-    assert.deepEqual(store.restore(epB, again.snapshotId, tb).errors, [])
+    assert.deepEqual((await store.restore(epA, a.snapshotId, ta)).errors, [])
+    assert.deepEqual((await store.restore(epB, again.snapshotId, tb)).errors, [])
     assert.deepEqual(readFileSync(join(ta, 'downloads', 'installer.bin')), shared)
     assert.deepEqual(readFileSync(join(tb, 'stuff', 'copy-of-installer.bin')), shared)
     assert.deepEqual(readFileSync(join(tb, 'stuff', 'third.bin')), shared)
     assert.equal(existsSync(join(tb, 'stuff', 'ignored.bin')), false)
   })
 
-  it('refuses to restore into a non-empty target and writes nothing', () => {
+  it('refuses to restore into a non-empty target and writes nothing', async () => {
     const store = newStore()
     const ep = store.catalog.touchEndpoint('12D3KooWTarget', '', 1)
     const s = store.commit(ep, [{ path: 'file.txt', type: 'file', content: Buffer.from('payload') }])
     const target = newDir()
     writeFileSync(join(target, 'keep.txt'), 'precious')
     mkdirSync(join(target, 'home'))
-    assertThrowsCode(() => store.restore(ep, s.snapshotId, target), 'RESTORE_TARGET_NOT_EMPTY')
+    await assertThrowsCodeAsync(async () => await store.restore(ep, s.snapshotId, target), 'RESTORE_TARGET_NOT_EMPTY')
     assert.deepEqual(listTree(target), ['d home', 'f keep.txt'])
     assert.equal(readFileSync(join(target, 'keep.txt'), 'utf8'), 'precious')
 
     // a target that is a file is refused too, and left alone
     const file = join(newDir(), 'a-file')
     writeFileSync(file, 'not a directory')
-    assertThrowsCode(() => store.restore(ep, s.snapshotId, file), 'RESTORE_TARGET_NOT_EMPTY')
+    await assertThrowsCodeAsync(async () => await store.restore(ep, s.snapshotId, file), 'RESTORE_TARGET_NOT_EMPTY')
     assert.equal(readFileSync(file, 'utf8'), 'not a directory')
   })
 
-  it('skips hostile paths as RESTORE_PATH_UNSAFE and writes nothing outside the target', () => {
+  it('skips hostile paths as RESTORE_PATH_UNSAFE and writes nothing outside the target', async () => {
     const store = newStore()
     const ep = store.catalog.touchEndpoint('12D3KooWHostile', 'mallory', 1)
     const sandbox = newDir()
@@ -376,7 +376,7 @@ describe('integration: store (packs, catalog, restore)', function () {
     ]
     const s = store.commit(ep, [...hostile, ...safe], { folder: 'docs' })
     const before = listTree(sandbox)
-    const summary = store.restore(ep, s.snapshotId, target)
+    const summary = await store.restore(ep, s.snapshotId, target)
 
     const expectedUnsafe = hostile.map(h => {
       const { entry } = entryOf(h, 'docs')
@@ -399,7 +399,7 @@ describe('integration: store (packs, catalog, restore)', function () {
     assert.ok(lstatSync(join(target, 'docs', 'link')).isDirectory())
   })
 
-  it('reports a flipped byte in a pack as CHUNK_HASH_MISMATCH and never writes the wrong bytes', () => {
+  it('reports a flipped byte in a pack as CHUNK_HASH_MISMATCH and never writes the wrong bytes', async () => {
     const store = newStore(1024 * 1024)
     const ep = store.catalog.touchEndpoint('12D3KooWFlip', '', 1)
     const f1 = randomBytes(3 * CHUNK)
@@ -422,7 +422,7 @@ describe('integration: store (packs, catalog, restore)', function () {
     assert.equal(readFileSync(packFile)[at], flipped[0])
 
     const target = newDir()
-    const summary = store.restore(ep, s.snapshotId, target)
+    const summary = await store.restore(ep, s.snapshotId, target)
     assert.deepEqual(summary.errors.map(e => [e.path, e.code]), [['home/f1', 'CHUNK_HASH_MISMATCH']])
     // the good files are restored
     assert.deepEqual(readFileSync(join(target, 'home', 'f2')), f2)
@@ -431,7 +431,7 @@ describe('integration: store (packs, catalog, restore)', function () {
     assert.equal(existsSync(join(target, 'home', 'f1')), false, 'no partial file under the real name')
   })
 
-  it('reports a truncated pack as STORE_CORRUPT, a missing pack as STORE_CORRUPT, a missing chunk as CHUNK_MISSING', () => {
+  it('reports a truncated pack as STORE_CORRUPT, a missing pack as STORE_CORRUPT, a missing chunk as CHUNK_MISSING', async () => {
     const store = newStore(1024 * 1024)
     const ep = store.catalog.touchEndpoint('12D3KooWTrunc', '', 1)
     const early = randomBytes(2 * CHUNK)
@@ -450,7 +450,7 @@ describe('integration: store (packs, catalog, restore)', function () {
     truncateSync(pack, lastLoc.offset + 10)
 
     const target = newDir()
-    const summary = store.restore(ep, s.snapshotId, target)
+    const summary = await store.restore(ep, s.snapshotId, target)
     assert.deepEqual(summary.errors.map(e => [e.path, e.code]), [['home/last', 'STORE_CORRUPT']])
     assert.deepEqual(readFileSync(join(target, 'home', 'early')), early)
 
@@ -458,7 +458,7 @@ describe('integration: store (packs, catalog, restore)', function () {
     const reopened = new PackStore(store.packs.dir)
     try {
       unlinkSync(pack)
-      const gone = restoreSnapshot(store.catalog, reopened, { endpointId: ep, snapshotId: s.snapshotId, target: newDir() })
+      const gone = await restoreSnapshot(store.catalog, reopened, { endpointId: ep, snapshotId: s.snapshotId, target: newDir() })
       assert.deepEqual(gone.errors.map(e => [e.path, e.code]).sort(), [['home/early', 'STORE_CORRUPT'], ['home/last', 'STORE_CORRUPT']])
     } finally {
       reopened.close()
@@ -469,11 +469,11 @@ describe('integration: store (packs, catalog, restore)', function () {
     const { entry } = entryOf({ path: 'ghost', type: 'file', content: ghost }, 'home')
     const snap = store.catalog.commitSnapshot({ endpointId: ep, setId: 99, sealedAt: 1, committedAt: 2, entries: [entry], chunks: [] })
     const t3 = newDir()
-    const missing = restoreSnapshot(store.catalog, store.packs, { endpointId: ep, snapshotId: snap, target: t3, path: 'home/ghost' })
+    const missing = await restoreSnapshot(store.catalog, store.packs, { endpointId: ep, snapshotId: snap, target: t3, path: 'home/ghost' })
     assert.deepEqual(missing.errors.map(e => [e.path, e.code]), [['home/ghost', 'CHUNK_MISSING']])
   })
 
-  it('restores one subtree or one file, and reports a path that is not there as PATH_NOT_FOUND', () => {
+  it('restores one subtree or one file, and reports a path that is not there as PATH_NOT_FOUND', async () => {
     const store = newStore()
     const ep = store.catalog.touchEndpoint('12D3KooWSubtree', '', 1)
     const s1 = store.commit(ep, [
@@ -491,7 +491,7 @@ describe('integration: store (packs, catalog, restore)', function () {
     const s2 = store.commit(ep, [{ path: 'gone.txt', type: 'deleted' }], { folder: 'folder' })
 
     const t = newDir()
-    const r = store.restore(ep, s2.snapshotId, t, 'folder/sub')
+    const r = await store.restore(ep, s2.snapshotId, t, 'folder/sub')
     assert.deepEqual(r.errors, [])
     assert.deepEqual(listTree(t).sort(), ['d folder', 'd folder/sub', 'd folder/sub/deeper', 'f folder/sub/deeper/y.txt', 'l folder/sub/link', 'f folder/sub/x.txt'].sort())
     assert.equal(readFileSync(join(t, 'folder', 'sub', 'x.txt'), 'utf8'), 'x')
@@ -499,31 +499,31 @@ describe('integration: store (packs, catalog, restore)', function () {
 
     // leading and trailing slashes name the same subtree
     const tSlash = newDir()
-    assert.deepEqual(store.restore(ep, s2.snapshotId, tSlash, '/folder/sub/').errors, [])
+    assert.deepEqual((await store.restore(ep, s2.snapshotId, tSlash, '/folder/sub/')).errors, [])
     assert.deepEqual(listTree(tSlash).sort(), listTree(t).sort())
 
     const tFile = newDir()
-    store.restore(ep, s2.snapshotId, tFile, 'folder/sub/deeper/y.txt')
+    await store.restore(ep, s2.snapshotId, tFile, 'folder/sub/deeper/y.txt')
     assert.deepEqual(listTree(tFile).sort(), ['d folder', 'd folder/sub', 'd folder/sub/deeper', 'f folder/sub/deeper/y.txt'].sort())
 
     const tFolder = newDir()
-    store.restore(ep, s2.snapshotId, tFolder, 'folder')
+    await store.restore(ep, s2.snapshotId, tFolder, 'folder')
     assert.ok(listTree(tFolder).every(p => / folder(\/|$)/.test(p)), 'nothing from the other folder')
     assert.ok(listTree(tFolder).includes('f folder/subway.txt'))
     assert.ok(!listTree(tFolder).includes('f folder/gone.txt'))
 
     for (const missing of ['folder/nope', 'folder/su', 'nofolder', 'folder/gone.txt', 'folder/sub/x.txt/more']) {
       const dir = newDir()
-      assertThrowsCode(() => store.restore(ep, s2.snapshotId, dir, missing), 'PATH_NOT_FOUND')
+      await assertThrowsCodeAsync(async () => await store.restore(ep, s2.snapshotId, dir, missing), 'PATH_NOT_FOUND')
       assert.deepEqual(readdirSync(dir), [], `nothing written for ${missing}`)
     }
     // the deleted file is still there in the snapshot before its deletion
     const tOld = newDir()
-    store.restore(ep, s1.snapshotId, tOld, 'folder/gone.txt')
+    await store.restore(ep, s1.snapshotId, tOld, 'folder/gone.txt')
     assert.equal(readFileSync(join(tOld, 'folder', 'gone.txt'), 'utf8'), 'soon deleted')
   })
 
-  it('folds versions across snapshots: newest wins, deletion hides, re-creation shows again', () => {
+  it('folds versions across snapshots: newest wins, deletion hides, re-creation shows again', async () => {
     const store = newStore()
     const ep = store.catalog.touchEndpoint('12D3KooWFold', '', 1)
     const other = store.catalog.touchEndpoint('12D3KooWOther', '', 1)
@@ -563,15 +563,15 @@ describe('integration: store (packs, catalog, restore)', function () {
     assert.deepEqual(view(s3, other), view(o1, other))
 
     // and a restore of each snapshot shows the same fold on disk
-    const contents = (snap: number): Record<string, string> => {
+    const contents = async (snap: number): Promise<Record<string, string>> => {
       const t = newDir()
-      assert.deepEqual(store.restore(ep, snap, t).errors, [])
+      assert.deepEqual((await store.restore(ep, snap, t)).errors, [])
       const out: Record<string, string> = {}
       for (const p of listTree(t)) if (p.startsWith('f ')) out[p.slice(2)] = readFileSync(join(t, p.slice(2)), 'utf8')
       return out
     }
-    assert.deepEqual(contents(s1), { 'home/p': 'p1', 'home/q': 'q1', 'home/r': 'r1' })
-    assert.deepEqual(contents(s2), { 'home/p': 'p2!', 'home/r': 'r1' })
-    assert.deepEqual(contents(s3), { 'home/p': 'p2!', 'home/q': 'q3!!', 'home/s': 's3' })
+    assert.deepEqual(await contents(s1), { 'home/p': 'p1', 'home/q': 'q1', 'home/r': 'r1' })
+    assert.deepEqual(await contents(s2), { 'home/p': 'p2!', 'home/r': 'r1' })
+    assert.deepEqual(await contents(s3), { 'home/p': 'p2!', 'home/q': 'q3!!', 'home/s': 's3' })
   })
 })

@@ -97,7 +97,7 @@ export class Manager {
       ...storeAdminHandlers(this.catalog, this.packs, { exclusive: async (fn) => await this.storeLock.write(fn), shared: async (fn) => await this.storeLock.read(fn) }),
       peers: async () => this.peerList(),
       snapshots: async (args) => this.catalog.snapshots(args.endpoint === undefined ? undefined : this.catalog.findEndpoint(String(args.endpoint)).id),
-      restore: async (args, ctx) => this.restore(args, ctx.progress, ctx.signal),
+      restore: async (args, ctx) => await this.restore(args, ctx.progress, ctx.signal),
       'backup-now': async (args, ctx) => await this.backupNow(args, ctx.progress, ctx.signal),
       status: async () => ({ peerId: this.peerId, name: this.config.name, listen: node.getMultiaddrs().map(String), mdns: this.discovery?.mdnsEnabled ?? false, peers: this.peers.all().length, snapshots: this.catalog.snapshotCount(), storedBytes: this.catalog.storedBytes() })
     }, this.log)
@@ -202,7 +202,7 @@ export class Manager {
     return await this.runRound({ respectBackoff: false, signal, progress })
   }
 
-  private restore (args: Record<string, unknown>, progress: (p: unknown) => void, signal: AbortSignal): RestoreSummary {
+  private async restore (args: Record<string, unknown>, progress: (p: unknown) => void, signal: AbortSignal): Promise<RestoreSummary> {
     if (typeof args.endpoint !== 'string') throw new HoldfastError('ADMIN_BAD_REQUEST', 'restore needs an endpoint')
     if (typeof args.target !== 'string' || !isAbsolute(args.target)) throw new HoldfastError('ADMIN_BAD_REQUEST', 'restore needs an absolute target directory')
     const endpoint = this.catalog.findEndpoint(args.endpoint)
@@ -214,14 +214,14 @@ export class Manager {
     const path = typeof args.path === 'string' ? args.path : undefined
     const request = { endpointId: endpoint.id, snapshotId, path, target: args.target, signal, onProgress: (p: unknown) => { progress(p) } }
     try {
-      return restoreSnapshot(this.catalog, this.packs, request)
+      return await restoreSnapshot(this.catalog, this.packs, request)
     } catch (err) {
       // A path deleted since: without an explicit snapshot, restore its last version.
       if (!isHoldfastError(err, 'PATH_NOT_FOUND') || chosen || path === undefined) throw err
       const [folder, ...rest] = path.replace(/^\/+|\/+$/g, '').split('/')
       const last = this.catalog.lastSnapshotHolding(endpoint.id, folder, rest.length === 0 ? undefined : Buffer.from(rest.join('/')))
       if (last === undefined) throw err
-      return restoreSnapshot(this.catalog, this.packs, { ...request, snapshotId: last })
+      return await restoreSnapshot(this.catalog, this.packs, { ...request, snapshotId: last })
     }
   }
 

@@ -16,7 +16,7 @@ import { HOLDFAST_VERSION } from '../version.js'
 import type { Command } from './command.js'
 import { parseAt, storeCommands } from './commands/store.js'
 import { defaultDataDir, print, socketHelp, socketOptions, socketPath } from './socket.js'
-import type { PeerListRow, RoundResult } from '../roles/manager/manager.js'
+import type { EndpointRestoreSummary, PeerListRow, RoundResult } from '../roles/manager/manager.js'
 import type { SnapshotRow } from '../store/catalog.js'
 import type { RestoreSummary } from '../store/restore.js'
 import type { AgentStatus } from '../roles/agent/agent.js'
@@ -149,17 +149,28 @@ and the folders to protect.
     }
   },
   restore: {
-    summary: 'restore an endpoint\'s files from the store into a directory',
+    summary: 'restore an endpoint\'s files from the store into a directory, or back onto the endpoint',
     usage: `holdfast restore --endpoint PEER|NAME --target DIR [--snapshot ID | --at TIME] [--path FOLDER[/PATH]] [options]
+holdfast restore --endpoint PEER|NAME --to-endpoint [--overwrite] [--snapshot ID | --at TIME] [--path FOLDER[/PATH]] [options]
 
 Writes the endpoint's tree as of the snapshot (default: its latest; --at: the newest committed
 at or before TIME, an ISO date or date-time) under DIR/<folder>/... DIR must be empty or not
 exist. A --path deleted since is restored from its last version unless a snapshot is given.
+
+  --to-endpoint   push the files to the endpoint itself (it must be online); the agent
+                  writes them under its agent.restoreDir, in <restoreDir>/<label>/<folder>/...
+                  (label: restore-<snapshot>-<time>), never outside it
+  --overwrite     with --to-endpoint: replace files that exist there already
 ${SOCKET_HELP}`,
-    options: { ...socketOptions, endpoint: { type: 'string' }, target: { type: 'string' }, snapshot: { type: 'string' }, at: { type: 'string' }, path: { type: 'string' } },
+    options: { ...socketOptions, endpoint: { type: 'string' }, target: { type: 'string' }, snapshot: { type: 'string' }, at: { type: 'string' }, path: { type: 'string' }, 'to-endpoint': { type: 'boolean' }, overwrite: { type: 'boolean' } },
     run: async (values) => {
-      if (typeof values.endpoint !== 'string' || typeof values.target !== 'string') throw new HoldfastError('ADMIN_BAD_REQUEST', 'restore needs --endpoint and --target')
-      const args: Record<string, unknown> = { endpoint: values.endpoint, target: resolve(values.target) }
+      const toEndpoint = values['to-endpoint'] === true
+      if (typeof values.endpoint !== 'string') throw new HoldfastError('ADMIN_BAD_REQUEST', 'restore needs --endpoint')
+      if (toEndpoint === (typeof values.target === 'string')) throw new HoldfastError('ADMIN_BAD_REQUEST', 'restore needs --target DIR or --to-endpoint (one of them)')
+      if (values.overwrite === true && !toEndpoint) throw new HoldfastError('ADMIN_BAD_REQUEST', '--overwrite goes with --to-endpoint (a --target directory must be empty)')
+      const args: Record<string, unknown> = { endpoint: values.endpoint }
+      if (typeof values.target === 'string') args.target = resolve(values.target)
+      if (toEndpoint) { args.toEndpoint = true; args.overwrite = values.overwrite === true }
       if (values.snapshot !== undefined && values.at !== undefined) throw new HoldfastError('ADMIN_BAD_REQUEST', 'give --snapshot or --at, not both')
       if (values.snapshot !== undefined) args.snapshot = Number(values.snapshot)
       if (typeof values.at === 'string') args.at = parseAt(values.at)
@@ -167,13 +178,16 @@ ${SOCKET_HELP}`,
       const summary = await adminCall(socketPath(values, 'manager'), 'restore', args, {
         timeoutMs: 24 * 3600_000,
         onProgress: p => { if (values.json !== true && process.stderr.isTTY) process.stderr.write(`\r${(p as { files: number }).files} files, ${bytes((p as { bytes: number }).bytes)}`) }
-      }) as RestoreSummary
+      }) as RestoreSummary | EndpointRestoreSummary
       if (values.json !== true && process.stderr.isTTY) process.stderr.write('\n')
+      const where = 'label' in summary ? `onto ${shortId(summary.endpoint)} under its restore directory, in ${summary.label}` : `into ${String(args.target)}`
+      const omitted = 'label' in summary ? summary.errorsOmitted : 0
       print(values, summary, () => [
-        `restored snapshot ${summary.snapshotId} into ${String(args.target)}: ${summary.files} files, ${summary.dirs} directories, ${summary.symlinks} symlinks, ${bytes(summary.bytes)} in ${(summary.ms / 1000).toFixed(1)} s`,
-        ...summary.errors.map(e => `  error: ${e.path}: ${e.code}: ${e.message}`)
+        `restored snapshot ${summary.snapshotId} ${where}: ${summary.files} files, ${summary.dirs} directories, ${summary.symlinks} symlinks, ${bytes(summary.bytes)} in ${(summary.ms / 1000).toFixed(1)} s`,
+        ...summary.errors.map(e => `  error: ${e.path}: ${e.code}: ${e.message}`),
+        ...(omitted > 0 ? [`  … and ${omitted} more errors`] : [])
       ].join('\n'))
-      return summary.errors.length === 0 ? 0 : 1
+      return summary.errors.length === 0 && omitted === 0 ? 0 : 1
     }
   },
   'backup-now': {

@@ -39,6 +39,11 @@ export interface AgentConfig {
    */
   watch: WatchMode
   watchMaxEntries: number
+  /**
+   * Where restores pushed by the manager are written, as `<restoreDir>/<label>/<folder>/<path>`
+   * (absolute; default `<dataDir>/restores`). Nothing is written outside it.
+   */
+  restoreDir: string
 }
 
 export interface ManagerConfig {
@@ -93,7 +98,7 @@ const SHAPE: Shape = {
   mdns: { enabled: 'boolean', queryIntervalSeconds: 'number' },
   staticPeers: 'string[]',
   adminSocket: 'string',
-  agent: { folders: 'folders', scanIntervalSeconds: 'number', settleSeconds: 'number', maxUploadBytesPerSecond: 'number', workers: 'number', spoolCapBytes: 'number', watch: 'string', watchMaxEntries: 'number' },
+  agent: { folders: 'folders', scanIntervalSeconds: 'number', settleSeconds: 'number', maxUploadBytesPerSecond: 'number', workers: 'number', spoolCapBytes: 'number', watch: 'string', watchMaxEntries: 'number', restoreDir: 'string' },
   manager: { pullIntervalSeconds: 'number', bandwidthBytesPerSecond: 'number' }
 }
 
@@ -160,7 +165,8 @@ export function resolveConfig (input: unknown, baseDir = process.cwd()): Holdfas
       workers: raw.agent?.workers ?? 0,
       spoolCapBytes: raw.agent?.spoolCapBytes ?? 0,
       watch: raw.agent?.watch ?? 'auto',
-      watchMaxEntries: raw.agent?.watchMaxEntries ?? 50_000
+      watchMaxEntries: raw.agent?.watchMaxEntries ?? 50_000,
+      restoreDir: raw.agent?.restoreDir === undefined ? join(dataDir, 'restores') : resolve(baseDir, raw.agent.restoreDir)
     },
     manager: {
       pullIntervalSeconds: raw.manager?.pullIntervalSeconds ?? 60,
@@ -182,6 +188,7 @@ export function resolveConfig (input: unknown, baseDir = process.cwd()): Holdfas
     if (value < min) throw new HoldfastError('CONFIG_INVALID', `config key '${key}' must be at least ${min}`)
   }
   if (!['auto', 'events', 'scan'].includes(config.agent.watch)) throw new HoldfastError('CONFIG_INVALID', `agent.watch must be 'auto', 'events' or 'scan', not '${config.agent.watch}'`)
+  if (raw.agent?.restoreDir !== undefined && (raw.agent.restoreDir === '' || raw.agent.restoreDir.includes('\0'))) throw new HoldfastError('CONFIG_INVALID', 'agent.restoreDir must be a directory path')
   if (role === 'agent' && !isAbsolute(config.dataDir)) throw new HoldfastError('CONFIG_INVALID', 'dataDir must resolve to an absolute path')
   return config
 }

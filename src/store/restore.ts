@@ -15,6 +15,7 @@
  * corrupt source is reported rather than restored.
  */
 import { closeSync, constants, lutimesSync, mkdirSync, openSync, readdirSync, symlinkSync, utimesSync, writeSync, chmodSync, statSync, lstatSync, unlinkSync, ftruncateSync, linkSync } from 'node:fs'
+import { join } from 'node:path'
 import { CHUNK_ID_BYTES, displayPath, isSafeRelativePath, toHex, type StagedEntry } from '../model/entry.js'
 import { verifyChunk } from '../codec/chunk-codec.js'
 import { HoldfastError } from '../util/errors.js'
@@ -91,7 +92,7 @@ export class RestoreSink {
   private readonly started = Date.now()
   private readonly summary: SinkSummary = { files: 0, dirs: 0, symlinks: 0, other: 0, bytes: 0, ms: 0, errors: [] }
   private errorCount = 0
-  private readonly target: Buffer
+  private readonly targetBytes: Buffer
   private readonly dirs: Array<{ abs: Buffer, e: StagedEntry }> = []
   private readonly links: Array<{ abs: Buffer, e: StagedEntry }> = []
   /** Directories known to be real directories made or checked by this restore. */
@@ -99,8 +100,8 @@ export class RestoreSink {
   private readonly linkGroups = new Map<string, { abs: Buffer, size: number, chunks: Uint8Array }>()
 
   constructor (private readonly options: RestoreSinkOptions) {
-    this.target = Buffer.from(options.target)
-    this.checkedDirs.add(this.target.toString('latin1'))
+    this.targetBytes = Buffer.from(options.target)
+    this.checkedDirs.add(this.targetBytes.toString('latin1'))
   }
 
   /** Whether `add` would hard-link this file to one already written (it then needs no data). */
@@ -122,7 +123,7 @@ export class RestoreSink {
       this.error(shown, 'RESTORE_PATH_UNSAFE', 'path is absolute or leaves its folder; skipped')
       return
     }
-    const abs = Buffer.concat([this.target, SLASH, Buffer.from(e.folder), SLASH, e.path])
+    const abs = Buffer.concat([this.targetBytes, SLASH, Buffer.from(e.folder), SLASH, e.path])
     try {
       if (e.type === 'dir') {
         this.ensureDir(abs)
@@ -181,6 +182,8 @@ export class RestoreSink {
   }
 
   get errors (): number { return this.errorCount }
+
+  get target (): string { return this.options.target }
 
   private error (path: string, code: string, message: string): void {
     this.errorCount++
@@ -293,6 +296,25 @@ function writeSparse (fd: number, bytes: Uint8Array, position: number): void {
     else if (runStart < 0) runStart = off
   }
   flush(data.byteLength)
+}
+
+/**
+ * A sink for a restore pushed onto an endpoint: `<root>/<label>`, a new directory unless
+ * `overwrite` (then an existing one is written into, replacing files). `label` must be one
+ * plain path component.
+ */
+export function openRestoreDir (root: string, label: string, overwrite: boolean, signal?: AbortSignal): RestoreSink {
+  if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/.test(label)) throw new HoldfastError('RESTORE_PATH_UNSAFE', `restore label '${label}' is not a plain name`)
+  mkdirSync(root, { recursive: true, mode: 0o700 })
+  const target = join(root, label)
+  try {
+    mkdirSync(target, { mode: 0o700 })
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
+    if (!overwrite) throw new HoldfastError('RESTORE_TARGET_NOT_EMPTY', `restore directory ${target} exists; push again with overwrite to write into it`)
+    if (!lstatSync(target).isDirectory()) throw new HoldfastError('RESTORE_TARGET_NOT_EMPTY', `${target} exists and is not a directory`)
+  }
+  return new RestoreSink({ target, overwrite, signal })
 }
 
 /** Makes `target` a new directory, or checks that it is an empty one. */

@@ -3,13 +3,13 @@
  * in the private namespace, driven through the real CLI.
  */
 import { strict as assert } from 'node:assert'
-import { mkdtempSync, rmSync, writeFileSync, openSync, writeSync, closeSync, renameSync, unlinkSync, existsSync } from 'node:fs'
+import { mkdtempSync, readdirSync, rmSync, writeFileSync, openSync, writeSync, closeSync, renameSync, unlinkSync, existsSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { TestFleet, cliJson, runCli, type AgentHandle } from '../support/fleet.js'
 import { compareTrees, makeSampleTree, seededBytes } from '../support/trees.js'
 import { requirePrivateNetns } from '../support/mocha.js'
-import type { RoundResult, PeerListRow } from '../../src/roles/manager/manager.js'
+import type { EndpointRestoreSummary, RoundResult, PeerListRow } from '../../src/roles/manager/manager.js'
 import type { SnapshotRow } from '../../src/store/catalog.js'
 
 describe('end to end: two agents, one manager, real processes over mDNS', function () {
@@ -59,6 +59,34 @@ describe('end to end: two agents, one manager, real processes over mDNS', functi
       assert.equal(r.code, 0, r.stderr)
       assert.deepEqual(compareTrees(a.folder, join(target, a.name)), [])
     }
+  })
+
+  it('restores a backup back onto the endpoint, under its restore directory, bit-exact; a second push needs --overwrite', async function () {
+    const snaps = await cliJson<SnapshotRow[]>(['snapshots', '--socket', fleet.managerSocket, '--endpoint', 'bob'])
+    const snap = snaps[snaps.length - 1]
+    const pushed = await cliJson<EndpointRestoreSummary>(['restore', '--socket', fleet.managerSocket, '--endpoint', 'bob', '--to-endpoint'])
+    assert.deepEqual(pushed.errors, [])
+    assert.equal(pushed.snapshotId, snap.id)
+    assert.equal(pushed.endpoint, bob.peerId)
+    assert.match(pushed.label, new RegExp(`^restore-${snap.id}-\\d{8}T\\d{6}Z$`))
+    assert.ok(pushed.files > 0 && pushed.bytes > 0)
+    const written = join(bob.dataDir, 'restores', pushed.label)
+    assert.deepEqual(readdirSync(written), ['bob'])
+    assert.deepEqual(compareTrees(bob.folder, join(written, 'bob')), [])
+
+    // the same snapshot again: the agent will not write into its earlier restore…
+    const again = await runCli(['restore', '--socket', fleet.managerSocket, '--endpoint', 'bob', '--to-endpoint'])
+    assert.notEqual(again.code, 0)
+    assert.match(again.stderr, /RESTORE_TARGET_NOT_EMPTY/)
+    assert.equal(again.stderr.trim().split('\n').length, 1)
+    // …unless told to: a file changed there since is put back as it was
+    writeFileSync(join(written, 'bob', 'README.txt'), 'changed on the endpoint after the restore\n')
+    const over = await cliJson<EndpointRestoreSummary>(['restore', '--socket', fleet.managerSocket, '--endpoint', 'bob', '--to-endpoint', '--overwrite'])
+    assert.deepEqual(over.errors, [])
+    assert.equal(over.label, pushed.label)
+    assert.deepEqual(compareTrees(bob.folder, join(written, 'bob')), [])
+    // nothing was written outside the restore directory
+    assert.deepEqual(readdirSync(join(bob.dataDir, 'restores')), [pushed.label])
   })
 
   it('stores identical content from two endpoints once', async function () {

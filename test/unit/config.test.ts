@@ -36,7 +36,7 @@ describe('config', () => {
         mdns: { enabled: true, queryIntervalSeconds: 30 },
         staticPeers: [],
         adminSocket: join(dataDir, 'admin.sock'),
-        agent: { folders: [], scanIntervalSeconds: 300, settleSeconds: 2, maxUploadBytesPerSecond: 0, workers: 0, spoolCapBytes: 0, watch: 'auto', watchMaxEntries: 50_000 },
+        agent: { folders: [], scanIntervalSeconds: 300, settleSeconds: 2, maxUploadBytesPerSecond: 0, workers: 0, spoolCapBytes: 0, watch: 'auto', watchMaxEntries: 50_000, restoreDir: join(dataDir, 'restores') },
         manager: { pullIntervalSeconds: 60, bandwidthBytesPerSecond: 1_250_000 }
       })
     })
@@ -84,6 +84,13 @@ describe('config', () => {
     it('puts the admin socket in the data dir by default', () => {
       const c = resolveConfig(withKey({ dataDir: '/var/lib/hf' }), BASE)
       assert.equal(c.adminSocket, '/var/lib/hf/admin.sock')
+    })
+
+    it('puts restores pushed by the manager under <dataDir>/restores by default, or agent.restoreDir resolved against baseDir', () => {
+      assert.equal(resolveConfig(withKey({ dataDir: '/var/lib/hf' }), BASE).agent.restoreDir, '/var/lib/hf/restores')
+      assert.equal(resolveConfig(withKey({ agent: { restoreDir: 'back' } }), BASE).agent.restoreDir, '/srv/holdfast-test/back')
+      assert.throws(() => resolveConfig(withKey({ agent: { restoreDir: 7 } }), BASE), (err: unknown) => err instanceof HoldfastError && err.code === 'CONFIG_INVALID')
+      assert.throws(() => resolveConfig(withKey({ agent: { restoreDir: '' } }), BASE), (err: unknown) => err instanceof HoldfastError && err.code === 'CONFIG_INVALID')
     })
 
     it('names the root folder "root"', () => {

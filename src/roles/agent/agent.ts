@@ -17,6 +17,8 @@ import { Stager, type StageRoundResult } from '../../staging/stager.js'
 import { ManifestService } from '../../protocols/manifest.js'
 import { FetchService } from '../../protocols/fetch.js'
 import { AckService } from '../../protocols/ack.js'
+import { RestoreService, type RestoreHeader, type RestoreWriter } from '../../protocols/restore.js'
+import { openRestoreDir } from '../../store/restore.js'
 import { AdminServer } from '../../admin/admin-socket.js'
 import { HoldfastError, describeError } from '../../util/errors.js'
 import type { Clock } from '../../util/clock.js'
@@ -125,6 +127,7 @@ export class Agent {
         }
       }
     }).start()
+    await new RestoreService(node, { allow, log: this.log, target: { open: async (header, manager) => this.openRestore(header, manager) } }).start()
     this.discovery = new Discovery({
       self: { peerId: this.peerId, role: 'agent', version: HOLDFAST_VERSION, name: this.config.name, port: listenPort(node), fleetTag: fleetTag(this.config.fleetKey) },
       mdns: this.config.mdns.enabled,
@@ -189,6 +192,16 @@ export class Agent {
       errors: this.state.pathErrors().map(e => ({ folder: e.folder, path: displayPath(e.path), code: e.code, message: e.message, at: e.at })),
       mdns: this.discovery?.mdnsEnabled ?? false
     }
+  }
+
+  /**
+   * A restore the manager pushes lands in `<restoreDir>/<label>`, a new directory unless the
+   * manager asked to overwrite (then an existing one is written into, replacing files).
+   */
+  private openRestore (header: RestoreHeader, manager: string): RestoreWriter {
+    const sink = openRestoreDir(this.config.agent.restoreDir, header.label, header.overwrite, this.controller.signal)
+    this.log.info('writing a restore from the manager', { manager: manager.slice(-8), restore: header.restoreId, target: sink.target, overwrite: header.overwrite })
+    return sink
   }
 
   /** Asks for a scan within `delayMs` (sooner requests win; later ones are already covered). */

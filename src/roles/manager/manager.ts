@@ -11,7 +11,9 @@ import { Discovery } from '../../node/discovery.js'
 import { fleetTag } from '../../node/fleet.js'
 import { Catalog } from '../../store/catalog.js'
 import { PackStore } from '../../store/packs.js'
-import { restoreSnapshot, type RestoreSummary } from '../../store/restore.js'
+import { pathFilter, restoreSnapshot, type RestoreSummary } from '../../store/restore.js'
+import { RestoreClient, type AgentRestoreSummary } from '../../protocols/restore.js'
+import { toHex } from '../../model/entry.js'
 import { AdminServer } from '../../admin/admin-socket.js'
 import { HoldfastError, describeError, isHoldfastError } from '../../util/errors.js'
 import type { Clock } from '../../util/clock.js'
@@ -39,6 +41,15 @@ export interface PeerListRow {
 
 export interface RoundResult {
   peers: Array<{ peerId: string, name: string, ok: boolean, snapshots: PullResult['snapshots'], bytesPulled: number, ms: number, error?: string }>
+}
+
+/** A restore pushed onto its endpoint: the agent's summary, and where it wrote it. */
+export interface EndpointRestoreSummary extends AgentRestoreSummary {
+  snapshotId: number
+  endpoint: string
+  /** The directory under the agent's restore root. */
+  label: string
+  ms: number
 }
 
 const MAX_BACKOFF_MS = 60 * 60_000
@@ -202,17 +213,28 @@ export class Manager {
     return await this.runRound({ respectBackoff: false, signal, progress })
   }
 
-  private async restore (args: Record<string, unknown>, progress: (p: unknown) => void, signal: AbortSignal): Promise<RestoreSummary> {
+  private async restore (args: Record<string, unknown>, progress: (p: unknown) => void, signal: AbortSignal): Promise<RestoreSummary | EndpointRestoreSummary> {
     if (typeof args.endpoint !== 'string') throw new HoldfastError('ADMIN_BAD_REQUEST', 'restore needs an endpoint')
-    if (typeof args.target !== 'string' || !isAbsolute(args.target)) throw new HoldfastError('ADMIN_BAD_REQUEST', 'restore needs an absolute target directory')
+    const toEndpoint = args.toEndpoint === true
+    if (!toEndpoint && (typeof args.target !== 'string' || !isAbsolute(args.target))) throw new HoldfastError('ADMIN_BAD_REQUEST', 'restore needs an absolute target directory')
     const endpoint = this.catalog.findEndpoint(args.endpoint)
     const chosen = args.snapshot !== undefined || args.at !== undefined
-    const snapshotId = resolveSnapshot(this.catalog, endpoint, {
+    let snapshotId = resolveSnapshot(this.catalog, endpoint, {
       snapshot: args.snapshot === undefined ? undefined : Number(args.snapshot),
       at: typeof args.at === 'number' ? args.at : undefined
     }).id
     const path = typeof args.path === 'string' ? args.path : undefined
-    const request = { endpointId: endpoint.id, snapshotId, path, target: args.target, signal, onProgress: (p: unknown) => { progress(p) } }
+    if (toEndpoint) {
+      // A path deleted since: without an explicit snapshot, push its last version.
+      if (path !== undefined && !this.snapshotHolds(endpoint.id, snapshotId, path)) {
+        const [folder, ...rest] = path.replace(/^\/+|\/+$/g, '').split('/')
+        const last = chosen ? undefined : this.catalog.lastSnapshotHolding(endpoint.id, folder, rest.length === 0 ? undefined : Buffer.from(rest.join('/')))
+        if (last === undefined) throw new HoldfastError('PATH_NOT_FOUND', `no path '${path}' in snapshot ${snapshotId}`)
+        snapshotId = last
+      }
+      return await this.pushRestore(endpoint.peerId, snapshotId, path, args.overwrite === true, progress, signal)
+    }
+    const request = { endpointId: endpoint.id, snapshotId, path, target: args.target as string, signal, onProgress: (p: unknown) => { progress(p) } }
     try {
       return await restoreSnapshot(this.catalog, this.packs, request)
     } catch (err) {
@@ -223,6 +245,45 @@ export class Manager {
       if (last === undefined) throw err
       return await restoreSnapshot(this.catalog, this.packs, { ...request, snapshotId: last })
     }
+  }
+
+  private snapshotHolds (endpointId: number, snapshotId: number, path: string): boolean {
+    const filter = pathFilter(path)
+    for (const e of this.catalog.treeAt(endpointId, snapshotId)) if (filter(e)) return true
+    return false
+  }
+
+  /**
+   * Pushes a snapshot (or one path of it) back onto its endpoint over /holdfast/restore/1,
+   * dialling the addresses discovery found. The store's read lock keeps prune from removing
+   * a chunk the push is about to send.
+   */
+  private async pushRestore (peerId: string, snapshotId: number, path: string | undefined, overwrite: boolean, progress: (p: unknown) => void, signal: AbortSignal): Promise<EndpointRestoreSummary> {
+    const peer = this.peers.get(peerId)
+    if (peer === undefined || peer.addrs.length === 0) throw new HoldfastError('PEER_UNKNOWN', `endpoint ${peerId} has not been found on the network; it must be reachable to restore onto it`)
+    const endpointId = this.catalog.findEndpoint(peerId).id
+    const started = this.clock.now()
+    // Named by the snapshot and its commit time: pushing the same snapshot again meets its
+    // own earlier restore, which the agent refuses to write into unless told to overwrite.
+    const committed = new Date(this.catalog.snapshot(snapshotId).committedAt).toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z')
+    const label = `restore-${snapshotId}-${committed}`
+    const restoreId = `${snapshotId}-${started.toString(36)}-${Math.random().toString(36).slice(2, 8)}`
+    const filter = path === undefined ? undefined : pathFilter(path)
+    const catalog = this.catalog
+    const packs = this.packs
+    const client = new RestoreClient(this.node as HoldfastNode)
+    const summary = await this.storeLock.read(async () => await client.push(peer.addrs, { restoreId, label, overwrite }, {
+      entries: function * () {
+        for (const e of catalog.treeAt(endpointId, snapshotId)) if (filter === undefined || filter(e)) yield e
+      },
+      chunk: id => {
+        const loc = catalog.chunkLocation(id)
+        if (loc === undefined) throw new HoldfastError('CHUNK_MISSING', `chunk ${toHex(id)} is not in the store`)
+        return { rawLength: loc.rawlen, compressed: packs.read(loc) }
+      }
+    }, { signal: AbortSignal.any([signal, this.controller.signal]), onProgress: p => { progress(p) } }))
+    this.log.info('restore pushed to endpoint', { peer: peerId, snapshot: snapshotId, label, files: summary.files, errors: summary.errors.length + summary.errorsOmitted })
+    return { snapshotId, endpoint: peerId, label, ...summary, ms: this.clock.now() - started }
   }
 
   private async scheduleLoop (): Promise<void> {

@@ -48,7 +48,7 @@ describe('config', () => {
         listen: ['/ip4/127.0.0.1/tcp/4001'],
         managers: ['12D3KooWabc'],
         mdns: { enabled: false },
-        staticPeers: ['/ip4/10.0.0.2/tcp/4001/p2p/12D3KooWxyz'],
+        staticPeers: ['/ip4/198.18.0.2/tcp/4001/p2p/12D3KooWxyz'],
         agent: { settleSeconds: 0, workers: 3 },
         manager: { bandwidthBytesPerSecond: 5 }
       }), BASE)
@@ -58,7 +58,7 @@ describe('config', () => {
       assert.deepEqual(c.listen, ['/ip4/127.0.0.1/tcp/4001'])
       assert.deepEqual(c.managers, ['12D3KooWabc'])
       assert.deepEqual(c.mdns, { enabled: false, queryIntervalSeconds: 30 }, 'a partial nested object keeps the other defaults')
-      assert.deepEqual(c.staticPeers, ['/ip4/10.0.0.2/tcp/4001/p2p/12D3KooWxyz'])
+      assert.deepEqual(c.staticPeers, ['/ip4/198.18.0.2/tcp/4001/p2p/12D3KooWxyz'])
       assert.equal(c.agent.settleSeconds, 0)
       assert.equal(c.agent.workers, 3)
       assert.equal(c.agent.scanIntervalSeconds, 300)

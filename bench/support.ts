@@ -4,7 +4,7 @@
  * disk. No timing tool beyond performance.now() and /proc.
  */
 import { spawn, spawnSync } from 'node:child_process'
-import { existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs'
+import { existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { availableParallelism, totalmem } from 'node:os'
 import { join } from 'node:path'
@@ -64,6 +64,20 @@ export function treeFacts (root: string): TreeFacts {
   return facts
 }
 
+/** Sizes of every regular file under root, in walk order. */
+export function treeSizes (root: string): number[] {
+  const sizes: number[] = []
+  const stack = [root]
+  while (stack.length > 0) {
+    const dir = stack.pop() as string
+    for (const d of readdirSync(dir, { withFileTypes: true })) {
+      const p = join(dir, d.name)
+      if (d.isDirectory()) stack.push(p); else if (d.isFile()) sizes.push(lstatSync(p).size)
+    }
+  }
+  return sizes
+}
+
 /** Reads every file once so every measurement starts from a warm page cache. GNU tar skips
  * reading when its archive is /dev/null, hence the pipe. */
 export function warmCache (dir: string): number {
@@ -118,6 +132,34 @@ export function procSample (pid: number | undefined): ProcSample | undefined {
   } catch {
     return undefined
   }
+}
+
+/** Machine-wide CPU seconds busy and in total (all cores) since boot, from /proc/stat. */
+export function cpuTotals (): { busyS: number, totalS: number } {
+  const f = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number)
+  const [user, nice, system, idle, iowait, irq, softirq, steal] = f
+  const busy = user + nice + system + irq + softirq + (steal ?? 0)
+  return { busyS: busy / CLK_TCK, totalS: (busy + idle + iowait) / CLK_TCK }
+}
+
+/**
+ * Waits (bounded) until the machine has been nearly idle for a short window, so another
+ * process's work does not land in a measurement. Returns how long it waited and the busy
+ * fraction of the last window (above maxBusy when it gave up waiting).
+ */
+export async function waitQuiet (options: { maxWaitMs: number, windowMs?: number, maxBusy?: number }): Promise<{ waitedS: number, busy: number }> {
+  const started = performance.now()
+  const windowMs = options.windowMs ?? 2000
+  const maxBusy = options.maxBusy ?? 0.1
+  let busy = 1
+  for (;;) {
+    const a = cpuTotals()
+    await new Promise(resolve => setTimeout(resolve, windowMs))
+    const b = cpuTotals()
+    busy = (b.busyS - a.busyS) / Math.max(1e-9, b.totalS - a.totalS)
+    if (busy <= maxBusy || performance.now() - started >= options.maxWaitMs) break
+  }
+  return { waitedS: Math.round(performance.now() - started) / 1000, busy: Math.round(busy * 1000) / 1000 }
 }
 
 export function cpuDelta (a: ProcSample | undefined, b: ProcSample | undefined): number | undefined {
@@ -185,6 +227,33 @@ export async function runTimed (argv: string[], options: { env?: NodeJS.ProcessE
       resolve({ code: code ?? 1, stdout, stderr, wallS, childUserS: parse(cu), childSysS: parse(cs) })
     })
   })
+}
+
+/**
+ * What creating a small file costs right now in `parent` (µs per file): 2,000 files of 4 KiB
+ * in 20 directories, then removed. On this VM's ext4 the figure swings from ~20 µs to ~1 ms
+ * per file between directories and minutes, and restores are made of file creations, so each
+ * restore figure is reported with a probe taken just before it.
+ */
+export function createProbe (parent: string): number {
+  const dir = mkdtempSync(join(parent, 'create-probe-'))
+  const buf = Buffer.alloc(4096, 0x61)
+  const t = performance.now()
+  for (let d = 0; d < 20; d++) {
+    mkdirSync(join(dir, String(d)))
+    for (let f = 0; f < 100; f++) writeFileSync(join(dir, String(d), `f${f}`), buf, { flag: 'wx' })
+  }
+  const us = (performance.now() - t) * 1000 / 2000
+  rmSync(dir, { recursive: true, force: true })
+  return Math.round(us)
+}
+
+/** The commit of the tree being measured, and whether src/ differs from it. */
+export function sourceRevision (projectRoot: string): { commit: string, srcDirty: boolean | undefined } {
+  const rev = spawnSync('git', ['-C', projectRoot, 'rev-parse', 'HEAD'], { encoding: 'utf8' })
+  if (rev.status !== 0) return { commit: process.env.HOLDFAST_BENCH_COMMIT ?? 'not a git checkout', srcDirty: undefined }
+  const st = spawnSync('git', ['-C', projectRoot, 'status', '--porcelain', '--', 'src', 'bin', 'package.json'], { encoding: 'utf8' })
+  return { commit: rev.stdout.trim(), srcDirty: st.stdout.trim() !== '' }
 }
 
 export function median (xs: number[]): number {

@@ -32,6 +32,8 @@ export const MANIFEST_LIMITS = Object.freeze({
 
 export interface AgentManifest {
   agentVersion: string
+  /** The endpoint's name, so a manager that found it as a bare static peer can name it. */
+  name?: string
   /** The endpoint reports whether its user is idle or it is inside its upload window. */
   idle: boolean
   sets: SetSummary[]
@@ -166,7 +168,7 @@ export class ManifestService {
         }
         if (request.op === 'list') {
           const m = this.init.source.manifest()
-          await sendJson(stream, { v: WIRE_VERSION, agentVersion: m.agentVersion, idle: m.idle, sets: m.sets.slice(0, MANIFEST_LIMITS.maxSetsPerList) }, MANIFEST_LIMITS.maxFrameBytes, signal)
+          await sendJson(stream, { v: WIRE_VERSION, agentVersion: m.agentVersion, name: m.name, idle: m.idle, sets: m.sets.slice(0, MANIFEST_LIMITS.maxSetsPerList) }, MANIFEST_LIMITS.maxFrameBytes, signal)
         } else {
           let entries: Iterable<StagedEntry>
           try {
@@ -215,6 +217,7 @@ export class ManifestClient {
       const reader = new FrameReader(stream)
       return await readJson(reader, MANIFEST_LIMITS.maxFrameBytes, 'the manifest', r => ({
         agentVersion: str(r, 'agentVersion', 64),
+        name: r.name === undefined ? undefined : str(r, 'name', 255),
         idle: bool(r, 'idle'),
         sets: arr(r, 'sets', MANIFEST_LIMITS.maxSetsPerList).map(summaryFromWire)
       }))

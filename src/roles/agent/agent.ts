@@ -104,7 +104,7 @@ export class Agent {
       allow,
       log: this.log,
       source: {
-        manifest: () => ({ agentVersion: HOLDFAST_VERSION, idle: true, sets: this.state.sealedSets() }),
+        manifest: () => ({ agentVersion: HOLDFAST_VERSION, name: this.config.name, idle: true, sets: this.state.sealedSets() }),
         entries: (setId) => {
           if (this.state.setState(setId) !== 'sealed') throw new HoldfastError('SET_UNKNOWN', `no sealed set ${setId}`)
           return this.state.setEntries(setId)

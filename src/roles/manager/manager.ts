@@ -177,6 +177,7 @@ export class Manager {
         onManifest: m => {
           peer.lastContact = this.clock.now()
           peer.version = m.agentVersion
+          if (peer.name === '' && m.name !== undefined) peer.name = m.name
           peer.pendingSets = m.sets.length
           peer.pendingBytes = m.sets.reduce((n, s) => n + s.storedBytes, 0)
         }

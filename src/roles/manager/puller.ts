@@ -71,7 +71,8 @@ export class Puller {
     const log = this.init.log.child(peer.peerId.slice(-8))
     let manifest = await this.manifest.list(peer.addrs, { signal: options.signal })
     options.onManifest?.(manifest)
-    const endpointId = catalog.touchEndpoint(peer.peerId, peer.name, clock.now())
+    // mDNS carries the endpoint's name; a static peer is named by its own manifest
+    const endpointId = catalog.touchEndpoint(peer.peerId, peer.name !== '' ? peer.name : (manifest.name ?? ''), clock.now())
     const result: PullResult = { peerId: peer.peerId, manifest, snapshots: [], bytesPulled: 0 }
     const done = new Set<number>()
     // A large first backup is sealed set by set while it is staged: after the sets we knew of,

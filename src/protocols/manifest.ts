@@ -215,12 +215,15 @@ export class ManifestClient {
       await sendJson(stream, { v: WIRE_VERSION, op: 'list' }, MANIFEST_LIMITS.maxRequestBytes, signal)
       await stream.close({ signal })
       const reader = new FrameReader(stream)
-      return await readJson(reader, MANIFEST_LIMITS.maxFrameBytes, 'the manifest', r => ({
-        agentVersion: str(r, 'agentVersion', 64),
-        name: r.name === undefined ? undefined : str(r, 'name', 255),
-        idle: bool(r, 'idle'),
-        sets: arr(r, 'sets', MANIFEST_LIMITS.maxSetsPerList).map(summaryFromWire)
-      }))
+      return await readJson(reader, MANIFEST_LIMITS.maxFrameBytes, 'the manifest', r => {
+        const manifest: AgentManifest = {
+          agentVersion: str(r, 'agentVersion', 64),
+          idle: bool(r, 'idle'),
+          sets: arr(r, 'sets', MANIFEST_LIMITS.maxSetsPerList).map(summaryFromWire)
+        }
+        if (r.name !== undefined) manifest.name = str(r, 'name', 255)
+        return manifest
+      })
     })
   }
 

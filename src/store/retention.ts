@@ -16,7 +16,7 @@
  * A snapshot's time is when the manager committed it (its clock, not the agent's), the same
  * time `--at` uses. Periods are calendar periods in local time (or UTC when asked).
  *
- * An endpoint's own rules, when it has any, replace the global rules as a whole (they are not
+ * An endpoint's own rules, when it has some, replace the global rules as a whole (they are not
  * merged rule by rule); a hold applies from either scope.
  */
 import { HoldfastError } from '../util/errors.js'

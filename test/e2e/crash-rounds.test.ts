@@ -24,6 +24,7 @@ import { setTimeout as delay } from 'node:timers/promises'
 import { TestFleet, cliJson, cliJsonStatus, runCli, type AgentHandle } from '../support/fleet.js'
 import { compareTrees } from '../support/trees.js'
 import { requirePrivateNetns } from '../support/mocha.js'
+import { until } from '../support/wait.js'
 import { FolderModel, Prng, crashRounds, crashSeed, describeTree, diffDescriptions, packBytes, segmentFiles, type MutationPlan, type TreeDescription } from '../support/crash.js'
 import { adminCall } from '../../src/admin/admin-socket.js'
 import type { RoundResult } from '../../src/roles/manager/manager.js'
@@ -40,17 +41,6 @@ const AGENT_KEY = `agent-${AGENT}`
 function say (line: string): void { process.stdout.write(`      ${line}\n`) }
 
 function mib (n: number): string { return `${(n / MiB).toFixed(1)} MiB` }
-
-/** Polls `check` every 100 ms until it returns a value, at most `ms`. */
-async function until<T> (what: string, ms: number, check: () => Promise<T | undefined>): Promise<T> {
-  const deadline = Date.now() + ms
-  for (;;) {
-    const v = await check()
-    if (v !== undefined) return v
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await delay(100)
-  }
-}
 
 async function agentStatus (agent: AgentHandle): Promise<AgentStatus> {
   return await cliJson<AgentStatus>(['status', '--socket', agent.socket], { timeoutMs: 30_000 })

@@ -16,13 +16,13 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { createHash } from 'node:crypto'
-import { Catalog, type NewChunk } from '../src/store/catalog.js'
-import { PackStore } from '../src/store/packs.js'
+import { Catalog, type NewChunk } from '../src/store/core/catalog.js'
+import { PackStore } from '../src/store/core/packs.js'
 import { compressChunk } from '../src/codec/chunk-codec.js'
 import type { StagedEntry } from '../src/model/entry.js'
-import { findPaths, listTree, pathVersions, resolveSnapshot } from '../src/store/browse.js'
-import { storeStats } from '../src/store/stats.js'
-import { verifyStore } from '../src/store/verify.js'
+import { findPaths, listTree, pathVersions, resolveSnapshot } from '../src/store/queries/browse.js'
+import { storeStats } from '../src/store/queries/stats.js'
+import { verifyStore } from '../src/store/maintenance/verify.js'
 
 const { values } = parseArgs({
   options: {

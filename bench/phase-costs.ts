@@ -16,7 +16,7 @@
  *   4. serve       what the agent does per chunk to answer a fetch: Spool.readChunk
  *                  (= AgentStateDb.spoolLocation + readSync), and the manifest's entry encoding
  *   5. ingest      what the manager does per chunk after it arrives: verifyChunk (zstd
- *                  decompress + SHA-256) in one thread and through the VerifyPool as the
+ *                  decompress + SHA-256) in one thread and through the ChunkCheckPool as the
  *                  puller uses it, PackStore.append, then sync + Catalog.commitSnapshot
  *   6. restore     restoreSnapshot from that store into an empty dir, and its parts:
  *                  Catalog.chunkLocation, PackStore.read, verifyChunk, file create + write
@@ -33,10 +33,10 @@ import { Stager, type StageProgress } from '../src/staging/stager.js'
 import { defaultIgnore } from '../src/staging/ignore.js'
 import { FastCdc, DEFAULT_CHUNKER } from '../src/chunking/fastcdc.js'
 import { chunkId, compressChunk, verifyChunk } from '../src/codec/chunk-codec.js'
-import { Catalog, type NewChunk } from '../src/store/catalog.js'
-import { PackStore } from '../src/store/packs.js'
+import { Catalog, type NewChunk } from '../src/store/core/catalog.js'
+import { PackStore } from '../src/store/core/packs.js'
 import { restoreSnapshot } from '../src/store/restore.js'
-import { VerifyPool, type ReceivedChunk } from '../src/store/verify-pool.js'
+import { ChunkCheckPool, type ReceivedChunk } from '../src/store/ingest/chunk-check-pool.js'
 import { entryToWire } from '../src/protocols/manifest.js'
 import { CHUNK_ID_BYTES, type StagedEntry } from '../src/model/entry.js'
 import { systemClock } from '../src/util/clock.js'
@@ -244,7 +244,7 @@ async function main (): Promise<number> {
     const commitMs = ms(t)
     // the same verification as the puller does it: batches of 256 chunks / 4 MiB in a pool of
     // worker threads (one per core), four batches in flight
-    const pool = new VerifyPool()
+    const pool = new ChunkCheckPool()
     // the pool's workers are unref'd (the manager's other handles keep it alive): hold the loop
     const keepAlive = setInterval(() => {}, 1000)
     t = performance.now()

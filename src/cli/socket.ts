@@ -3,7 +3,7 @@
  */
 import { homedir } from 'node:os'
 import { join, resolve } from 'node:path'
-import { loadConfig, type Role } from '../node/config.js'
+import { loadConfig, type Role } from '../config/config.js'
 import type { CommandOptions } from './command.js'
 
 export const socketOptions: CommandOptions = {

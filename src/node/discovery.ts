@@ -8,7 +8,7 @@ import { Bonjour, type Browser, type Service } from 'bonjour-service'
 import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
 import type { Clock } from '../util/clock.js'
 import type { Logger } from '../util/log.js'
-import type { Role } from './config.js'
+import type { Role } from '../config/config.js'
 
 export const MDNS_SERVICE_TYPE = 'holdfast'
 export const DISCOVERY_PROTOCOL_VERSION = '1'

@@ -6,7 +6,7 @@
  * whole process at once.
  */
 import { parentPort, workerData } from 'node:worker_threads'
-import { loadConfig } from '../node/config.js'
+import { loadConfig } from '../config/config.js'
 import { createLogger } from '../util/log.js'
 import { systemClock } from '../util/clock.js'
 import { describeError, errorCode } from '../util/errors.js'

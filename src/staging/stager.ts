@@ -12,7 +12,7 @@
 import { availableParallelism } from 'node:os'
 import type { Clock } from '../util/clock.js'
 import type { Logger } from '../util/log.js'
-import type { FolderConfig } from '../node/config.js'
+import type { FolderConfig } from '../config/config.js'
 import { DEFAULT_CHUNKER, type ChunkerParams } from '../chunking/fastcdc.js'
 import type { SetSummary, StagedEntry } from '../model/entry.js'
 import { CHUNK_ID_BYTES } from '../model/entry.js'

@@ -9,7 +9,7 @@
  * memory bounded whatever the tree.
  */
 import { watch, type FSWatcher } from 'chokidar'
-import type { FolderConfig, WatchMode } from '../node/config.js'
+import type { FolderConfig, WatchMode } from '../config/config.js'
 import type { Logger } from '../util/log.js'
 
 export type FolderWatchState = 'events' | 'scan'

@@ -10,7 +10,7 @@ import { TestFleet, cliJson, runCli, type AgentHandle } from '../support/fleet.j
 import { compareTrees, makeSampleTree, seededBytes } from '../support/trees.js'
 import { requirePrivateNetns } from '../support/mocha.js'
 import type { EndpointRestoreSummary, RoundResult, PeerListRow } from '../../src/roles/manager/manager.js'
-import type { SnapshotRow } from '../../src/store/catalog.js'
+import type { SnapshotRow } from '../../src/store/core/catalog.js'
 
 describe('end to end: two agents, one manager, real processes over mDNS', function () {
   let root: string

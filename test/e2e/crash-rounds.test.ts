@@ -28,11 +28,11 @@ import { until } from '../support/wait.js'
 import { FolderModel, Prng, crashRounds, crashSeed, describeTree, diffDescriptions, packBytes, segmentFiles, type MutationPlan, type TreeDescription } from '../support/crash.js'
 import { adminCall } from '../../src/admin/admin-socket.js'
 import type { RoundResult } from '../../src/roles/manager/manager.js'
-import type { SnapshotRow } from '../../src/store/catalog.js'
+import type { SnapshotRow } from '../../src/store/core/catalog.js'
 import type { AgentStatus } from '../../src/roles/agent/agent.js'
 import type { StageRoundResult } from '../../src/staging/stager.js'
 import type { RestoreSummary } from '../../src/store/restore.js'
-import type { VerifyReport } from '../../src/store/verify.js'
+import type { VerifyReport } from '../../src/store/maintenance/verify.js'
 
 const MiB = 1024 * 1024
 const AGENT = 'crashy'

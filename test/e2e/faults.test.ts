@@ -11,7 +11,7 @@ import { compareTrees, makeSampleTree, seededBytes } from '../support/trees.js'
 import { requirePrivateNetns } from '../support/mocha.js'
 import { until } from '../support/wait.js'
 import type { RoundResult, PeerListRow } from '../../src/roles/manager/manager.js'
-import type { SnapshotRow } from '../../src/store/catalog.js'
+import type { SnapshotRow } from '../../src/store/core/catalog.js'
 import type { AgentStatus } from '../../src/roles/agent/agent.js'
 
 const MiB = 1024 * 1024

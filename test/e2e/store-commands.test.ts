@@ -12,10 +12,10 @@ import { TestFleet, cliJson, cliJsonStatus, runCli, type AgentHandle } from '../
 import { makeSampleTree } from '../support/trees.js'
 import { requirePrivateNetns } from '../support/mocha.js'
 import type { RoundResult } from '../../src/roles/manager/manager.js'
-import type { SnapshotRow } from '../../src/store/catalog.js'
-import type { FindResult, ListResult, VersionsResult } from '../../src/store/browse.js'
-import type { StoreStats } from '../../src/store/stats.js'
-import type { VerifyReport } from '../../src/store/verify.js'
+import type { SnapshotRow } from '../../src/store/core/catalog.js'
+import type { FindResult, ListResult, VersionsResult } from '../../src/store/queries/browse.js'
+import type { StoreStats } from '../../src/store/queries/stats.js'
+import type { VerifyReport } from '../../src/store/maintenance/verify.js'
 
 /** Sum of the sizes of the regular files under dir (what stats calls logical bytes). */
 function fileBytes (dir: Buffer): { files: number, bytes: number } {

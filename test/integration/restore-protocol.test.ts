@@ -15,7 +15,7 @@ import { RestoreClient, RestoreService, RESTORE_PROTOCOL, type RestoreHeader, ty
 import { entryToWire } from '../../src/protocols/manifest.js'
 import { FrameReader, writeFrame } from '../../src/protocols/framing.js'
 import { decodeJson, encodeJson, WIRE_VERSION, type PeerGate } from '../../src/protocols/exchange.js'
-import { openRestoreDir } from '../../src/store/restore.js'
+import { openRestoreDir } from '../../src/restore-writer/restore-sink.js'
 import { chunkId, compressChunk } from '../../src/codec/chunk-codec.js'
 import { CHUNK_ID_BYTES, toHex, type StagedEntry } from '../../src/model/entry.js'
 import { HoldfastError } from '../../src/util/errors.js'

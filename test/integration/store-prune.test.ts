@@ -17,12 +17,12 @@ import { cpSync, existsSync, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
-import { PackStore } from '../../src/store/packs.js'
-import { Catalog, type NewChunk } from '../../src/store/catalog.js'
+import { PackStore } from '../../src/store/core/packs.js'
+import { Catalog, type NewChunk } from '../../src/store/core/catalog.js'
 import { restoreSnapshot } from '../../src/store/restore.js'
-import { verifyStore } from '../../src/store/verify.js'
-import { prune, removeSnapshots, type PruneReport, type PruneStep } from '../../src/store/prune.js'
-import { effectivePolicy, formatDuration, isoWeek, parseDuration, selectSnapshots, UNLIMITED, type EffectivePolicy, type RetentionRules } from '../../src/store/retention.js'
+import { verifyStore } from '../../src/store/maintenance/verify.js'
+import { prune, removeSnapshots, type PruneReport, type PruneStep } from '../../src/store/maintenance/prune.js'
+import { effectivePolicy, formatDuration, isoWeek, parseDuration, selectSnapshots, UNLIMITED, type EffectivePolicy, type RetentionRules } from '../../src/store/maintenance/retention.js'
 import { chunkId, compressChunk } from '../../src/codec/chunk-codec.js'
 import { toHex, type EntryType, type StagedEntry } from '../../src/model/entry.js'
 import { transaction } from '../../src/util/sqlite.js'
@@ -757,9 +757,9 @@ describe('integration: prune (fold-preserving removal, reclaim, repack, dry run,
         process.exit(0)`
       const env = (dir: string, killAt: number): NodeJS.ProcessEnv => ({
         ...process.env,
-        HF_URL_CATALOG: pathToFileURL(join(DIST_ROOT, 'src', 'store', 'catalog.js')).href,
-        HF_URL_PACKS: pathToFileURL(join(DIST_ROOT, 'src', 'store', 'packs.js')).href,
-        HF_URL_PRUNE: pathToFileURL(join(DIST_ROOT, 'src', 'store', 'prune.js')).href,
+        HF_URL_CATALOG: pathToFileURL(join(DIST_ROOT, 'src', 'store', 'core', 'catalog.js')).href,
+        HF_URL_PACKS: pathToFileURL(join(DIST_ROOT, 'src', 'store', 'core', 'packs.js')).href,
+        HF_URL_PRUNE: pathToFileURL(join(DIST_ROOT, 'src', 'store', 'maintenance', 'prune.js')).href,
         HF_STORE: dir,
         HF_PACK_BYTES: String(base.packBytes),
         HF_NOW: String(built.now),

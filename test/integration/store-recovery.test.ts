@@ -8,8 +8,8 @@ import { existsSync, mkdtempSync, rmSync, statSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { randomBytes } from 'node:crypto'
-import { Catalog, type NewChunk } from '../../src/store/catalog.js'
-import { PackStore } from '../../src/store/packs.js'
+import { Catalog, type NewChunk } from '../../src/store/core/catalog.js'
+import { PackStore } from '../../src/store/core/packs.js'
 import { chunkId, compressChunk, verifyChunk } from '../../src/codec/chunk-codec.js'
 
 describe('integration: pack recovery at start', function () {

@@ -9,12 +9,12 @@ import { closeSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, statS
 import { randomBytes } from 'node:crypto'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { PackStore, PACK_RECORD_HEADER } from '../../src/store/packs.js'
-import { Catalog, type NewChunk } from '../../src/store/catalog.js'
+import { PackStore, PACK_RECORD_HEADER } from '../../src/store/core/packs.js'
+import { Catalog, type NewChunk } from '../../src/store/core/catalog.js'
 import { chunkId, compressChunk } from '../../src/codec/chunk-codec.js'
 import { toHex, type EntryType, type StagedEntry } from '../../src/model/entry.js'
-import { verifyStore, type VerifyProgress, type VerifyReport } from '../../src/store/verify.js'
-import { runCatalogTask } from '../../src/store/catalog-tasks.js'
+import { verifyStore, type VerifyProgress, type VerifyReport } from '../../src/store/maintenance/verify.js'
+import { runCatalogTask } from '../../src/store/maintenance/catalog-tasks.js'
 
 const CHUNK = 4096
 

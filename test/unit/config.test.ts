@@ -2,7 +2,7 @@ import { strict as assert } from 'node:assert'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { hostname, tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { loadConfig, resolveConfig } from '../../src/node/config.js'
+import { loadConfig, resolveConfig } from '../../src/config/config.js'
 import { HoldfastError } from '../../src/util/errors.js'
 import { holdfastCode } from './helpers.js'
 

@@ -7,12 +7,12 @@ import { print, socketHelp, socketOptions, socketPath } from '../socket.js'
 import { adminCall } from '../../admin/admin-socket.js'
 import { HoldfastError } from '../../util/errors.js'
 import { bytes, table } from '../format.js'
-import type { FindResult, ListResult, TreeEntry, VersionsResult } from '../../store/browse.js'
-import type { StoreStats } from '../../store/stats.js'
-import type { VerifyProgress, VerifyReport } from '../../store/verify.js'
+import type { FindResult, ListResult, TreeEntry, VersionsResult } from '../../store/queries/browse.js'
+import type { StoreStats } from '../../store/queries/stats.js'
+import type { VerifyProgress, VerifyReport } from '../../store/maintenance/verify.js'
 import type { PruneResult, RetentionShow } from '../../roles/manager/store-admin.js'
-import type { PruneEndpoint, PruneProgress } from '../../store/prune.js'
-import { RULE_KEYS, UNLIMITED, parseDuration, ruleFlag, type RetentionRules } from '../../store/retention.js'
+import type { PruneEndpoint, PruneProgress } from '../../store/maintenance/prune.js'
+import { RULE_KEYS, UNLIMITED, parseDuration, ruleFlag, type RetentionRules } from '../../store/maintenance/retention.js'
 
 const SOCKET_HELP = socketHelp('manager')
 

@@ -6,13 +6,13 @@
  * be pulled again next round (chunks already committed are not fetched twice).
  */
 import type { Multiaddr } from '@multiformats/multiaddr'
-import type { Catalog, NewChunk } from '../../store/catalog.js'
-import type { PackStore } from '../../store/packs.js'
+import type { Catalog, NewChunk } from '../../store/core/catalog.js'
+import type { PackStore } from '../../store/core/packs.js'
 import { ManifestClient, type AgentManifest } from '../../protocols/manifest.js'
 import { FetchClient } from '../../protocols/fetch.js'
 import { AckClient } from '../../protocols/ack.js'
 import type { ProtocolHost } from '../../protocols/exchange.js'
-import { VerifyPool, type ReceivedChunk } from '../../store/verify-pool.js'
+import { ChunkCheckPool, type ReceivedChunk } from '../../store/ingest/chunk-check-pool.js'
 import { CHUNK_ID_BYTES, type SetSummary, type StagedEntry } from '../../model/entry.js'
 import type { Clock } from '../../util/clock.js'
 import type { Logger } from '../../util/log.js'
@@ -53,7 +53,7 @@ export class Puller {
   private readonly manifest: ManifestClient
   private readonly fetcher: FetchClient
   private readonly acker: AckClient
-  private verifier?: VerifyPool
+  private verifier?: ChunkCheckPool
 
   constructor (private readonly init: PullerInit) {
     this.manifest = new ManifestClient(init.host)
@@ -120,7 +120,7 @@ export class Puller {
     let bytesPulled = 0
     // Received chunks are verified in worker threads, a batch at a time, and appended to the
     // pack in order once verified; a mismatch fails the whole pull before anything commits.
-    this.verifier ??= new VerifyPool()
+    this.verifier ??= new ChunkCheckPool()
     const verifier = this.verifier
     const inFlight: Array<{ done: Promise<void>, chunks: ReceivedChunk[] }> = []
     const appendOldest = async (): Promise<void> => {

@@ -4,15 +4,15 @@
  * local client, but still as untyped JSON) and answers with plain data the CLI renders.
  */
 import type { AdminHandler } from '../../admin/admin-socket.js'
-import type { Catalog } from '../../store/catalog.js'
-import type { PackStore } from '../../store/packs.js'
-import { DEFAULT_FIND_LIMIT, DEFAULT_LS_LIMIT, findPaths, listTree, pathVersions, resolveSnapshot } from '../../store/browse.js'
-import { runCatalogTask } from '../../store/catalog-tasks.js'
+import type { Catalog } from '../../store/core/catalog.js'
+import type { PackStore } from '../../store/core/packs.js'
+import { DEFAULT_FIND_LIMIT, DEFAULT_LS_LIMIT, findPaths, listTree, pathVersions, resolveSnapshot } from '../../store/queries/browse.js'
+import { runCatalogTask } from '../../store/maintenance/catalog-tasks.js'
 import { HoldfastError } from '../../util/errors.js'
 import { Mutex } from '../../util/mutex.js'
-import { prune, type PruneReport } from '../../store/prune.js'
-import { checkRules, describeRules, effectivePolicy, type EffectivePolicy, type RetentionRules } from '../../store/retention.js'
-import { endpointLabel } from '../../store/browse.js'
+import { prune, type PruneReport } from '../../store/maintenance/prune.js'
+import { checkRules, describeRules, effectivePolicy, type EffectivePolicy, type RetentionRules } from '../../store/maintenance/retention.js'
+import { endpointLabel } from '../../store/queries/browse.js'
 
 function str (args: Record<string, unknown>, key: string, required: true): string
 function str (args: Record<string, unknown>, key: string, required?: false): string | undefined

@@ -4,16 +4,16 @@
  * network and the catalog moving meanwhile.
  */
 import { parentPort } from 'node:worker_threads'
-import { verifyChunk } from '../codec/chunk-codec.js'
-import { describeError } from '../util/errors.js'
+import { verifyChunk } from '../../codec/chunk-codec.js'
+import { describeError } from '../../util/errors.js'
 
-export interface VerifyItem { id: Uint8Array, offset: number, length: number, rawLength: number }
-export interface VerifyRequest { batch: number, buffer: ArrayBuffer, items: VerifyItem[] }
-export interface VerifyReply { batch: number, failure?: { index: number, message: string } }
+export interface CheckItem { id: Uint8Array, offset: number, length: number, rawLength: number }
+export interface CheckRequest { batch: number, buffer: ArrayBuffer, items: CheckItem[] }
+export interface CheckReply { batch: number, failure?: { index: number, message: string } }
 
-parentPort?.on('message', (req: VerifyRequest) => {
+parentPort?.on('message', (req: CheckRequest) => {
   const data = new Uint8Array(req.buffer)
-  let failure: VerifyReply['failure']
+  let failure: CheckReply['failure']
   for (let i = 0; i < req.items.length; i++) {
     const item = req.items[i]
     try {
@@ -23,5 +23,5 @@ parentPort?.on('message', (req: VerifyRequest) => {
       break
     }
   }
-  parentPort?.postMessage({ batch: req.batch, failure } satisfies VerifyReply)
+  parentPort?.postMessage({ batch: req.batch, failure } satisfies CheckReply)
 })

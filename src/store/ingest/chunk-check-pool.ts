@@ -4,13 +4,13 @@
  */
 import { Worker } from 'node:worker_threads'
 import { availableParallelism } from 'node:os'
-import { HoldfastError } from '../util/errors.js'
-import { toHex } from '../model/entry.js'
-import type { VerifyItem, VerifyReply, VerifyRequest } from './verify-worker.js'
+import { HoldfastError } from '../../util/errors.js'
+import { toHex } from '../../model/entry.js'
+import type { CheckItem, CheckReply, CheckRequest } from './chunk-check-worker.js'
 
 export interface ReceivedChunk { id: Uint8Array, rawLength: number, compressed: Uint8Array }
 
-export class VerifyPool {
+export class ChunkCheckPool {
   private readonly workers: Worker[] = []
   private readonly pending = new Map<number, { resolve: () => void, reject: (e: Error) => void, chunks: ReceivedChunk[] }>()
   private nextBatch = 1
@@ -18,8 +18,8 @@ export class VerifyPool {
 
   constructor (count = Math.max(1, Math.min(4, availableParallelism()))) {
     for (let i = 0; i < count; i++) {
-      const worker = new Worker(new URL('./verify-worker.js', import.meta.url))
-      worker.on('message', (reply: VerifyReply) => { this.onReply(reply) })
+      const worker = new Worker(new URL('./chunk-check-worker.js', import.meta.url))
+      worker.on('message', (reply: CheckReply) => { this.onReply(reply) })
       worker.on('error', err => { this.failAll(err) })
       worker.unref()
       this.workers.push(worker)
@@ -32,7 +32,7 @@ export class VerifyPool {
     const total = chunks.reduce((n, c) => n + c.compressed.byteLength, 0)
     const buffer = new ArrayBuffer(total)
     const view = new Uint8Array(buffer)
-    const items: VerifyItem[] = []
+    const items: CheckItem[] = []
     let offset = 0
     for (const c of chunks) {
       view.set(c.compressed, offset)
@@ -43,7 +43,7 @@ export class VerifyPool {
     const worker = this.workers[this.turn++ % this.workers.length]
     await new Promise<void>((resolve, reject) => {
       this.pending.set(batch, { resolve, reject, chunks })
-      worker.postMessage({ batch, buffer, items } satisfies VerifyRequest, [buffer])
+      worker.postMessage({ batch, buffer, items } satisfies CheckRequest, [buffer])
     })
   }
 
@@ -52,7 +52,7 @@ export class VerifyPool {
     this.failAll(new HoldfastError('ABORTED', 'verification stopped'))
   }
 
-  private onReply (reply: VerifyReply): void {
+  private onReply (reply: CheckReply): void {
     const p = this.pending.get(reply.batch)
     if (p === undefined) return
     this.pending.delete(reply.batch)

@@ -11,9 +11,9 @@
 import { parentPort } from 'node:worker_threads'
 import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs'
 import { join } from 'node:path'
-import { verifyChunk } from '../codec/chunk-codec.js'
-import { describeError } from '../util/errors.js'
-import { PACK_MAGIC, PACK_RECORD_HEADER } from './packs.js'
+import { verifyChunk } from '../../codec/chunk-codec.js'
+import { describeError } from '../../util/errors.js'
+import { PACK_MAGIC, PACK_RECORD_HEADER } from '../core/packs.js'
 
 export type PackProblemKind = 'pack-bad-magic' | 'pack-truncated' | 'bad-location' | 'header-mismatch' | 'hash-mismatch'
 

@@ -6,8 +6,8 @@
  * messages; an abort (the admin client went away, the manager stops) ends the worker.
  */
 import { Worker } from 'node:worker_threads'
-import { HoldfastError, type HoldfastErrorCode } from '../util/errors.js'
-import type { StoreStats } from './stats.js'
+import { HoldfastError, type HoldfastErrorCode } from '../../util/errors.js'
+import type { StoreStats } from '../queries/stats.js'
 import type { VerifyProgress, VerifyReport } from './verify.js'
 
 export type CatalogTask =

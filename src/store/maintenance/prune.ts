@@ -47,15 +47,15 @@
  * what the catalog steps would do; the pack steps are estimated from the pack sizes.
  */
 import { setImmediate as yieldToLoop } from 'node:timers/promises'
-import type { Catalog } from './catalog.js'
-import type { PackStore } from './packs.js'
-import { PACK_MAGIC, PACK_RECORD_HEADER } from './packs.js'
-import { CHUNK_REF, ensureSeq, maxChunksPerVersion } from './chunk-refs.js'
-import { verifyChunk } from '../codec/chunk-codec.js'
-import { describeError } from '../util/errors.js'
-import { endpointLabel } from './browse.js'
+import type { Catalog } from '../core/catalog.js'
+import type { PackStore } from '../core/packs.js'
+import { PACK_MAGIC, PACK_RECORD_HEADER } from '../core/packs.js'
+import { CHUNK_REF, ensureSeq, maxChunksPerVersion } from '../core/chunk-refs.js'
+import { verifyChunk } from '../../codec/chunk-codec.js'
+import { describeError } from '../../util/errors.js'
+import { endpointLabel } from '../queries/browse.js'
 import { describeRules, effectivePolicy, selectSnapshots, type EffectivePolicy, type KeepReason, type RetentionRules } from './retention.js'
-import { transaction, type DatabaseSync } from '../util/sqlite.js'
+import { transaction, type DatabaseSync } from '../../util/sqlite.js'
 
 export const DEFAULT_REPACK_THRESHOLD = 0.1
 

@@ -1,9 +1,9 @@
 /** Worker thread of catalog-tasks.ts: opens its own connection and runs one task. */
 import { parentPort, workerData } from 'node:worker_threads'
-import { Catalog } from './catalog.js'
-import { storeStats } from './stats.js'
+import { Catalog } from '../core/catalog.js'
+import { storeStats } from '../queries/stats.js'
 import { verifyStore } from './verify.js'
-import { errorCode } from '../util/errors.js'
+import { errorCode } from '../../util/errors.js'
 import { TASK_CACHE_KIB, type CatalogTask, type CatalogTaskMessage } from './catalog-tasks.js'
 
 const post = (m: CatalogTaskMessage): void => { parentPort?.postMessage(m) }

@@ -9,8 +9,8 @@
  * reference, in C, with no JS call per row. It lives in the connection's temp schema (never
  * in the catalog file) and grows to the longest chunk list asked for.
  */
-import type { DatabaseSync } from '../util/sqlite.js'
-import { CHUNK_ID_BYTES } from '../model/entry.js'
+import type { DatabaseSync } from '../../util/sqlite.js'
+import { CHUNK_ID_BYTES } from '../../model/entry.js'
 
 const seqRows = new WeakMap<DatabaseSync, number>()
 

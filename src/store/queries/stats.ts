@@ -12,9 +12,9 @@
  * 3. joined with the chunk index, in chunk order, for compressed and plaintext lengths: per
  *    endpoint, and once per distinct chunk for the fleet.
  */
-import type { Catalog } from './catalog.js'
-import { CHUNK_REF, ensureSeq } from './chunk-refs.js'
-import { CHUNK_ID_BYTES } from '../model/entry.js'
+import type { Catalog } from '../core/catalog.js'
+import { CHUNK_REF, ensureSeq } from '../core/chunk-refs.js'
+import { CHUNK_ID_BYTES } from '../../model/entry.js'
 import { endpointLabel } from './browse.js'
 
 export interface EndpointStats {

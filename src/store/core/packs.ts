@@ -12,7 +12,7 @@
 import { closeSync, constants, fsyncSync, ftruncateSync, mkdirSync, openSync, readSync, readdirSync, statSync, unlinkSync, writeSync } from 'node:fs'
 import { join } from 'node:path'
 import { randomBytes } from 'node:crypto'
-import { HoldfastError } from '../util/errors.js'
+import { HoldfastError } from '../../util/errors.js'
 
 export const PACK_MAGIC = Buffer.from('HFPACK01')
 export const PACK_RECORD_HEADER = 32 + 4 + 4

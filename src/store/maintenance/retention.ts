@@ -19,7 +19,7 @@
  * An endpoint's own rules, when it has some, replace the global rules as a whole (they are not
  * merged rule by rule); a hold applies from either scope.
  */
-import { HoldfastError } from '../util/errors.js'
+import { HoldfastError } from '../../util/errors.js'
 
 export const UNLIMITED = -1
 

@@ -12,10 +12,10 @@
  *   reads only that part of the range, others read the range's index entries (no table rows),
  *   test a literal part of the pattern in SQL first and the glob once per distinct path.
  */
-import { HoldfastError } from '../util/errors.js'
-import { displayPath, type EntryType } from '../model/entry.js'
-import { statementCache, type DatabaseSync } from '../util/sqlite.js'
-import type { Catalog, EndpointRow, SnapshotRow } from './catalog.js'
+import { HoldfastError } from '../../util/errors.js'
+import { displayPath, type EntryType } from '../../model/entry.js'
+import { statementCache, type DatabaseSync } from '../../util/sqlite.js'
+import type { Catalog, EndpointRow, SnapshotRow } from '../core/catalog.js'
 import { compileFindPattern, globMatches, type CompiledGlob } from './glob.js'
 
 export interface EndpointRef { peerId: string, name: string }

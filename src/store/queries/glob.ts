@@ -7,7 +7,7 @@
  * '/', `**` as a whole component any number of components, `[abc]`, `[a-z]`, `[!x]` one
  * character of a set, and `\` escapes the next character.
  */
-import { HoldfastError } from '../util/errors.js'
+import { HoldfastError } from '../../util/errors.js'
 
 export interface CompiledGlob {
   /** Anchored, over the latin1 view of the path's bytes. */

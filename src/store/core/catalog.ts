@@ -4,11 +4,11 @@
  * of its file versions up to S (for each path, the newest version at or before S, unless that
  * version is a deletion). The store never imports the network.
  */
-import { ensureColumn, openDatabase, statementCache, transaction, type DatabaseSync } from '../util/sqlite.js'
-import type { EntryType, StagedEntry } from '../model/entry.js'
+import { ensureColumn, openDatabase, statementCache, transaction, type DatabaseSync } from '../../util/sqlite.js'
+import type { EntryType, StagedEntry } from '../../model/entry.js'
 import type { PackLocation } from './packs.js'
-import { HoldfastError } from '../util/errors.js'
-import { RULE_KEYS, type RetentionPolicyRow, type RetentionRules } from './retention.js'
+import { HoldfastError } from '../../util/errors.js'
+import { RULE_KEYS, type RetentionPolicyRow, type RetentionRules } from '../maintenance/retention.js'
 
 const RULE_COLUMNS: Record<typeof RULE_KEYS[number], string> = {
   keepLast: 'keep_last', keepHourly: 'keep_hourly', keepDaily: 'keep_daily', keepWeekly: 'keep_weekly', keepMonthly: 'keep_monthly', keepYearly: 'keep_yearly'

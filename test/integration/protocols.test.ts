@@ -402,10 +402,8 @@ describe('integration: protocols over real libp2p nodes', function () {
 
       assertHoldfast(await thrown(async () => await new ManifestClient(other).list(addrOf(a))), 'REMOTE_ERROR', 'PEER_NOT_ALLOWED')
       assertHoldfast(await thrown(async () => await collect(new ManifestClient(other).entries(addrOf(a), 1))), 'REMOTE_ERROR', 'PEER_NOT_ALLOWED')
-      // The fetch client fails too. (It should be REMOTE_ERROR/PEER_NOT_ALLOWED, but the service's
-      // refusal is a bare JSON frame the fetch client reads as an unknown frame type; see report.)
-      const fetchErr = await thrown(async () => await collect(new FetchClient(other).fetch(addrOf(a), { setId: 1, ids: [chunk.id], rate: 0 })))
-      assert.ok(fetchErr instanceof Error)
+      // the fetch service refuses with its own 0xFF error frame, which the client reads as the remote's code
+      assertHoldfast(await thrown(async () => await collect(new FetchClient(other).fetch(addrOf(a), { setId: 1, ids: [chunk.id], rate: 0 }))), 'REMOTE_ERROR', 'PEER_NOT_ALLOWED')
       assert.equal(chunks.reads, 0)
       assert.equal(manifests.manifestCalls + manifests.entriesCalls, 0)
       assert.ok(gateCalls.length >= 3 && gateCalls.every(p => p === other.peerId.toString()), 'the gate saw the refused peer id')
@@ -414,6 +412,54 @@ describe('integration: protocols over real libp2p nodes', function () {
       assert.equal((await new ManifestClient(manager).list(addrOf(a))).sets.length, 1)
       assert.equal((await collect(new FetchClient(manager).fetch(addrOf(a), { setId: 1, ids: [chunk.id], rate: 0 }))).length, 1)
       assert.equal(chunks.reads, 1)
+    })
+  })
+
+  describe('failures inside a service reach the client as typed error frames', () => {
+    it('a chunk source failing mid-batch: the client gets the chunks before it, then REMOTE_ERROR with the code; the service keeps serving', async () => {
+      const fleetKey = newFleetKey()
+      const [a, b] = await Promise.all([makeNode(fleetKey), makeNode(fleetKey)])
+      const chunks = [makeChunk(randomBytes(1000)), makeChunk(randomBytes(2000)), makeChunk(randomBytes(3000))]
+      const source = new MapChunkSource(chunks)
+      const failing: ChunkSource = {
+        readChunk: async id => {
+          if (Buffer.from(id).equals(Buffer.from(chunks[1].id))) throw new HoldfastError('STORE_CORRUPT', 'spool file unreadable')
+          return await source.readChunk(id)
+        }
+      }
+      await new FetchService(a, { source: failing, allow: allowAll, log: silentLogger, clock: systemClock }).start()
+      const client = new FetchClient(b)
+      const got: FetchedChunk[] = []
+      const err = await thrown(async () => {
+        for await (const c of client.fetch(addrOf(a), { setId: 1, ids: chunks.map(c => c.id), rate: 0 })) got.push(c)
+      })
+      assertHoldfast(err, 'REMOTE_ERROR', 'STORE_CORRUPT')
+      assert.ok(got.length <= 1, 'nothing past the failed chunk')
+      // the same service answers the next batch
+      assert.equal((await collect(client.fetch(addrOf(a), { setId: 1, ids: [chunks[0].id, chunks[2].id], rate: 0 }))).length, 2)
+    })
+
+    it('a manifest entry list failing after its first page: REMOTE_ERROR with the code, never a short list', async () => {
+      const fleetKey = newFleetKey()
+      const [a, b] = await Promise.all([makeNode(fleetKey), makeNode(fleetKey)])
+      const entries = makeEntries(1, MANIFEST_LIMITS.entriesPerPage + 10)
+      const source = new MemoryManifestSource({ agentVersion: 'x', idle: true, sets: [] }, new Map())
+      source.entries = (): Iterable<StagedEntry> => (function * () {
+        yield * entries.slice(0, MANIFEST_LIMITS.entriesPerPage + 5)
+        throw new HoldfastError('SET_UNKNOWN', 'the set was dropped while it was being listed')
+      })()
+      await new ManifestService(a, { source, allow: allowAll, log: silentLogger }).start()
+      const pages: StagedEntry[][] = []
+      const err = await thrown(async () => { for await (const page of new ManifestClient(b).entries(addrOf(a), 1)) pages.push(page) })
+      assertHoldfast(err, 'REMOTE_ERROR', 'SET_UNKNOWN')
+      assert.equal(pages.flat().length, MANIFEST_LIMITS.entriesPerPage, 'the first page arrived, the partial second did not')
+    })
+
+    it('an ack the sink cannot apply is answered REMOTE_ERROR with the sink\'s code', async () => {
+      const fleetKey = newFleetKey()
+      const [agent, manager] = await Promise.all([makeNode(fleetKey), makeNode(fleetKey)])
+      await new AckService(agent, { sink: { acknowledge: async () => { throw new HoldfastError('SET_UNKNOWN', 'no such set') } }, allow: allowAll, log: silentLogger }).start()
+      assertHoldfast(await thrown(async () => { await new AckClient(manager).ack(addrOf(agent), 3, 4) }), 'REMOTE_ERROR', 'SET_UNKNOWN')
     })
   })
 

@@ -18,7 +18,7 @@ import { chunkId, compressChunk, verifyChunk } from '../../src/codec/chunk-codec
 import { CHUNK_ID_BYTES, toHex, type SetSummary, type StagedEntry } from '../../src/model/entry.js'
 import { HoldfastError, isHoldfastError } from '../../src/util/errors.js'
 import { silentLogger } from '../../src/util/log.js'
-import { systemClock } from '../../src/util/clock.js'
+import { ManualClock, systemClock } from '../../src/util/clock.js'
 
 // ---------------------------------------------------------------- helpers
 
@@ -683,6 +683,71 @@ describe('integration: protocols over real libp2p nodes', function () {
       // and the service still takes the next ack
       await new AckClient(manager).ack(addrOf(agent), 13, 35)
       assert.deepEqual(calls[2], [13, 35, manager.peerId.toString()])
+    })
+  })
+
+  describe('pacing on the injected clock', () => {
+    const KiB = 1024
+    const MiB = 1024 * KiB
+
+    /**
+     * Fetches `chunks` between two real nodes while the agent's limiter runs on a ManualClock.
+     * Time moves (in 5 ms steps) only while the limiter sleeps, so the manual time at the end is
+     * what pacing alone cost: dial, Noise and the OS add nothing. Returns the bytes the limiter
+     * accounts for (frame and header) and the manual time at first and last receipt.
+     */
+    async function pacedFetch (chunks: Chunk[], asked: number, ceiling: number): Promise<{ bytes: number, ms: number, first: { bytes: number, ms: number } }> {
+      const fleetKey = newFleetKey()
+      const [agent, manager] = await Promise.all([makeNode(fleetKey), makeNode(fleetKey)])
+      const clock = new ManualClock(1_000_000)
+      await new FetchService(agent, { source: new MapChunkSource(chunks), allow: allowAll, log: silentLogger, clock, maxRate: ceiling }).start()
+      const start = clock.now()
+      const samples: Array<{ bytes: number, ms: number }> = []
+      let bytes = 0
+      let done = false
+      let failure: unknown
+      void (async () => {
+        for await (const c of new FetchClient(manager).fetch(addrOf(agent), { setId: 1, ids: chunks.map(c => c.id), rate: asked })) {
+          // what the agent's limiter charges per chunk: type, id, rawLength, data and the 4-byte length
+          bytes += 1 + CHUNK_ID_BYTES + 4 + c.compressed.byteLength + 4
+          samples.push({ bytes, ms: clock.now() - start })
+        }
+      })().then(() => { done = true }, (err: unknown) => { failure = err; done = true })
+      // bounded in wall time and in steps; waits on real I/O, never on a fixed sleep
+      const wallUntil = Date.now() + 60_000
+      for (let steps = 0; !done; steps++) {
+        assert.ok(Date.now() < wallUntil && steps < 200_000, `paced fetch did not finish (manual ${clock.now() - start} ms, ${bytes} B)`)
+        if (clock.pendingSleepers > 0) await clock.advance(5)
+        else await new Promise(resolve => setTimeout(resolve, 1))
+      }
+      if (failure !== undefined) throw failure
+      const first = samples[0]
+      const last = samples[samples.length - 1]
+      assert.ok(first !== undefined && last !== undefined && samples.length === chunks.length)
+      return { bytes, ms: last.ms, first }
+    }
+
+    function assertRate (got: { bytes: number, ms: number, first: { bytes: number, ms: number } }, rate: number, what: string): void {
+      const overall = got.bytes / (got.ms / 1000)
+      assert.ok(Math.abs(overall - rate) <= rate * 0.05, `${what}: ${got.bytes} B in ${got.ms} manual ms = ${Math.round(overall)} B/s, expected ${rate} ±5%`)
+      // after the first receipt too: a front-loaded burst would show here
+      const steady = (got.bytes - got.first.bytes) / ((got.ms - got.first.ms) / 1000)
+      assert.ok(Math.abs(steady - rate) <= rate * 0.05, `${what}: after the first receipt ${Math.round(steady)} B/s, expected ${rate} ±5%`)
+    }
+
+    // incompressible, so the bytes on the wire are the chunk bytes
+    const chunks = Array.from({ length: 48 }, () => makeChunk(randomBytes(64 * KiB)))
+
+    it('sends at the rate the manager asks, within 5% of manual time', async () => {
+      assertRate(await pacedFetch(chunks, 1 * MiB, 0), 1 * MiB, 'asked 1 MiB/s, no ceiling')
+    })
+
+    it('a manager asking for more than the agent\'s ceiling (or for unpaced) gets the ceiling', async () => {
+      const ceiling = 768 * KiB
+      assertRate(await pacedFetch(chunks, 4 * MiB, ceiling), ceiling, 'asked 4 MiB/s, ceiling 768 KiB/s')
+      assertRate(await pacedFetch(chunks, 0, ceiling), ceiling, 'asked unpaced, ceiling 768 KiB/s')
+      // below the ceiling the manager's rate holds
+      assertRate(await pacedFetch(chunks, 512 * KiB, ceiling), 512 * KiB, 'asked 512 KiB/s, ceiling 768 KiB/s')
     })
   })
 

@@ -7,11 +7,13 @@
  * the set's entries backed up and frees its spool. An ack for a set the agent no longer holds
  * is answered ok (acks are idempotent: a lost reply leads to a second ack).
  */
-import type { Connection, PeerId, Stream } from '@libp2p/interface'
+import type { PeerId } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'
+import { HoldfastError } from '../util/errors.js'
 import type { Logger } from '../util/log.js'
 import { FrameReader } from './framing.js'
-import { deadline, errorMessage, int, protocolId, readJson, refuse, runExchange, sendJson, WIRE_VERSION, type PeerGate, type ProtocolHost } from './exchange.js'
+import { deadline, int, protocolId, readJson, runExchange, sendJson, WIRE_VERSION, type PeerGate, type ProtocolHost } from './exchange.js'
+import { ProtocolService, type Exchange } from './service.js'
 
 export const ACK_PROTOCOL = protocolId('ack')
 
@@ -31,48 +33,26 @@ export interface AckServiceInit {
 }
 
 export class AckService {
-  private started = false
-  constructor (private readonly host: ProtocolHost, private readonly init: AckServiceInit) {}
+  private readonly service: ProtocolService
 
-  async start (): Promise<void> {
-    if (this.started) return
-    await this.host.handle(ACK_PROTOCOL, (stream, connection) => { void this.onStream(stream, connection) }, { maxInboundStreams: 4 })
-    this.started = true
+  constructor (host: ProtocolHost, private readonly init: AckServiceInit) {
+    this.service = new ProtocolService(host, {
+      protocol: ACK_PROTOCOL,
+      name: 'ack',
+      limits: { maxInboundStreams: 4, maxOutboundStreams: 4, timeoutMs: ACK_LIMITS.timeoutMs, maxErrorFrameBytes: ACK_LIMITS.maxMessageBytes },
+      refusal: 'this agent takes acks only from its pinned manager',
+      handle: async exchange => { await this.serve(exchange) }
+    }, init)
   }
 
-  async stop (): Promise<void> {
-    if (!this.started) return
-    await this.host.unhandle(ACK_PROTOCOL)
-    this.started = false
-  }
+  async start (): Promise<void> { await this.service.start() }
+  async stop (): Promise<void> { await this.service.stop() }
 
-  private async onStream (stream: Stream, connection: Connection): Promise<void> {
-    const remote = connection.remotePeer.toString()
-    const log = this.init.log.child(`ack:${remote.slice(-8)}`)
-    if (!this.init.allow(remote)) {
-      log.warn('refused ack from a peer that is not an allowed manager')
-      await refuse(stream, 'PEER_NOT_ALLOWED', 'this agent takes acks only from its pinned manager', ACK_LIMITS.maxMessageBytes)
-      return
-    }
-    const signal = deadline(ACK_LIMITS.timeoutMs)
-    try {
-      await runExchange(stream, signal, 'ack', async () => {
-        const reader = new FrameReader(stream)
-        try {
-          const ack = await readJson(reader, ACK_LIMITS.maxMessageBytes, 'the ack', r => ({ setId: int(r, 'setId', 1), snapshotId: int(r, 'snapshotId', 1) }))
-          await this.init.sink.acknowledge(ack.setId, ack.snapshotId, remote)
-          await sendJson(stream, { v: WIRE_VERSION, ok: true }, ACK_LIMITS.maxMessageBytes, signal)
-        } catch (err) {
-          log.warn('ack not applied', { err: String(err) })
-          await sendJson(stream, errorMessage(err), ACK_LIMITS.maxMessageBytes, signal)
-          await stream.close({ signal })
-          return
-        }
-        await stream.close({ signal })
-      })
-    } catch (err) {
-      log.warn('ack failed', { err: String(err) })
-    }
+  private async serve ({ stream, reader, remote, signal }: Exchange): Promise<void> {
+    const ack = await readJson(reader, ACK_LIMITS.maxMessageBytes, 'the ack', r => ({ setId: int(r, 'setId', 1), snapshotId: int(r, 'snapshotId', 1) }))
+    await this.init.sink.acknowledge(ack.setId, ack.snapshotId, remote)
+    await sendJson(stream, { v: WIRE_VERSION, ok: true }, ACK_LIMITS.maxMessageBytes, signal)
+    await stream.close({ signal })
   }
 }
 
@@ -87,7 +67,7 @@ export class AckClient {
       await stream.close({ signal })
       const reader = new FrameReader(stream)
       await readJson(reader, ACK_LIMITS.maxMessageBytes, 'the ack reply', r => {
-        if (r.ok !== true) throw new Error('ack not confirmed')
+        if (r.ok !== true) throw new HoldfastError('FRAME_MALFORMED', 'ack not confirmed')
         return true
       })
     })

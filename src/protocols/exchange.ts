@@ -5,7 +5,7 @@
  */
 import type { Connection, Stream, StreamHandler, StreamHandlerOptions, PeerId } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'
-import { HoldfastError, type HoldfastErrorCode } from '../util/errors.js'
+import { HoldfastError } from '../util/errors.js'
 import { FrameReader, writeFrame } from './framing.js'
 
 export const PROTOCOL_PREFIX = '/holdfast'
@@ -139,14 +139,21 @@ export function arr (record: Record<string, unknown>, name: string, maxItems: nu
   return field(Array.isArray(v) && v.length <= maxItems, name, v as unknown[])
 }
 
-/** Aborts the handler's stream with a typed error frame first, so the client learns why. */
-export async function refuse (stream: Stream, code: HoldfastErrorCode, message: string, maxLength: number, encode: (err: unknown) => Uint8Array = err => encodeJson(errorMessage(err), maxLength)): Promise<void> {
-  try {
-    await writeFrame(stream, encode(new HoldfastError(code, message)), AbortSignal.timeout(2000))
-    await stream.close({ signal: AbortSignal.timeout(2000) })
-  } catch {
-    stream.abort(new HoldfastError(code, message))
+/**
+ * One idle timer pushed back on every frame, raced with an exchange's deadline (a new signal
+ * per frame would cost more than the frame).
+ */
+export class IdleDeadline {
+  private readonly controller = new AbortController()
+  private readonly timer: NodeJS.Timeout
+  readonly signal: AbortSignal
+  constructor (ms: number, outer: AbortSignal) {
+    this.timer = setTimeout(() => { this.controller.abort(new DOMException(`no frame for ${ms} ms`, 'TimeoutError')) }, ms)
+    this.signal = AbortSignal.any([outer, this.controller.signal])
   }
+
+  touch (): void { this.timer.refresh() }
+  clear (): void { clearTimeout(this.timer) }
 }
 
 export type { Connection, Stream }

@@ -12,15 +12,16 @@
  * checks order, length and hash of every chunk, and a stream that ends before the end frame is
  * an error, never a short result.
  */
-import type { Connection, PeerId, Stream } from '@libp2p/interface'
+import type { PeerId } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'
 import { HoldfastError } from '../util/errors.js'
 import type { Logger } from '../util/log.js'
 import type { Clock } from '../util/clock.js'
 import { RateLimiter } from '../util/rate-limiter.js'
 import { CHUNK_ID_BYTES, fromHex, toHex } from '../model/entry.js'
-import { FrameBatcher, FrameReader, writeFrame } from './framing.js'
-import { arr, deadline, decodeJson, encodeJson, errorMessage, int, protocolId, readJson, refuse, runExchange, sendJson, field, WIRE_VERSION, type PeerGate, type ProtocolHost } from './exchange.js'
+import { FrameBatcher, FrameReader } from './framing.js'
+import { arr, deadline, decodeJson, int, protocolId, readJson, runExchange, sendJson, field, WIRE_VERSION, type PeerGate, type ProtocolHost } from './exchange.js'
+import { ProtocolService, type Exchange } from './service.js'
 
 export const FETCH_PROTOCOL = protocolId('fetch')
 
@@ -75,85 +76,60 @@ export interface FetchServiceInit {
 }
 
 export class FetchService {
-  private started = false
-  constructor (private readonly host: ProtocolHost, private readonly init: FetchServiceInit) {}
+  private readonly service: ProtocolService
 
-  async start (): Promise<void> {
-    if (this.started) return
-    await this.host.handle(FETCH_PROTOCOL, (stream, connection) => { void this.onStream(stream, connection) }, { maxInboundStreams: 8 })
-    this.started = true
+  constructor (host: ProtocolHost, private readonly init: FetchServiceInit) {
+    this.service = new ProtocolService(host, {
+      protocol: FETCH_PROTOCOL,
+      name: 'fetch',
+      limits: { maxInboundStreams: 8, maxOutboundStreams: 8, timeoutMs: FETCH_LIMITS.timeoutMs, maxErrorFrameBytes: FETCH_LIMITS.maxChunkFrameBytes },
+      refusal: 'this agent serves only its pinned manager',
+      // every reply frame starts with its type, so an error is `0xFF | JSON`, never bare JSON
+      errorFrame: json => concat([FRAME_ERROR], json),
+      handle: async exchange => { await this.serve(exchange) }
+    }, init)
   }
 
-  async stop (): Promise<void> {
-    if (!this.started) return
-    await this.host.unhandle(FETCH_PROTOCOL)
-    this.started = false
-  }
+  async start (): Promise<void> { await this.service.start() }
+  async stop (): Promise<void> { await this.service.stop() }
 
-  private async onStream (stream: Stream, connection: Connection): Promise<void> {
-    const remote = connection.remotePeer.toString()
-    const log = this.init.log.child(`fetch:${remote.slice(-8)}`)
-    if (!this.init.allow(remote)) {
-      log.warn('refused fetch from a peer that is not an allowed manager')
-      await refuse(stream, 'PEER_NOT_ALLOWED', 'this agent serves only its pinned manager', FETCH_LIMITS.maxRequestBytes, errorFrame)
-      return
+  private async serve ({ stream, reader, signal }: Exchange): Promise<void> {
+    const request = await readJson(reader, FETCH_LIMITS.maxRequestBytes, 'the fetch request', requestFromWire)
+    const rate = effectiveRate(request.rate, this.init.maxRate ?? 0)
+    const limiter = rate > 0 ? new RateLimiter(rate, this.init.clock) : undefined
+    // At low rates flush often (a tenth of a second of traffic) so the receiver's idle
+    // deadline never sees a long silence while a batch fills.
+    const batcher = new FrameBatcher(stream, rate > 0 ? Math.max(16 * 1024, Math.min(256 * 1024, Math.floor(rate / 10))) : 256 * 1024)
+    let count = 0
+    for (const id of request.ids) {
+      const chunk = await this.init.source.readChunk(id)
+      if (chunk === null) {
+        await batcher.push(concat([FRAME_MISSING], id), signal)
+      } else {
+        const frame = new Uint8Array(1 + CHUNK_ID_BYTES + 4 + chunk.compressed.byteLength)
+        frame[0] = FRAME_CHUNK
+        frame.set(id, 1)
+        new DataView(frame.buffer).setUint32(1 + CHUNK_ID_BYTES, chunk.rawLength, false)
+        frame.set(chunk.compressed, 1 + CHUNK_ID_BYTES + 4)
+        if (limiter !== undefined) await limiter.take(frame.byteLength + 4, signal)
+        await batcher.push(frame, signal)
+      }
+      count++
     }
-    const signal = deadline(FETCH_LIMITS.timeoutMs)
-    try {
-      await runExchange(stream, signal, 'fetch', async () => {
-        const reader = new FrameReader(stream)
-        let request: FetchRequest
-        try {
-          request = await readJson(reader, FETCH_LIMITS.maxRequestBytes, 'the fetch request', requestFromWire)
-        } catch (err) {
-          // Tell the client why, then end the stream cleanly: a reset could discard the answer.
-          log.info('rejected a malformed fetch request', { err: String(err) })
-          await writeFrame(stream, errorFrame(err), signal)
-          await stream.close({ signal })
-          return
-        }
-        const rate = effectiveRate(request.rate, this.init.maxRate ?? 0)
-        const limiter = rate > 0 ? new RateLimiter(rate, this.init.clock) : undefined
-        // At low rates flush often (a tenth of a second of traffic) so the receiver's idle
-        // deadline never sees a long silence while a batch fills.
-        const batcher = new FrameBatcher(stream, rate > 0 ? Math.max(16 * 1024, Math.min(256 * 1024, Math.floor(rate / 10))) : 256 * 1024)
-        let count = 0
-        for (const id of request.ids) {
-          const chunk = await this.init.source.readChunk(id)
-          if (chunk === null) {
-            await batcher.push(concat([FRAME_MISSING], id), signal)
-          } else {
-            const frame = new Uint8Array(1 + CHUNK_ID_BYTES + 4 + chunk.compressed.byteLength)
-            frame[0] = FRAME_CHUNK
-            frame.set(id, 1)
-            new DataView(frame.buffer).setUint32(1 + CHUNK_ID_BYTES, chunk.rawLength, false)
-            frame.set(chunk.compressed, 1 + CHUNK_ID_BYTES + 4)
-            if (limiter !== undefined) await limiter.take(frame.byteLength + 4, signal)
-            await batcher.push(frame, signal)
-          }
-          count++
-        }
-        const end = new Uint8Array(5)
-        new DataView(end.buffer).setUint32(1, count, false)
-        end[0] = FRAME_END
-        await batcher.push(end, signal)
-        await batcher.flush(signal)
-        await stream.close({ signal })
-      })
-    } catch (err) {
-      log.debug('fetch exchange failed', { err: String(err) })
-    }
+    const end = new Uint8Array(5)
+    new DataView(end.buffer).setUint32(1, count, false)
+    end[0] = FRAME_END
+    await batcher.push(end, signal)
+    await batcher.flush(signal)
+    await stream.close({ signal })
   }
 }
 
-function effectiveRate (asked: number, ceiling: number): number {
+/** The rate the agent sends at: what the manager asks, never above the agent's own ceiling. */
+export function effectiveRate (asked: number, ceiling: number): number {
   if (ceiling <= 0) return asked
   if (asked <= 0) return ceiling
   return Math.min(asked, ceiling)
-}
-
-function errorFrame (err: unknown): Uint8Array {
-  return concat([FRAME_ERROR], encodeJson(errorMessage(err), 64 * 1024))
 }
 
 function concat (a: ArrayLike<number>, b: Uint8Array): Uint8Array {

@@ -8,14 +8,14 @@
  * Entries travel in pages so no single frame grows with the size of a set; the final frame
  * carries the count, so a stream cut between pages is detected, never taken as a short set.
  */
-import type { Connection, Stream } from '@libp2p/interface'
 import type { PeerId } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'
 import { HoldfastError } from '../util/errors.js'
 import type { Logger } from '../util/log.js'
 import { ENTRY_TYPES, CHUNK_ID_BYTES, type EntryType, type SetSummary, type StagedEntry } from '../model/entry.js'
 import { FrameReader } from './framing.js'
-import { arr, bool, deadline, int, protocolId, readJson, refuse, runExchange, sendJson, str, field, errorMessage, WIRE_VERSION, type PeerGate, type ProtocolHost } from './exchange.js'
+import { arr, bool, deadline, int, protocolId, readJson, runExchange, sendJson, str, field, WIRE_VERSION, type PeerGate, type ProtocolHost } from './exchange.js'
+import { ProtocolService, type Exchange } from './service.js'
 
 export const MANIFEST_PROTOCOL = protocolId('manifest')
 
@@ -129,73 +129,43 @@ export interface ManifestProtocolInit {
 
 /** The agent's side: answers manifest requests from allowed managers. */
 export class ManifestService {
-  private started = false
-  constructor (private readonly host: ProtocolHost, private readonly init: ManifestProtocolInit) {}
+  private readonly service: ProtocolService
 
-  async start (): Promise<void> {
-    if (this.started) return
-    await this.host.handle(MANIFEST_PROTOCOL, (stream, connection) => { void this.onStream(stream, connection) }, { maxInboundStreams: 8 })
-    this.started = true
+  constructor (host: ProtocolHost, private readonly init: ManifestProtocolInit) {
+    this.service = new ProtocolService(host, {
+      protocol: MANIFEST_PROTOCOL,
+      name: 'manifest',
+      limits: { maxInboundStreams: 8, maxOutboundStreams: 8, timeoutMs: init.timeoutMs ?? MANIFEST_LIMITS.timeoutMs, maxErrorFrameBytes: MANIFEST_LIMITS.maxFrameBytes },
+      refusal: 'this agent serves only its pinned manager',
+      handle: async exchange => { await this.serve(exchange) }
+    }, init)
   }
 
-  async stop (): Promise<void> {
-    if (!this.started) return
-    await this.host.unhandle(MANIFEST_PROTOCOL)
-    this.started = false
-  }
+  async start (): Promise<void> { await this.service.start() }
+  async stop (): Promise<void> { await this.service.stop() }
 
-  private async onStream (stream: Stream, connection: Connection): Promise<void> {
-    const remote = connection.remotePeer.toString()
-    const log = this.init.log.child(`manifest:${remote.slice(-8)}`)
-    if (!this.init.allow(remote)) {
-      log.warn('refused manifest request from a peer that is not an allowed manager')
-      await refuse(stream, 'PEER_NOT_ALLOWED', 'this agent serves only its pinned manager', MANIFEST_LIMITS.maxRequestBytes)
-      return
-    }
-    const signal = deadline(this.init.timeoutMs ?? MANIFEST_LIMITS.timeoutMs)
-    try {
-      await runExchange(stream, signal, 'manifest', async () => {
-        const reader = new FrameReader(stream)
-        let request: ManifestRequest
-        try {
-          request = await readJson(reader, MANIFEST_LIMITS.maxRequestBytes, 'the manifest request', requestFromWire)
-        } catch (err) {
-          // Tell the client why, then end the stream cleanly: a reset could discard the answer.
-          log.info('rejected a malformed manifest request', { err: String(err) })
-          await sendJson(stream, errorMessage(err), MANIFEST_LIMITS.maxFrameBytes, signal)
-          await stream.close({ signal })
-          return
+  private async serve ({ stream, reader, signal }: Exchange): Promise<void> {
+    const request = await readJson(reader, MANIFEST_LIMITS.maxRequestBytes, 'the manifest request', requestFromWire)
+    if (request.op === 'list') {
+      const m = this.init.source.manifest()
+      await sendJson(stream, { v: WIRE_VERSION, agentVersion: m.agentVersion, name: m.name, idle: m.idle, sets: m.sets.slice(0, MANIFEST_LIMITS.maxSetsPerList) }, MANIFEST_LIMITS.maxFrameBytes, signal)
+    } else {
+      // throws SET_UNKNOWN before any page is sent; the helper answers with the error frame
+      const entries = this.init.source.entries(request.setId)
+      let page: WireEntry[] = []
+      let count = 0
+      for (const entry of entries) {
+        page.push(entryToWire(entry))
+        count++
+        if (page.length >= MANIFEST_LIMITS.entriesPerPage) {
+          await sendJson(stream, { v: WIRE_VERSION, entries: page }, MANIFEST_LIMITS.maxFrameBytes, signal)
+          page = []
         }
-        if (request.op === 'list') {
-          const m = this.init.source.manifest()
-          await sendJson(stream, { v: WIRE_VERSION, agentVersion: m.agentVersion, name: m.name, idle: m.idle, sets: m.sets.slice(0, MANIFEST_LIMITS.maxSetsPerList) }, MANIFEST_LIMITS.maxFrameBytes, signal)
-        } else {
-          let entries: Iterable<StagedEntry>
-          try {
-            entries = this.init.source.entries(request.setId)
-          } catch (err) {
-            await sendJson(stream, errorMessage(err), MANIFEST_LIMITS.maxFrameBytes, signal)
-            await stream.close({ signal })
-            return
-          }
-          let page: WireEntry[] = []
-          let count = 0
-          for (const entry of entries) {
-            page.push(entryToWire(entry))
-            count++
-            if (page.length >= MANIFEST_LIMITS.entriesPerPage) {
-              await sendJson(stream, { v: WIRE_VERSION, entries: page }, MANIFEST_LIMITS.maxFrameBytes, signal)
-              page = []
-            }
-          }
-          if (page.length > 0) await sendJson(stream, { v: WIRE_VERSION, entries: page }, MANIFEST_LIMITS.maxFrameBytes, signal)
-          await sendJson(stream, { v: WIRE_VERSION, done: true, count }, MANIFEST_LIMITS.maxFrameBytes, signal)
-        }
-        await stream.close({ signal })
-      })
-    } catch (err) {
-      log.debug('manifest exchange failed', { err: String(err) })
+      }
+      if (page.length > 0) await sendJson(stream, { v: WIRE_VERSION, entries: page }, MANIFEST_LIMITS.maxFrameBytes, signal)
+      await sendJson(stream, { v: WIRE_VERSION, done: true, count }, MANIFEST_LIMITS.maxFrameBytes, signal)
     }
+    await stream.close({ signal })
   }
 }
 

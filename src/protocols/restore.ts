@@ -17,7 +17,7 @@
  * frame, or counts that do not match, fail the whole exchange. Every frame has a size limit,
  * the exchange a deadline, and each frame must come within the idle timeout.
  */
-import type { Connection, PeerId, Stream } from '@libp2p/interface'
+import type { PeerId } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'
 import { HoldfastError, describeError } from '../util/errors.js'
 import type { Logger } from '../util/log.js'
@@ -25,7 +25,8 @@ import { CHUNK_ID_BYTES, toHex, type StagedEntry } from '../model/entry.js'
 import { verifyChunk } from '../codec/chunk-codec.js'
 import { FrameBatcher, FrameReader } from './framing.js'
 import { entryFromWire, entryToWire, MANIFEST_LIMITS } from './manifest.js'
-import { arr, bool, decodeJson, deadline, encodeJson, errorMessage, field, int, protocolId, readJson, refuse, runExchange, sendJson, str, WIRE_VERSION, type PeerGate, type ProtocolHost } from './exchange.js'
+import { arr, bool, decodeJson, deadline, encodeJson, field, IdleDeadline, int, protocolId, readJson, runExchange, sendJson, str, WIRE_VERSION, type PeerGate, type ProtocolHost } from './exchange.js'
+import { ProtocolService, type Exchange } from './service.js'
 
 export const RESTORE_PROTOCOL = protocolId('restore')
 
@@ -108,20 +109,6 @@ function withKind (kind: number, payload: Uint8Array): Uint8Array {
   return out
 }
 
-/** One idle timer pushed back on every frame, raced with the exchange's deadline. */
-class IdleDeadline {
-  private readonly controller = new AbortController()
-  private readonly timer: NodeJS.Timeout
-  readonly signal: AbortSignal
-  constructor (ms: number, outer: AbortSignal) {
-    this.timer = setTimeout(() => { this.controller.abort(new DOMException(`no frame for ${ms} ms`, 'TimeoutError')) }, ms)
-    this.signal = AbortSignal.any([outer, this.controller.signal])
-  }
-
-  touch (): void { this.timer.refresh() }
-  clear (): void { clearTimeout(this.timer) }
-}
-
 export interface RestoreServiceInit {
   target: RestoreTarget
   allow: PeerGate
@@ -129,67 +116,48 @@ export interface RestoreServiceInit {
 }
 
 export class RestoreService {
-  private started = false
-  constructor (private readonly host: ProtocolHost, private readonly init: RestoreServiceInit) {}
+  private readonly service: ProtocolService
 
-  async start (): Promise<void> {
-    if (this.started) return
-    await this.host.handle(RESTORE_PROTOCOL, (stream, connection) => { void this.onStream(stream, connection) }, { maxInboundStreams: 1 })
-    this.started = true
+  constructor (host: ProtocolHost, private readonly init: RestoreServiceInit) {
+    this.service = new ProtocolService(host, {
+      protocol: RESTORE_PROTOCOL,
+      name: 'restore',
+      // one push at a time per agent
+      limits: { maxInboundStreams: 1, maxOutboundStreams: 1, timeoutMs: RESTORE_LIMITS.timeoutMs, idleTimeoutMs: RESTORE_LIMITS.idleTimeoutMs, maxErrorFrameBytes: RESTORE_LIMITS.maxSummaryBytes },
+      refusal: 'this agent takes restores only from its pinned manager',
+      handle: async exchange => { await this.serve(exchange) }
+    }, init)
   }
 
-  async stop (): Promise<void> {
-    if (!this.started) return
-    await this.host.unhandle(RESTORE_PROTOCOL)
-    this.started = false
-  }
+  async start (): Promise<void> { await this.service.start() }
+  async stop (): Promise<void> { await this.service.stop() }
 
-  private async onStream (stream: Stream, connection: Connection): Promise<void> {
-    const remote = connection.remotePeer.toString()
-    const log = this.init.log.child(`restore:${remote.slice(-8)}`)
-    if (!this.init.allow(remote)) {
-      log.warn('refused a restore from a peer that is not an allowed manager')
-      await refuse(stream, 'PEER_NOT_ALLOWED', 'this agent takes restores only from its pinned manager', RESTORE_LIMITS.maxHeaderBytes)
-      return
-    }
-    const signal = deadline(RESTORE_LIMITS.timeoutMs)
-    const idle = new IdleDeadline(RESTORE_LIMITS.idleTimeoutMs, signal)
+  private async serve ({ stream, reader, remote, signal, touch, log }: Exchange): Promise<void> {
+    let writer: RestoreWriter
+    let header: RestoreHeader
     try {
-      await runExchange(stream, idle.signal, 'restore', async () => {
-        const reader = new FrameReader(stream)
-        let writer: RestoreWriter
-        let header: RestoreHeader
-        try {
-          header = await readJson(reader, RESTORE_LIMITS.maxHeaderBytes, 'the restore header', headerFromWire)
-          writer = await this.init.target.open(header, remote)
-        } catch (err) {
-          log.warn('restore refused', { err: describeError(err) })
-          await sendJson(stream, errorMessage(err), RESTORE_LIMITS.maxHeaderBytes, signal)
-          await stream.close({ signal })
-          return
-        }
-        log.info('restore started', { restore: header.restoreId, label: header.label, overwrite: header.overwrite })
-        await sendJson(stream, { v: WIRE_VERSION, ok: true }, RESTORE_LIMITS.maxHeaderBytes, signal)
-        const summary = await receive(reader, writer, idle)
-        await sendJson(stream, { v: WIRE_VERSION, ...summary }, RESTORE_LIMITS.maxSummaryBytes, signal)
-        await stream.close({ signal })
-        log.info('restore done', { restore: header.restoreId, files: summary.files, bytes: summary.bytes, errors: summary.errors.length + summary.errorsOmitted })
-      })
+      header = await readJson(reader, RESTORE_LIMITS.maxHeaderBytes, 'the restore header', headerFromWire)
+      writer = await this.init.target.open(header, remote)
     } catch (err) {
-      log.warn('restore failed', { err: describeError(err) })
-    } finally {
-      idle.clear()
+      log.warn('restore refused', { err: describeError(err) })
+      throw err
     }
+    log.info('restore started', { restore: header.restoreId, label: header.label, overwrite: header.overwrite })
+    await sendJson(stream, { v: WIRE_VERSION, ok: true }, RESTORE_LIMITS.maxHeaderBytes, signal)
+    const summary = await receive(reader, writer, touch)
+    await sendJson(stream, { v: WIRE_VERSION, ...summary }, RESTORE_LIMITS.maxSummaryBytes, signal)
+    await stream.close({ signal })
+    log.info('restore done', { restore: header.restoreId, files: summary.files, bytes: summary.bytes, errors: summary.errors.length + summary.errorsOmitted })
   }
 }
 
 /** Reads entries and chunks until the end frame, writing them; checks the end counts. */
-async function receive (reader: FrameReader, writer: RestoreWriter, idle: IdleDeadline): Promise<AgentRestoreSummary> {
+async function receive (reader: FrameReader, writer: RestoreWriter, touch: () => void): Promise<AgentRestoreSummary> {
   let entries = 0
   let chunks = 0
   let bytes = 0
   const next = async (what: string): Promise<Uint8Array> => {
-    idle.touch()
+    touch()
     const frame = await reader.expect(RESTORE_LIMITS.maxChunkFrameBytes, what)
     if (frame.byteLength === 0) throw new HoldfastError('FRAME_MALFORMED', 'empty restore frame')
     return frame

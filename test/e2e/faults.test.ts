@@ -76,7 +76,10 @@ describe('end to end: faults and limits', function () {
     assert.equal(after.spoolBytes, 0)
   })
 
-  it('the pull holds the configured rate (within 10%)', async function () {
+  // The exact rate (±5%) and the agent's ceiling are checked on the injected clock in
+  // test/integration/protocols.test.ts ('pacing on the injected clock'). Here the wall clock also
+  // times the dial, manifest, verify, fsync and ack, so only a loose sanity bound holds.
+  it('the pull is paced at the configured rate (loose wall-clock bound)', async function () {
     const fleet = new TestFleet(join(root, 'f'))
     fleets.push(fleet)
     const src = join(root, 'src')
@@ -96,7 +99,9 @@ describe('end to end: faults and limits', function () {
     assert.ok(p.bytesPulled > 24 * MiB, `pulled ${p.bytesPulled}`)
     const expectedMs = p.bytesPulled / rate * 1000
     const ratio = p.ms / expectedMs
-    assert.ok(ratio > 0.9 && ratio < 1.1, `pull of ${p.bytesPulled} B took ${p.ms} ms; at ${rate} B/s it should take ${Math.round(expectedMs)} ms (ratio ${ratio.toFixed(3)})`)
+    // Not faster than the rate (less the limiter's quarter-second burst), and not so slow that
+    // pacing, not the machine, must be at fault.
+    assert.ok(ratio > 0.85 && ratio < 3, `pull of ${p.bytesPulled} B took ${p.ms} ms; at ${rate} B/s it should take about ${Math.round(expectedMs)} ms (ratio ${ratio.toFixed(3)})`)
   })
 
   it('a manager of another fleet neither sees nor reaches the agents', async function () {

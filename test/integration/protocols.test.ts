@@ -18,7 +18,7 @@ import { chunkId, compressChunk, verifyChunk } from '../../src/codec/chunk-codec
 import { CHUNK_ID_BYTES, toHex, type SetSummary, type StagedEntry } from '../../src/model/entry.js'
 import { HoldfastError, isHoldfastError } from '../../src/util/errors.js'
 import { silentLogger } from '../../src/util/log.js'
-import { systemClock } from '../../src/util/clock.js'
+import { ManualClock, systemClock } from '../../src/util/clock.js'
 
 // ---------------------------------------------------------------- helpers
 
@@ -402,10 +402,8 @@ describe('integration: protocols over real libp2p nodes', function () {
 
       assertHoldfast(await thrown(async () => await new ManifestClient(other).list(addrOf(a))), 'REMOTE_ERROR', 'PEER_NOT_ALLOWED')
       assertHoldfast(await thrown(async () => await collect(new ManifestClient(other).entries(addrOf(a), 1))), 'REMOTE_ERROR', 'PEER_NOT_ALLOWED')
-      // The fetch client fails too. (It should be REMOTE_ERROR/PEER_NOT_ALLOWED, but the service's
-      // refusal is a bare JSON frame the fetch client reads as an unknown frame type; see report.)
-      const fetchErr = await thrown(async () => await collect(new FetchClient(other).fetch(addrOf(a), { setId: 1, ids: [chunk.id], rate: 0 })))
-      assert.ok(fetchErr instanceof Error)
+      // the fetch service refuses with its own 0xFF error frame, which the client reads as the remote's code
+      assertHoldfast(await thrown(async () => await collect(new FetchClient(other).fetch(addrOf(a), { setId: 1, ids: [chunk.id], rate: 0 }))), 'REMOTE_ERROR', 'PEER_NOT_ALLOWED')
       assert.equal(chunks.reads, 0)
       assert.equal(manifests.manifestCalls + manifests.entriesCalls, 0)
       assert.ok(gateCalls.length >= 3 && gateCalls.every(p => p === other.peerId.toString()), 'the gate saw the refused peer id')
@@ -414,6 +412,54 @@ describe('integration: protocols over real libp2p nodes', function () {
       assert.equal((await new ManifestClient(manager).list(addrOf(a))).sets.length, 1)
       assert.equal((await collect(new FetchClient(manager).fetch(addrOf(a), { setId: 1, ids: [chunk.id], rate: 0 }))).length, 1)
       assert.equal(chunks.reads, 1)
+    })
+  })
+
+  describe('failures inside a service reach the client as typed error frames', () => {
+    it('a chunk source failing mid-batch: the client gets the chunks before it, then REMOTE_ERROR with the code; the service keeps serving', async () => {
+      const fleetKey = newFleetKey()
+      const [a, b] = await Promise.all([makeNode(fleetKey), makeNode(fleetKey)])
+      const chunks = [makeChunk(randomBytes(1000)), makeChunk(randomBytes(2000)), makeChunk(randomBytes(3000))]
+      const source = new MapChunkSource(chunks)
+      const failing: ChunkSource = {
+        readChunk: async id => {
+          if (Buffer.from(id).equals(Buffer.from(chunks[1].id))) throw new HoldfastError('STORE_CORRUPT', 'spool file unreadable')
+          return await source.readChunk(id)
+        }
+      }
+      await new FetchService(a, { source: failing, allow: allowAll, log: silentLogger, clock: systemClock }).start()
+      const client = new FetchClient(b)
+      const got: FetchedChunk[] = []
+      const err = await thrown(async () => {
+        for await (const c of client.fetch(addrOf(a), { setId: 1, ids: chunks.map(c => c.id), rate: 0 })) got.push(c)
+      })
+      assertHoldfast(err, 'REMOTE_ERROR', 'STORE_CORRUPT')
+      assert.ok(got.length <= 1, 'nothing past the failed chunk')
+      // the same service answers the next batch
+      assert.equal((await collect(client.fetch(addrOf(a), { setId: 1, ids: [chunks[0].id, chunks[2].id], rate: 0 }))).length, 2)
+    })
+
+    it('a manifest entry list failing after its first page: REMOTE_ERROR with the code, never a short list', async () => {
+      const fleetKey = newFleetKey()
+      const [a, b] = await Promise.all([makeNode(fleetKey), makeNode(fleetKey)])
+      const entries = makeEntries(1, MANIFEST_LIMITS.entriesPerPage + 10)
+      const source = new MemoryManifestSource({ agentVersion: 'x', idle: true, sets: [] }, new Map())
+      source.entries = (): Iterable<StagedEntry> => (function * () {
+        yield * entries.slice(0, MANIFEST_LIMITS.entriesPerPage + 5)
+        throw new HoldfastError('SET_UNKNOWN', 'the set was dropped while it was being listed')
+      })()
+      await new ManifestService(a, { source, allow: allowAll, log: silentLogger }).start()
+      const pages: StagedEntry[][] = []
+      const err = await thrown(async () => { for await (const page of new ManifestClient(b).entries(addrOf(a), 1)) pages.push(page) })
+      assertHoldfast(err, 'REMOTE_ERROR', 'SET_UNKNOWN')
+      assert.equal(pages.flat().length, MANIFEST_LIMITS.entriesPerPage, 'the first page arrived, the partial second did not')
+    })
+
+    it('an ack the sink cannot apply is answered REMOTE_ERROR with the sink\'s code', async () => {
+      const fleetKey = newFleetKey()
+      const [agent, manager] = await Promise.all([makeNode(fleetKey), makeNode(fleetKey)])
+      await new AckService(agent, { sink: { acknowledge: async () => { throw new HoldfastError('SET_UNKNOWN', 'no such set') } }, allow: allowAll, log: silentLogger }).start()
+      assertHoldfast(await thrown(async () => { await new AckClient(manager).ack(addrOf(agent), 3, 4) }), 'REMOTE_ERROR', 'SET_UNKNOWN')
     })
   })
 
@@ -637,6 +683,71 @@ describe('integration: protocols over real libp2p nodes', function () {
       // and the service still takes the next ack
       await new AckClient(manager).ack(addrOf(agent), 13, 35)
       assert.deepEqual(calls[2], [13, 35, manager.peerId.toString()])
+    })
+  })
+
+  describe('pacing on the injected clock', () => {
+    const KiB = 1024
+    const MiB = 1024 * KiB
+
+    /**
+     * Fetches `chunks` between two real nodes while the agent's limiter runs on a ManualClock.
+     * Time moves (in 5 ms steps) only while the limiter sleeps, so the manual time at the end is
+     * what pacing alone cost: dial, Noise and the OS add nothing. Returns the bytes the limiter
+     * accounts for (frame and header) and the manual time at first and last receipt.
+     */
+    async function pacedFetch (chunks: Chunk[], asked: number, ceiling: number): Promise<{ bytes: number, ms: number, first: { bytes: number, ms: number } }> {
+      const fleetKey = newFleetKey()
+      const [agent, manager] = await Promise.all([makeNode(fleetKey), makeNode(fleetKey)])
+      const clock = new ManualClock(1_000_000)
+      await new FetchService(agent, { source: new MapChunkSource(chunks), allow: allowAll, log: silentLogger, clock, maxRate: ceiling }).start()
+      const start = clock.now()
+      const samples: Array<{ bytes: number, ms: number }> = []
+      let bytes = 0
+      let done = false
+      let failure: unknown
+      void (async () => {
+        for await (const c of new FetchClient(manager).fetch(addrOf(agent), { setId: 1, ids: chunks.map(c => c.id), rate: asked })) {
+          // what the agent's limiter charges per chunk: type, id, rawLength, data and the 4-byte length
+          bytes += 1 + CHUNK_ID_BYTES + 4 + c.compressed.byteLength + 4
+          samples.push({ bytes, ms: clock.now() - start })
+        }
+      })().then(() => { done = true }, (err: unknown) => { failure = err; done = true })
+      // bounded in wall time and in steps; waits on real I/O, never on a fixed sleep
+      const wallUntil = Date.now() + 60_000
+      for (let steps = 0; !done; steps++) {
+        assert.ok(Date.now() < wallUntil && steps < 200_000, `paced fetch did not finish (manual ${clock.now() - start} ms, ${bytes} B)`)
+        if (clock.pendingSleepers > 0) await clock.advance(5)
+        else await new Promise(resolve => setTimeout(resolve, 1))
+      }
+      if (failure !== undefined) throw failure
+      const first = samples[0]
+      const last = samples[samples.length - 1]
+      assert.ok(first !== undefined && last !== undefined && samples.length === chunks.length)
+      return { bytes, ms: last.ms, first }
+    }
+
+    function assertRate (got: { bytes: number, ms: number, first: { bytes: number, ms: number } }, rate: number, what: string): void {
+      const overall = got.bytes / (got.ms / 1000)
+      assert.ok(Math.abs(overall - rate) <= rate * 0.05, `${what}: ${got.bytes} B in ${got.ms} manual ms = ${Math.round(overall)} B/s, expected ${rate} ±5%`)
+      // after the first receipt too: a front-loaded burst would show here
+      const steady = (got.bytes - got.first.bytes) / ((got.ms - got.first.ms) / 1000)
+      assert.ok(Math.abs(steady - rate) <= rate * 0.05, `${what}: after the first receipt ${Math.round(steady)} B/s, expected ${rate} ±5%`)
+    }
+
+    // incompressible, so the bytes on the wire are the chunk bytes
+    const chunks = Array.from({ length: 48 }, () => makeChunk(randomBytes(64 * KiB)))
+
+    it('sends at the rate the manager asks, within 5% of manual time', async () => {
+      assertRate(await pacedFetch(chunks, 1 * MiB, 0), 1 * MiB, 'asked 1 MiB/s, no ceiling')
+    })
+
+    it('a manager asking for more than the agent\'s ceiling (or for unpaced) gets the ceiling', async () => {
+      const ceiling = 768 * KiB
+      assertRate(await pacedFetch(chunks, 4 * MiB, ceiling), ceiling, 'asked 4 MiB/s, ceiling 768 KiB/s')
+      assertRate(await pacedFetch(chunks, 0, ceiling), ceiling, 'asked unpaced, ceiling 768 KiB/s')
+      // below the ceiling the manager's rate holds
+      assertRate(await pacedFetch(chunks, 512 * KiB, ceiling), 512 * KiB, 'asked 512 KiB/s, ceiling 768 KiB/s')
     })
   })
 

@@ -182,7 +182,7 @@ describe('integration: /holdfast/restore/1 between real libp2p nodes', function 
     const src = new MemorySource()
     src.file('x.txt', Buffer.from('x'))
     const err = await thrown(async () => await new RestoreClient(manager).push(addrOf(agent), { restoreId: 'r', label: 'nope', overwrite: false }, src))
-    assert.ok(err instanceof HoldfastError && err.details.remoteCode === 'PEER_NOT_ALLOWED', String(err))
+    assert.ok(err instanceof HoldfastError && err.code === 'REMOTE_ERROR' && err.details.remoteCode === 'PEER_NOT_ALLOWED', String(err))
     assert.deepEqual(target.opened, [])
     assert.ok(!existsSync(root))
   })
@@ -239,9 +239,9 @@ describe('integration: /holdfast/restore/1 between real libp2p nodes', function 
     const failure = target.failures[0]
     assert.ok(failure instanceof HoldfastError && failure.code === 'STREAM_ENDED_EARLY', String(failure))
     assert.ok(!existsSync(join(root, 'cut', 'home', 'cut.bin')), 'the partial file is removed')
-    // no summary comes back: the stream is aborted, not answered
-    const answer = await thrown(async () => await reader.expect(1 << 20, 'a summary'))
-    assert.ok(answer instanceof Error)
+    // no summary comes back: the answer is a typed error frame naming why
+    const answer = await thrown(async () => decodeJson(await reader.expect(1 << 20, 'an answer'), () => 'a summary'))
+    assert.ok(answer instanceof HoldfastError && answer.code === 'REMOTE_ERROR' && answer.details.remoteCode === 'STREAM_ENDED_EARLY', String(answer))
     assert.ok(lstatSync(join(root, 'cut')).isDirectory())
   })
 })

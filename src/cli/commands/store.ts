@@ -214,7 +214,8 @@ ${SOCKET_HELP}`,
 
 Every path of every endpoint that matches PATTERN, with its latest version (deleted ones too).
 PATTERN is a glob: * (within a name), ? (one character), [abc], [a-z], [!x], ** (any number of
-directories), \\ escapes. Without a '/' it matches a name at any depth ('*.docx'); with one, the
+directories), \\ escapes the next character and \\xNN is the byte NN (as ls shows a non-UTF-8
+name). Without a '/' it matches a name at any depth ('*.docx'); with one, the
 whole path under a folder ('docs/**/report*'), the folder's name included or not
 ('home/docs/*.md'). Quote it, so the shell leaves it alone.
   --endpoint E      only this endpoint

@@ -15,13 +15,42 @@ export interface AdminRequest {
   args: Record<string, unknown>
 }
 
-export type AdminHandler = (args: Record<string, unknown>, ctx: { progress: (p: unknown) => void, signal: AbortSignal }) => Promise<unknown>
+/** One command of a daemon's admin API: what it takes, what it answers, what it reports on the way. */
+export interface CommandSpec { request: object, reply: unknown, progress: unknown }
 
-export class AdminServer {
+/** A daemon's admin API: command name → its spec (src/admin/api.ts declares them). */
+export type CommandSet = Record<string, CommandSpec>
+
+/**
+ * Per command, the one place its request is checked: raw JSON args in, a typed request out,
+ * or ADMIN_BAD_REQUEST with a message that says what is wrong.
+ */
+export type RequestDecoders<S extends CommandSet> = { readonly [C in keyof S]: (args: Record<string, unknown>) => S[C]['request'] }
+
+export interface AdminContext<P = unknown> { progress: (p: P) => void, signal: AbortSignal }
+
+/** A daemon's handlers: one per command, each given a request its decoder has checked. */
+export type AdminHandlers<S extends CommandSet> = { [C in keyof S]: (request: S[C]['request'], ctx: AdminContext<S[C]['progress']>) => Promise<S[C]['reply']> }
+
+/** The untyped view the socket dispatches through (the typed maps are checked at compile time). */
+type AnyHandler = (request: object, ctx: AdminContext) => Promise<unknown>
+type AnyDecoder = (args: Record<string, unknown>) => object
+
+export class AdminServer<S extends CommandSet> {
   private server?: Server
   private readonly sockets = new Set<Socket>()
+  private readonly decoders: Record<string, AnyDecoder>
+  private readonly handlers: Record<string, AnyHandler>
 
-  constructor (private readonly path: string, private readonly handlers: Record<string, AdminHandler>, private readonly log: Logger) {}
+  constructor (private readonly path: string, decoders: RequestDecoders<S>, handlers: AdminHandlers<S>, private readonly log: Logger) {
+    this.decoders = decoders as unknown as Record<string, AnyDecoder>
+    this.handlers = handlers as unknown as Record<string, AnyHandler>
+  }
+
+  /** The commands this server answers. */
+  commands (): string[] {
+    return Object.keys(this.handlers).filter(c => Object.hasOwn(this.decoders, c))
+  }
 
   async start (): Promise<void> {
     try { unlinkSync(this.path) } catch {}
@@ -72,13 +101,16 @@ export class AdminServer {
       this.reply(socket, { ok: false, error: { code: 'ADMIN_BAD_REQUEST', message: 'request is not valid JSON {cmd, args}' } })
       return
     }
-    const handler = this.handlers[request.cmd]
-    if (handler === undefined) {
+    // own keys only: a request naming 'constructor' or '__proto__' is not a command
+    if (!Object.hasOwn(this.handlers, request.cmd) || !Object.hasOwn(this.decoders, request.cmd)) {
       this.reply(socket, { ok: false, error: { code: 'ADMIN_BAD_REQUEST', message: `this daemon has no command '${request.cmd}'` } })
       return
     }
     try {
-      const result = await handler(request.args, { progress: p => { socket.write(JSON.stringify({ progress: p }) + '\n') }, signal })
+      const args = request.args
+      if (typeof args !== 'object' || args === null || Array.isArray(args)) throw new HoldfastError('ADMIN_BAD_REQUEST', `'${request.cmd}': args must be an object`)
+      const decoded = this.decoders[request.cmd](args)
+      const result = await this.handlers[request.cmd](decoded, { progress: p => { socket.write(JSON.stringify({ progress: p }) + '\n') }, signal })
       this.reply(socket, { ok: true, result })
     } catch (err) {
       this.log.debug('admin command failed', { cmd: request.cmd, err: String(err) })
@@ -92,7 +124,7 @@ export class AdminServer {
 }
 
 /** Sends one request to a daemon and waits for its final answer. */
-export async function adminCall (path: string, cmd: string, args: Record<string, unknown> = {}, options: { timeoutMs?: number, onProgress?: (p: unknown) => void } = {}): Promise<unknown> {
+export async function adminCall (path: string, cmd: string, args: object = {}, options: { timeoutMs?: number, onProgress?: (p: unknown) => void } = {}): Promise<unknown> {
   return await new Promise((resolve, reject) => {
     const socket = createConnection(path)
     let buffer = ''

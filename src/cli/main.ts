@@ -9,17 +9,14 @@ import { join, resolve } from 'node:path'
 import { loadConfig, resolveConfig, type HoldfastConfig, type Role } from '../config/config.js'
 import { loadOrCreateIdentity } from '../node/identity.js'
 import { decodeJoinToken, encodeJoinToken, newFleetKey } from '../node/fleet.js'
-import { adminCall } from '../admin/admin-socket.js'
+import { callAgent, callManager, type RestoreRequest } from '../admin/api.js'
 import { HoldfastError, describeError, errorCode } from '../util/errors.js'
 import { age, bytes, shortId, table } from './format.js'
 import { HOLDFAST_VERSION } from '../version.js'
 import type { Command } from './command.js'
-import { parseAt, storeCommands } from './commands/store.js'
+import { intOption, selection, storeCommands } from './commands/store.js'
 import { defaultDataDir, print, socketHelp, socketOptions, socketPath } from './socket.js'
-import type { EndpointRestoreSummary, PeerListRow, RoundResult } from '../roles/manager/manager.js'
-import type { SnapshotRow } from '../store/core/catalog.js'
-import type { RestoreSummary } from '../store/restore.js'
-import type { AgentStatus } from '../roles/agent/agent.js'
+import type { AgentStatus } from '../admin/api.js'
 import type { DaemonThreadData, DaemonThreadMessage } from '../roles/daemon-thread.js'
 
 
@@ -127,7 +124,7 @@ and the folders to protect.
     usage: `holdfast peers [options]\n${SOCKET_HELP}`,
     options: socketOptions,
     run: async (values) => {
-      const rows = await adminCall(socketPath(values, 'manager'), 'peers') as PeerListRow[]
+      const rows = await callManager(socketPath(values, 'manager'), 'peers', {})
       print(values, rows, () => rows.length === 0
         ? 'no peers found yet'
         : table(['PEER', 'NAME', 'ROLE', 'VERSION', 'ADDRESS', 'LAST SEEN', 'LAST BACKUP', 'PENDING', 'ERROR'],
@@ -140,7 +137,7 @@ and the folders to protect.
     usage: `holdfast snapshots [--endpoint PEER|NAME] [options]\n${SOCKET_HELP}`,
     options: { ...socketOptions, endpoint: { type: 'string' } },
     run: async (values) => {
-      const rows = await adminCall(socketPath(values, 'manager'), 'snapshots', values.endpoint === undefined ? {} : { endpoint: values.endpoint }) as SnapshotRow[]
+      const rows = await callManager(socketPath(values, 'manager'), 'snapshots', typeof values.endpoint === 'string' ? { endpoint: values.endpoint } : {})
       print(values, rows, () => rows.length === 0
         ? 'no snapshots yet'
         : table(['ID', 'ENDPOINT', 'NAME', 'SET', 'COMMITTED', 'ENTRIES', 'SIZE', 'NEW DATA'],
@@ -168,17 +165,14 @@ ${SOCKET_HELP}`,
       if (typeof values.endpoint !== 'string') throw new HoldfastError('ADMIN_BAD_REQUEST', 'restore needs --endpoint')
       if (toEndpoint === (typeof values.target === 'string')) throw new HoldfastError('ADMIN_BAD_REQUEST', 'restore needs --target DIR or --to-endpoint (one of them)')
       if (values.overwrite === true && !toEndpoint) throw new HoldfastError('ADMIN_BAD_REQUEST', '--overwrite goes with --to-endpoint (a --target directory must be empty)')
-      const args: Record<string, unknown> = { endpoint: values.endpoint }
+      const args: RestoreRequest = { endpoint: values.endpoint, ...selection(values) }
       if (typeof values.target === 'string') args.target = resolve(values.target)
       if (toEndpoint) { args.toEndpoint = true; args.overwrite = values.overwrite === true }
-      if (values.snapshot !== undefined && values.at !== undefined) throw new HoldfastError('ADMIN_BAD_REQUEST', 'give --snapshot or --at, not both')
-      if (values.snapshot !== undefined) args.snapshot = Number(values.snapshot)
-      if (typeof values.at === 'string') args.at = parseAt(values.at)
-      if (values.path !== undefined) args.path = values.path
-      const summary = await adminCall(socketPath(values, 'manager'), 'restore', args, {
+      if (typeof values.path === 'string') args.path = values.path
+      const summary = await callManager(socketPath(values, 'manager'), 'restore', args, {
         timeoutMs: 24 * 3600_000,
-        onProgress: p => { if (values.json !== true && process.stderr.isTTY) process.stderr.write(`\r${(p as { files: number }).files} files, ${bytes((p as { bytes: number }).bytes)}`) }
-      }) as RestoreSummary | EndpointRestoreSummary
+        onProgress: p => { if (values.json !== true && process.stderr.isTTY) process.stderr.write(`\r${p.files} files, ${bytes(p.bytes)}`) }
+      })
       if (values.json !== true && process.stderr.isTTY) process.stderr.write('\n')
       const where = 'label' in summary ? `onto ${shortId(summary.endpoint)} under its restore directory, in ${summary.label}` : `into ${String(args.target)}`
       const omitted = 'label' in summary ? summary.errorsOmitted : 0
@@ -198,8 +192,8 @@ ${SOCKET_HELP}`,
 ${SOCKET_HELP}`,
     options: { ...socketOptions, 'expect-peers': { type: 'string' }, timeout: { type: 'string' } },
     run: async (values) => {
-      const timeoutMs = (values.timeout === undefined ? 30 : Number(values.timeout)) * 1000
-      const result = await adminCall(socketPath(values, 'manager'), 'backup-now', { expectPeers: Number(values['expect-peers'] ?? 0), timeoutMs }, { timeoutMs: 24 * 3600_000 }) as RoundResult
+      const timeoutMs = (intOption(values, 'timeout') ?? 30) * 1000
+      const result = await callManager(socketPath(values, 'manager'), 'backup-now', { expectPeers: intOption(values, 'expect-peers') ?? 0, timeoutMs }, { timeoutMs: 24 * 3600_000 })
       print(values, result, () => result.peers.length === 0
         ? 'no agents to back up'
         : table(['PEER', 'NAME', 'RESULT', 'SNAPSHOTS', 'PULLED'], result.peers.map(p => [shortId(p.peerId), p.name, p.ok ? 'ok' : `failed: ${p.error ?? ''}`, p.snapshots.map(s => String(s.snapshotId)).join(',') || '-', bytes(p.bytesPulled)])))
@@ -212,8 +206,13 @@ ${SOCKET_HELP}`,
     options: { ...socketOptions, role: { type: 'string' } },
     run: async (values) => {
       const role: Role = values.role === 'manager' ? 'manager' : 'agent'
-      const status = await adminCall(socketPath(values, role), 'status')
-      print(values, status, () => role === 'manager' ? JSON.stringify(status, null, 2) : agentStatusText(status as AgentStatus))
+      if (role === 'manager') {
+        const status = await callManager(socketPath(values, role), 'status', {})
+        print(values, status, () => JSON.stringify(status, null, 2))
+      } else {
+        const status = await callAgent(socketPath(values, role), 'status', {})
+        print(values, status, () => agentStatusText(status))
+      }
       return 0
     }
   },
@@ -222,7 +221,7 @@ ${SOCKET_HELP}`,
     usage: `holdfast scan-now [options]\n${SOCKET_HELP}`,
     options: socketOptions,
     run: async (values) => {
-      const result = await adminCall(socketPath(values, 'agent'), 'scan-now', {}, { timeoutMs: 24 * 3600_000 })
+      const result = await callAgent(socketPath(values, 'agent'), 'scan-now', {}, { timeoutMs: 24 * 3600_000 })
       print(values, result, () => JSON.stringify(result, null, 2))
       return 0
     }

@@ -3,7 +3,9 @@
  * or subtree), read from the catalog and packs and written by the restore writer
  * (restore-writer/restore-sink.ts).
  */
-import { toHex, type StagedEntry } from '../model/entry.js'
+import { displayPath, toHex, type StagedEntry } from '../model/entry.js'
+import { parsePathSpec, specCovers, type PathSpec } from '../model/path-spec.js'
+import { pathAt } from './queries/browse.js'
 import { verifyChunk } from '../codec/chunk-codec.js'
 import { HoldfastError } from '../util/errors.js'
 import type { Catalog } from './core/catalog.js'
@@ -15,8 +17,11 @@ export type { RestoreProgress, RestoreError } from '../restore-writer/restore-si
 export interface RestoreRequest {
   endpointId: number
   snapshotId: number
-  /** "<folder>" or "<folder>/<path>": restore only that path and what is under it. */
-  path?: string
+  /**
+   * Restore only this path and what is under it: a spec as the user typed it
+   * ("<folder>[/<path>]", read by model/path-spec.ts), or one reading of it already chosen.
+   */
+  path?: string | PathSpec
   target: string
   signal?: AbortSignal
   onProgress?: (p: RestoreProgress) => void
@@ -38,8 +43,12 @@ export function storeChunks (catalog: Catalog, packs: PackStore): ChunkProvider 
 }
 
 export async function restoreSnapshot (catalog: Catalog, packs: PackStore, req: RestoreRequest): Promise<RestoreSummary> {
+  // The spec's reading is chosen before the target is touched: a path not there fails first.
+  const spec = typeof req.path === 'string' ? pathAt(catalog, req.endpointId, req.snapshotId, parsePathSpec(req.path)) : req.path
+  const shown = typeof req.path === 'string' ? req.path : req.path === undefined ? '' : showSpec(req.path)
+  if (req.path !== undefined && spec === undefined) throw new HoldfastError('PATH_NOT_FOUND', `no path '${shown}' in snapshot ${req.snapshotId}`)
   prepareTarget(req.target)
-  const filter = req.path === undefined ? undefined : pathFilter(req.path)
+  const filter = spec === undefined ? undefined : pathFilter(spec)
   const sink = new RestoreSink({ target: req.target, signal: req.signal, onProgress: req.onProgress })
   const chunks = storeChunks(catalog, packs)
   let matched = 0
@@ -48,21 +57,15 @@ export async function restoreSnapshot (catalog: Catalog, packs: PackStore, req: 
     matched++
     await sink.add(e, chunks)
   }
-  if (filter !== undefined && matched === 0) throw new HoldfastError('PATH_NOT_FOUND', `no path '${req.path ?? ''}' in snapshot ${req.snapshotId}`)
+  if (filter !== undefined && matched === 0) throw new HoldfastError('PATH_NOT_FOUND', `no path '${shown}' in snapshot ${req.snapshotId}`)
   return { snapshotId: req.snapshotId, ...sink.finish() }
 }
 
-/** Selects "<folder>" or "<folder>/<path>" and what is under it. */
-export function pathFilter (spec: string): (e: StagedEntry) => boolean {
-  const trimmed = spec.replace(/^\/+|\/+$/g, '')
-  const slash = trimmed.indexOf('/')
-  const folder = slash < 0 ? trimmed : trimmed.slice(0, slash)
-  const rel = slash < 0 ? undefined : Buffer.from(trimmed.slice(slash + 1))
-  return e => {
-    if (e.folder !== folder) return false
-    if (rel === undefined) return true
-    const p = Buffer.from(e.path.buffer, e.path.byteOffset, e.path.byteLength)
-    if (p.equals(rel)) return true
-    return p.length > rel.length && p[rel.length] === 0x2f && p.subarray(0, rel.length).equals(rel)
-  }
+/** Selects one reading of a path spec: the folder or path, and what is under it. */
+export function pathFilter (spec: PathSpec): (e: StagedEntry) => boolean {
+  return e => specCovers(spec, e)
+}
+
+function showSpec (spec: PathSpec): string {
+  return spec.path === undefined ? spec.folder : `${spec.folder}/${displayPath(spec.path)}`
 }

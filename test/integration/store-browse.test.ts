@@ -3,7 +3,7 @@
  * the way the manager builds them: chunks appended and synced, then one commit per snapshot.
  */
 import { strict as assert } from 'node:assert'
-import { mkdtempSync, rmSync } from 'node:fs'
+import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs'
 import { randomBytes } from 'node:crypto'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -16,6 +16,7 @@ import { findPaths, listTree, pathVersions, resolveSnapshot, type ListResult } f
 import { compileFindPattern, globMatches } from '../../src/store/queries/glob.js'
 import { storeStats } from '../../src/store/queries/stats.js'
 import { runCatalogTask } from '../../src/store/maintenance/catalog-tasks.js'
+import { restoreSnapshot } from '../../src/store/restore.js'
 
 const CHUNK = 4096
 const T0 = Date.parse('2024-05-01T10:00:00Z')
@@ -340,6 +341,53 @@ describe('integration: store browse (ls, versions, find) and stats', function ()
       assert.equal(st.total.dedupRatio, 0)
     } finally {
       empty.dispose()
+    }
+  })
+
+  it('path specs: ls, versions, find and restore --path read the same string the same way (escapes, non-UTF-8 bytes, slashes)', async () => {
+    // what the latest tree holds at each path (keyed by the path's bytes, latin1)
+    const key = (path: Buffer | string): string => (typeof path === 'string' ? Buffer.from(path) : path).toString('latin1')
+    const contents = new Map<string, Buffer>([
+      [key(rawName), Buffer.from('latin-1 name')],
+      [key('docs/café.txt'), Buffer.from('utf-8 name')],
+      [key('docs/reports/q2.docx'), Buffer.from('q2 report')],
+      [key('docs/notes.md'), notes2]
+    ])
+    // each spec, and the path (under folder 'home') that every command must select for it
+    const table: Array<{ spec: string, file: Buffer }> = [
+      { spec: 'home/docs/n\\xe9.txt', file: rawName },
+      { spec: '/home//docs/n\\xE9.txt/', file: rawName },
+      { spec: 'home/docs/café.txt', file: Buffer.from('docs/café.txt') },
+      { spec: 'home/docs/caf\\xc3\\xa9.txt', file: Buffer.from('docs/café.txt') },
+      { spec: 'home//docs///reports/q2.docx/', file: Buffer.from('docs/reports/q2.docx') },
+      { spec: '//home/docs/notes.md', file: Buffer.from('docs/notes.md') }
+    ]
+    const root = mkdtempSync(join(tmpdir(), 'holdfast-spec-'))
+    try {
+      for (const [i, { spec, file }] of table.entries()) {
+        const want = key(file)
+        const l = ls(spec)
+        assert.equal(l.kind, 'file', `ls ${spec}`)
+        assert.deepEqual(l.entries.map(e => Buffer.from(e.rawPath, 'base64').toString('latin1')), [want], `ls ${spec}`)
+        const v = pathVersions(store.catalog, alpha, spec)
+        assert.equal(Buffer.from(v.rawPath, 'base64').toString('latin1'), want, `versions ${spec}`)
+        const f = findPaths(store.catalog, spec, { endpointId: alpha })
+        assert.deepEqual(f.hits.map(h => `${h.folder}:${Buffer.from(h.rawPath, 'base64').toString('latin1')}`), [`home:${want}`], `find ${spec}`)
+        const target = join(root, String(i))
+        const r = await restoreSnapshot(store.catalog, store.packs, { endpointId: alpha, snapshotId: s.a3, path: spec, target })
+        assert.equal(r.files, 1, `restore --path ${spec}`)
+        const written = Buffer.concat([Buffer.from(target), Buffer.from('/home/'), file])
+        assert.deepEqual(readFileSync(written), contents.get(want), `restore --path ${spec}: bytes restored equal bytes written`)
+      }
+      // a directory: ls lists what restore writes under it, whatever the slashes
+      const dir = ls('/home//docs/reports/')
+      assert.equal(dir.kind, 'dir')
+      const target = join(root, 'dir')
+      await restoreSnapshot(store.catalog, store.packs, { endpointId: alpha, snapshotId: s.a3, path: 'home//docs/reports/', target })
+      assert.deepEqual(readdirSync(join(target, 'home', 'docs', 'reports')).sort(), dir.entries.map(e => e.name).sort())
+      assert.deepEqual(Buffer.from(pathVersions(store.catalog, alpha, 'home//docs/reports/').rawPath, 'base64').toString(), 'docs/reports')
+    } finally {
+      rmSync(root, { recursive: true, force: true })
     }
   })
 })

@@ -4,21 +4,15 @@
  */
 import type { Command, CommandOptions } from '../command.js'
 import { print, socketHelp, socketOptions, socketPath } from '../socket.js'
-import { adminCall } from '../../admin/admin-socket.js'
 import { HoldfastError } from '../../util/errors.js'
 import { bytes, table } from '../format.js'
-import type { FindResult, ListResult, TreeEntry, VersionsResult } from '../../store/queries/browse.js'
-import type { StoreStats } from '../../store/queries/stats.js'
-import type { VerifyProgress, VerifyReport } from '../../store/maintenance/verify.js'
-import type { PruneResult, RetentionShow } from '../../roles/manager/store-admin.js'
-import type { PruneEndpoint, PruneProgress } from '../../store/maintenance/prune.js'
-import { RULE_KEYS, UNLIMITED, parseDuration, ruleFlag, type RetentionRules } from '../../store/maintenance/retention.js'
+import { RULE_KEYS, UNLIMITED, callManager, parseDuration, ruleFlag, type ManagerCommands, type PruneEndpoint, type PruneResult, type RetentionRules, type RetentionShow, type SnapshotSelection, type TreeEntry, type VerifyReport } from '../../admin/api.js'
 
 const SOCKET_HELP = socketHelp('manager')
 
 const LONG_MS = 24 * 3600_000
 
-function intOption (values: Record<string, unknown>, key: string): number | undefined {
+export function intOption (values: Record<string, unknown>, key: string): number | undefined {
   const v = values[key]
   if (v === undefined) return undefined
   const n = Number(v)
@@ -38,8 +32,8 @@ export function parseAt (text: string): number {
   return ms
 }
 
-function selection (values: Record<string, unknown>): Record<string, unknown> {
-  const out: Record<string, unknown> = {}
+export function selection (values: Record<string, unknown>): SnapshotSelection {
+  const out: SnapshotSelection = {}
   if (values.at !== undefined && values.snapshot !== undefined) throw new HoldfastError('ADMIN_BAD_REQUEST', 'give --at or --snapshot, not both')
   if (typeof values.at === 'string') out.at = parseAt(values.at)
   const snapshot = intOption(values, 'snapshot')
@@ -180,11 +174,11 @@ ${SOCKET_HELP}`,
     run: async (values, positionals) => {
       const [endpoint, path, ...extra] = positionals
       if (endpoint === undefined || extra.length > 0) throw new HoldfastError('ADMIN_BAD_REQUEST', 'usage: holdfast ls ENDPOINT [FOLDER[/PATH]] (see holdfast ls --help)')
-      const args: Record<string, unknown> = { endpoint, ...selection(values) }
+      const args: ManagerCommands['ls']['request'] = { endpoint, ...selection(values) }
       if (path !== undefined) args.path = path
       const limit = intOption(values, 'limit')
       if (limit !== undefined) args.limit = limit
-      const r = await adminCall(socketPath(values, 'manager'), 'ls', args, { timeoutMs: LONG_MS }) as ListResult
+      const r = await callManager(socketPath(values, 'manager'), 'ls', args, { timeoutMs: LONG_MS })
       print(values, r, () => {
         const head = `${r.endpoint.name || r.endpoint.peerId}, snapshot ${r.snapshot.id} (${when(new Date(r.snapshot.committedAt).toISOString())})${r.path === '' ? '' : `: ${r.path}`}`
         if (r.entries.length === 0) return `${head}\n(empty)`
@@ -207,7 +201,7 @@ ${SOCKET_HELP}`,
     run: async (values, positionals) => {
       const [endpoint, path, ...extra] = positionals
       if (endpoint === undefined || path === undefined || extra.length > 0) throw new HoldfastError('ADMIN_BAD_REQUEST', 'usage: holdfast versions ENDPOINT FOLDER/PATH (see holdfast versions --help)')
-      const r = await adminCall(socketPath(values, 'manager'), 'versions', { endpoint, path }, { timeoutMs: LONG_MS }) as VersionsResult
+      const r = await callManager(socketPath(values, 'manager'), 'versions', { endpoint, path }, { timeoutMs: LONG_MS })
       print(values, r, () => `${r.endpoint.name || r.endpoint.peerId}: ${r.path}\n` + table(['SNAPSHOT', 'COMMITTED', 'TYPE', 'SIZE', 'MODIFIED', 'MODE'], r.versions.map(v => [
         String(v.snapshotId), when(new Date(v.committedAt).toISOString()), v.deleted ? 'deleted' : v.type, v.type === 'file' ? bytes(v.size) : '-', when(v.mtime), v.deleted ? '-' : modeString(v.mode, v.type)
       ])))
@@ -220,7 +214,8 @@ ${SOCKET_HELP}`,
 
 Every path of every endpoint that matches PATTERN, with its latest version (deleted ones too).
 PATTERN is a glob: * (within a name), ? (one character), [abc], [a-z], [!x], ** (any number of
-directories), \\ escapes. Without a '/' it matches a name at any depth ('*.docx'); with one, the
+directories), \\ escapes the next character and \\xNN is the byte NN (as ls shows a non-UTF-8
+name). Without a '/' it matches a name at any depth ('*.docx'); with one, the
 whole path under a folder ('docs/**/report*'), the folder's name included or not
 ('home/docs/*.md'). Quote it, so the shell leaves it alone.
   --endpoint E      only this endpoint
@@ -230,11 +225,11 @@ ${SOCKET_HELP}`,
     run: async (values, positionals) => {
       const [pattern, ...extra] = positionals
       if (pattern === undefined || extra.length > 0) throw new HoldfastError('ADMIN_BAD_REQUEST', 'usage: holdfast find PATTERN (quote the pattern; see holdfast find --help)')
-      const args: Record<string, unknown> = { pattern }
+      const args: ManagerCommands['find']['request'] = { pattern }
       if (typeof values.endpoint === 'string') args.endpoint = values.endpoint
       const limit = intOption(values, 'limit')
       if (limit !== undefined) args.limit = limit
-      const r = await adminCall(socketPath(values, 'manager'), 'find', args, { timeoutMs: LONG_MS }) as FindResult
+      const r = await callManager(socketPath(values, 'manager'), 'find', args, { timeoutMs: LONG_MS })
       print(values, r, () => r.hits.length === 0
         ? `nothing matches '${r.pattern}'`
         : table(['ENDPOINT', 'PATH', 'TYPE', 'SIZE', 'MODIFIED', 'SNAPSHOT', 'STATE'], r.hits.map(h => [
@@ -255,7 +250,7 @@ every chunk, older versions' included.
 ${SOCKET_HELP}`,
     options: socketOptions,
     run: async (values) => {
-      const s = await adminCall(socketPath(values, 'manager'), 'stats', {}, { timeoutMs: LONG_MS }) as StoreStats
+      const s = await callManager(socketPath(values, 'manager'), 'stats', {}, { timeoutMs: LONG_MS })
       print(values, s, () => [
         table(['ENDPOINT', 'SNAPSHOT', 'FILES', 'LOGICAL', 'UNIQUE', 'STORED', 'RATIO', 'NOT SHARED'], [
           ...s.endpoints.map(e => [e.endpoint, e.snapshotId === undefined ? '-' : String(e.snapshotId), String(e.files), bytes(e.logicalBytes), bytes(e.uniqueBytes), bytes(e.storedBytes), ratio(e.dedupRatio), bytes(e.ownBytes)]),
@@ -281,19 +276,18 @@ ${SOCKET_HELP}`,
     options: { ...socketOptions, 'read-data': { type: 'boolean' }, limit: { type: 'string' } },
     run: async (values, positionals) => {
       if (positionals.length > 0) throw new HoldfastError('ADMIN_BAD_REQUEST', 'verify takes no arguments (see holdfast verify --help)')
-      const args: Record<string, unknown> = { readData: values['read-data'] === true }
+      const args: ManagerCommands['verify']['request'] = { readData: values['read-data'] === true }
       const limit = intOption(values, 'limit')
       if (limit !== undefined) args.limit = limit
       const live = values.json !== true && process.stderr.isTTY
-      const r = await adminCall(socketPath(values, 'manager'), 'verify', args, {
+      const r = await callManager(socketPath(values, 'manager'), 'verify', args, {
         timeoutMs: LONG_MS,
-        onProgress: raw => {
+        onProgress: p => {
           if (!live) return
-          const p = raw as VerifyProgress
           const data = p.bytesTotal > 0 ? `, ${bytes(p.bytesRead)} of ${bytes(p.bytesTotal)}` : ''
           process.stderr.write(`\r\x1b[K${p.phase}: ${p.packsDone}/${p.packsTotal} packs, ${p.chunksDone}/${p.chunksTotal} chunks${data}${p.problems > 0 ? `, ${p.problems} problems` : ''}`)
         }
-      }) as VerifyReport
+      })
       if (live) process.stderr.write('\r\x1b[K')
       print(values, r, () => verifyText(r))
       return r.ok ? 0 : 1
@@ -331,7 +325,7 @@ ${SOCKET_HELP}`,
       if (action === 'show') {
         const rules = rulesOption(values)
         if (rules !== undefined || values.clear === true || values.hold === true || values.release === true) throw new HoldfastError('ADMIN_BAD_REQUEST', "'retention show' takes no rules; use 'retention set'")
-        let r = await adminCall(socketPath(values, 'manager'), 'retention-show', {}) as RetentionShow
+        let r = await callManager(socketPath(values, 'manager'), 'retention-show', {})
         if (typeof values.endpoint === 'string') {
           const ref = values.endpoint
           const matches = r.endpoints.filter(e => e.peerId === ref || e.endpoint === ref || e.peerId.endsWith(ref))
@@ -341,7 +335,7 @@ ${SOCKET_HELP}`,
         print(values, r, () => retentionText(r))
         return 0
       }
-      const args: Record<string, unknown> = {}
+      const args: ManagerCommands['retention-set']['request'] = {}
       if (typeof values.endpoint === 'string') args.endpoint = values.endpoint
       const rules = rulesOption(values)
       if (rules !== undefined && values.clear === true) throw new HoldfastError('ADMIN_BAD_REQUEST', 'give keep rules or --clear, not both')
@@ -351,7 +345,7 @@ ${SOCKET_HELP}`,
       if (values.hold === true) args.hold = true
       if (values.release === true) args.hold = false
       if (Object.keys(args).filter(k => k !== 'endpoint').length === 0) throw new HoldfastError('ADMIN_BAD_REQUEST', 'retention set needs keep rules, --min-age, --clear, --hold or --release (see holdfast retention --help)')
-      const r = await adminCall(socketPath(values, 'manager'), 'retention-set', args) as RetentionShow
+      const r = await callManager(socketPath(values, 'manager'), 'retention-set', args)
       print(values, r, () => retentionText(r))
       return 0
     }
@@ -373,18 +367,17 @@ ${SOCKET_HELP}`,
     options: { ...socketOptions, 'dry-run': { type: 'boolean' }, 'repack-threshold': { type: 'string' } },
     run: async (values, positionals) => {
       if (positionals.length > 0) throw new HoldfastError('ADMIN_BAD_REQUEST', 'prune takes no arguments (see holdfast prune --help)')
-      const args: Record<string, unknown> = { dryRun: values['dry-run'] === true }
+      const args: ManagerCommands['prune']['request'] = { dryRun: values['dry-run'] === true }
       const threshold = percentOption(values, 'repack-threshold')
       if (threshold !== undefined) args.repackThreshold = threshold
       const live = values.json !== true && process.stderr.isTTY
-      const r = await adminCall(socketPath(values, 'manager'), 'prune', args, {
+      const r = await callManager(socketPath(values, 'manager'), 'prune', args, {
         timeoutMs: LONG_MS,
-        onProgress: raw => {
+        onProgress: p => {
           if (!live) return
-          const p = raw as PruneProgress
           process.stderr.write(`\r\x1b[K${p.phase}${p.packsTotal > 0 ? `: ${p.packsDone}/${p.packsTotal} packs` : ''}`)
         }
-      }) as PruneResult
+      })
       if (live) process.stderr.write('\r\x1b[K')
       print(values, r, () => pruneText(r))
       return r.packs.problems.length === 0 ? 0 : 1

@@ -20,6 +20,7 @@ import { AckService } from '../../protocols/ack.js'
 import { RestoreService, type RestoreHeader, type RestoreWriter } from '../../protocols/restore.js'
 import { openRestoreDir } from '../../restore-writer/restore-sink.js'
 import { AdminServer } from '../../admin/admin-socket.js'
+import { AGENT_API, type AgentCommands } from '../../admin/api.js'
 import { HoldfastError, describeError } from '../../util/errors.js'
 import type { Clock } from '../../util/clock.js'
 import type { Logger } from '../../util/log.js'
@@ -52,7 +53,7 @@ export interface AgentStatus {
 export class Agent {
   private node?: HoldfastNode
   private discovery?: Discovery
-  private admin?: AdminServer
+  private admin?: AdminServer<AgentCommands>
   private readonly state: AgentStateDb
   private readonly spool: Spool
   private readonly stager: Stager
@@ -138,7 +139,7 @@ export class Agent {
       log: this.log.child('discovery')
     })
     this.discovery.start()
-    this.admin = new AdminServer(this.config.adminSocket, {
+    this.admin = new AdminServer(this.config.adminSocket, AGENT_API, {
       status: async () => this.status(),
       'scan-now': async () => await this.scanNow()
     }, this.log)

@@ -3,7 +3,7 @@
  * turn, pulls what it has staged into the store, and answers the admin CLI.
  */
 import { mkdirSync } from 'node:fs'
-import { join, isAbsolute } from 'node:path'
+import { join } from 'node:path'
 import type { HoldfastConfig } from '../../config/config.js'
 import { loadOrCreateIdentity } from '../../node/identity.js'
 import { createHoldfastNode, listenPort, type HoldfastNode } from '../../node/libp2p-node.js'
@@ -11,18 +11,20 @@ import { Discovery } from '../../node/discovery.js'
 import { fleetTag } from '../../node/fleet.js'
 import { Catalog } from '../../store/core/catalog.js'
 import { PackStore } from '../../store/core/packs.js'
-import { pathFilter, restoreSnapshot, type RestoreSummary } from '../../store/restore.js'
-import { RestoreClient, type AgentRestoreSummary } from '../../protocols/restore.js'
+import { pathFilter, restoreSnapshot, type RestoreProgress, type RestoreSummary } from '../../store/restore.js'
+import { parsePathSpec, type PathSpec } from '../../model/path-spec.js'
+import { MANAGER_API, type ManagerCommands, type RestoreRequest } from '../../admin/api.js'
+import { RestoreClient, type AgentRestoreSummary, type RestorePushProgress } from '../../protocols/restore.js'
 import { toHex } from '../../model/entry.js'
 import { AdminServer } from '../../admin/admin-socket.js'
-import { HoldfastError, describeError, isHoldfastError } from '../../util/errors.js'
+import { HoldfastError, describeError } from '../../util/errors.js'
 import type { Clock } from '../../util/clock.js'
 import type { Logger } from '../../util/log.js'
 import { HOLDFAST_VERSION } from '../../version.js'
 import { PeerTable, type PeerRecord } from './peer-table.js'
-import { Puller, type PullResult } from './puller.js'
+import { Puller, type PullProgress, type PullResult } from './puller.js'
 import { storeAdminHandlers } from './store-admin.js'
-import { resolveSnapshot } from '../../store/queries/browse.js'
+import { lastHolding, pathAt, resolveSnapshot } from '../../store/queries/browse.js'
 import { ReadWriteLock } from '../../util/mutex.js'
 
 export interface PeerListRow {
@@ -57,7 +59,7 @@ const MAX_BACKOFF_MS = 60 * 60_000
 export class Manager {
   private node?: HoldfastNode
   private discovery?: Discovery
-  private admin?: AdminServer
+  private admin?: AdminServer<ManagerCommands>
   private puller?: Puller
   readonly catalog: Catalog
   readonly packs: PackStore
@@ -104,12 +106,12 @@ export class Manager {
       log: this.log.child('discovery')
     })
     this.discovery.start()
-    this.admin = new AdminServer(this.config.adminSocket, {
+    this.admin = new AdminServer(this.config.adminSocket, MANAGER_API, {
       ...storeAdminHandlers(this.catalog, this.packs, { exclusive: async (fn) => await this.storeLock.write(fn), shared: async (fn) => await this.storeLock.read(fn) }),
       peers: async () => this.peerList(),
-      snapshots: async (args) => this.catalog.snapshots(args.endpoint === undefined ? undefined : this.catalog.findEndpoint(String(args.endpoint)).id),
-      restore: async (args, ctx) => await this.restore(args, ctx.progress, ctx.signal),
-      'backup-now': async (args, ctx) => await this.backupNow(args, ctx.progress, ctx.signal),
+      snapshots: async (req) => this.catalog.snapshots(req.endpoint === undefined ? undefined : this.catalog.findEndpoint(req.endpoint).id),
+      restore: async (req, ctx) => await this.restore(req, ctx.progress, ctx.signal),
+      'backup-now': async (req, ctx) => await this.backupNow(req, ctx.progress, ctx.signal),
       status: async () => ({ peerId: this.peerId, name: this.config.name, listen: node.getMultiaddrs().map(String), mdns: this.discovery?.mdnsEnabled ?? false, peers: this.peers.all().length, snapshots: this.catalog.snapshotCount(), storedBytes: this.catalog.storedBytes() })
     }, this.log)
     await this.admin.start()
@@ -147,13 +149,13 @@ export class Manager {
   }
 
   /** One round over every agent, in turn. Rounds never overlap. */
-  async runRound (options: { respectBackoff: boolean, signal?: AbortSignal, progress?: (p: unknown) => void }): Promise<RoundResult> {
+  async runRound (options: { respectBackoff: boolean, signal?: AbortSignal, progress?: (p: PullProgress) => void }): Promise<RoundResult> {
     if (this.round !== undefined) return await this.round
     this.round = this.storeLock.read(async () => await this.doRound(options)).finally(() => { this.round = undefined })
     return await this.round
   }
 
-  private async doRound (options: { respectBackoff: boolean, signal?: AbortSignal, progress?: (p: unknown) => void }): Promise<RoundResult> {
+  private async doRound (options: { respectBackoff: boolean, signal?: AbortSignal, progress?: (p: PullProgress) => void }): Promise<RoundResult> {
     const result: RoundResult = { peers: [] }
     const signal = options.signal === undefined ? this.controller.signal : AbortSignal.any([options.signal, this.controller.signal])
     for (const peer of this.peers.agents()) {
@@ -164,7 +166,7 @@ export class Manager {
     return result
   }
 
-  private async pullPeer (peer: PeerRecord, signal: AbortSignal, progress?: (p: unknown) => void): Promise<RoundResult['peers'][number]> {
+  private async pullPeer (peer: PeerRecord, signal: AbortSignal, progress?: (p: PullProgress) => void): Promise<RoundResult['peers'][number]> {
     const puller = this.puller as Puller
     // One pull at a time today, so it gets the whole budget; concurrent pulls will share it.
     const rate = this.config.manager.bandwidthBytesPerSecond
@@ -200,9 +202,9 @@ export class Manager {
     }
   }
 
-  private async backupNow (args: Record<string, unknown>, progress: (p: unknown) => void, signal: AbortSignal): Promise<RoundResult> {
-    const expect = typeof args.expectPeers === 'number' ? args.expectPeers : 0
-    const timeoutMs = typeof args.timeoutMs === 'number' ? args.timeoutMs : 30_000
+  private async backupNow (req: ManagerCommands['backup-now']['request'], progress: (p: PullProgress) => void, signal: AbortSignal): Promise<RoundResult> {
+    const expect = req.expectPeers ?? 0
+    const timeoutMs = req.timeoutMs ?? 30_000
     const deadline = this.clock.now() + timeoutMs
     // Bounded wait for discovery to find the expected number of agents.
     while (this.peers.agents().length < expect) {
@@ -214,44 +216,26 @@ export class Manager {
     return await this.runRound({ respectBackoff: false, signal, progress })
   }
 
-  private async restore (args: Record<string, unknown>, progress: (p: unknown) => void, signal: AbortSignal): Promise<RestoreSummary | EndpointRestoreSummary> {
-    if (typeof args.endpoint !== 'string') throw new HoldfastError('ADMIN_BAD_REQUEST', 'restore needs an endpoint')
-    const toEndpoint = args.toEndpoint === true
-    if (!toEndpoint && (typeof args.target !== 'string' || !isAbsolute(args.target))) throw new HoldfastError('ADMIN_BAD_REQUEST', 'restore needs an absolute target directory')
-    const endpoint = this.catalog.findEndpoint(args.endpoint)
-    const chosen = args.snapshot !== undefined || args.at !== undefined
-    let snapshotId = resolveSnapshot(this.catalog, endpoint, {
-      snapshot: args.snapshot === undefined ? undefined : Number(args.snapshot),
-      at: typeof args.at === 'number' ? args.at : undefined
-    }).id
-    const path = typeof args.path === 'string' ? args.path : undefined
-    if (toEndpoint) {
-      // A path deleted since: without an explicit snapshot, push its last version.
-      if (path !== undefined && !this.snapshotHolds(endpoint.id, snapshotId, path)) {
-        const [folder, ...rest] = path.replace(/^\/+|\/+$/g, '').split('/')
-        const last = chosen ? undefined : this.catalog.lastSnapshotHolding(endpoint.id, folder, rest.length === 0 ? undefined : Buffer.from(rest.join('/')))
-        if (last === undefined) throw new HoldfastError('PATH_NOT_FOUND', `no path '${path}' in snapshot ${snapshotId}`)
-        snapshotId = last
+  private async restore (req: RestoreRequest, progress: (p: RestoreProgress | RestorePushProgress) => void, signal: AbortSignal): Promise<RestoreSummary | EndpointRestoreSummary> {
+    const endpoint = this.catalog.findEndpoint(req.endpoint)
+    const chosen = req.snapshot !== undefined || req.at !== undefined
+    let snapshotId = resolveSnapshot(this.catalog, endpoint, req).id
+    // The reading of --path the snapshot holds (model/path-spec.ts), as ls would choose it.
+    let spec: PathSpec | undefined
+    if (req.path !== undefined) {
+      const candidates = parsePathSpec(req.path)
+      spec = pathAt(this.catalog, endpoint.id, snapshotId, candidates)
+      if (spec === undefined) {
+        // A path deleted since: without an explicit snapshot, restore its last version.
+        const last = chosen ? undefined : lastHolding(this.catalog, endpoint.id, candidates)
+        if (last === undefined) throw new HoldfastError('PATH_NOT_FOUND', `no path '${req.path}' in snapshot ${snapshotId}`)
+        spec = last.spec
+        snapshotId = last.snapshotId
       }
-      return await this.pushRestore(endpoint.peerId, snapshotId, path, args.overwrite === true, progress, signal)
     }
-    const request = { endpointId: endpoint.id, snapshotId, path, target: args.target as string, signal, onProgress: (p: unknown) => { progress(p) } }
-    try {
-      return await restoreSnapshot(this.catalog, this.packs, request)
-    } catch (err) {
-      // A path deleted since: without an explicit snapshot, restore its last version.
-      if (!isHoldfastError(err, 'PATH_NOT_FOUND') || chosen || path === undefined) throw err
-      const [folder, ...rest] = path.replace(/^\/+|\/+$/g, '').split('/')
-      const last = this.catalog.lastSnapshotHolding(endpoint.id, folder, rest.length === 0 ? undefined : Buffer.from(rest.join('/')))
-      if (last === undefined) throw err
-      return await restoreSnapshot(this.catalog, this.packs, { ...request, snapshotId: last })
-    }
-  }
-
-  private snapshotHolds (endpointId: number, snapshotId: number, path: string): boolean {
-    const filter = pathFilter(path)
-    for (const e of this.catalog.treeAt(endpointId, snapshotId)) if (filter(e)) return true
-    return false
+    if (req.toEndpoint === true) return await this.pushRestore(endpoint.peerId, snapshotId, spec, req.overwrite === true, progress, signal)
+    // the decoder lets no restore without toEndpoint through without an absolute target
+    return await restoreSnapshot(this.catalog, this.packs, { endpointId: endpoint.id, snapshotId, path: spec, target: req.target as string, signal, onProgress: p => { progress(p) } })
   }
 
   /**
@@ -259,7 +243,7 @@ export class Manager {
    * dialling the addresses discovery found. The store's read lock keeps prune from removing
    * a chunk the push is about to send.
    */
-  private async pushRestore (peerId: string, snapshotId: number, path: string | undefined, overwrite: boolean, progress: (p: unknown) => void, signal: AbortSignal): Promise<EndpointRestoreSummary> {
+  private async pushRestore (peerId: string, snapshotId: number, path: PathSpec | undefined, overwrite: boolean, progress: (p: RestorePushProgress) => void, signal: AbortSignal): Promise<EndpointRestoreSummary> {
     const peer = this.peers.get(peerId)
     if (peer === undefined || peer.addrs.length === 0) throw new HoldfastError('PEER_UNKNOWN', `endpoint ${peerId} has not been found on the network; it must be reachable to restore onto it`)
     const endpointId = this.catalog.findEndpoint(peerId).id

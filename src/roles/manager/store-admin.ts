@@ -1,37 +1,18 @@
 /**
  * Admin handlers for the store's read-only and maintenance commands (browse, verify, stats, …).
- * The manager registers these beside its own. Each checks its arguments (they come from a
- * local client, but still as untyped JSON) and answers with plain data the CLI renders.
+ * The manager registers these beside its own. Requests arrive checked by the admin API's
+ * decoders (src/admin/api.ts); each answers with plain data the CLI renders.
  */
-import type { AdminHandler } from '../../admin/admin-socket.js'
+import type { AdminHandlers } from '../../admin/admin-socket.js'
+import type { ManagerCommands } from '../../admin/api.js'
 import type { Catalog } from '../../store/core/catalog.js'
 import type { PackStore } from '../../store/core/packs.js'
 import { DEFAULT_FIND_LIMIT, DEFAULT_LS_LIMIT, findPaths, listTree, pathVersions, resolveSnapshot } from '../../store/queries/browse.js'
 import { runCatalogTask } from '../../store/maintenance/catalog-tasks.js'
-import { HoldfastError } from '../../util/errors.js'
 import { Mutex } from '../../util/mutex.js'
 import { prune, type PruneReport } from '../../store/maintenance/prune.js'
-import { checkRules, describeRules, effectivePolicy, type EffectivePolicy, type RetentionRules } from '../../store/maintenance/retention.js'
+import { describeRules, effectivePolicy, type EffectivePolicy, type RetentionRules } from '../../store/maintenance/retention.js'
 import { endpointLabel } from '../../store/queries/browse.js'
-
-function str (args: Record<string, unknown>, key: string, required: true): string
-function str (args: Record<string, unknown>, key: string, required?: false): string | undefined
-function str (args: Record<string, unknown>, key: string, required = false): string | undefined {
-  const v = args[key]
-  if (v === undefined || v === null) {
-    if (required) throw new HoldfastError('ADMIN_BAD_REQUEST', `missing '${key}'`)
-    return undefined
-  }
-  if (typeof v !== 'string') throw new HoldfastError('ADMIN_BAD_REQUEST', `'${key}' must be a string`)
-  return v
-}
-
-function int (args: Record<string, unknown>, key: string): number | undefined {
-  const v = args[key]
-  if (v === undefined || v === null) return undefined
-  if (typeof v !== 'number' || !Number.isSafeInteger(v)) throw new HoldfastError('ADMIN_BAD_REQUEST', `'${key}' must be an integer`)
-  return v
-}
 
 export interface StoreAdminOptions {
   /**
@@ -66,7 +47,10 @@ export interface PruneResult extends PruneReport {
   lockWaitMs: number
 }
 
-export function storeAdminHandlers (catalog: Catalog, packs: PackStore, options: StoreAdminOptions): Record<string, AdminHandler> {
+/** The store's commands of the manager's admin API. */
+export type StoreCommands = Pick<ManagerCommands, 'ls' | 'versions' | 'find' | 'stats' | 'verify' | 'retention-show' | 'retention-set' | 'prune'>
+
+export function storeAdminHandlers (catalog: Catalog, packs: PackStore, options: StoreAdminOptions): AdminHandlers<StoreCommands> {
   const now = options.now ?? Date.now
   // One prune (or dry run) at a time: they share the catalog connection's temp tables.
   const pruneLock = new Mutex()
@@ -91,55 +75,44 @@ export function storeAdminHandlers (catalog: Catalog, packs: PackStore, options:
     }
   }
   return {
-    ls: async (args) => {
-      const endpoint = catalog.findEndpoint(str(args, 'endpoint', true))
-      const snap = resolveSnapshot(catalog, endpoint, { snapshot: int(args, 'snapshot'), at: int(args, 'at') })
-      return listTree(catalog, { endpointId: endpoint.id, snapshotId: snap.id, path: str(args, 'path'), limit: int(args, 'limit') ?? DEFAULT_LS_LIMIT })
+    ls: async (req) => {
+      const endpoint = catalog.findEndpoint(req.endpoint)
+      const snap = resolveSnapshot(catalog, endpoint, req)
+      return listTree(catalog, { endpointId: endpoint.id, snapshotId: snap.id, path: req.path, limit: req.limit ?? DEFAULT_LS_LIMIT })
     },
-    versions: async (args) => {
-      const endpoint = catalog.findEndpoint(str(args, 'endpoint', true))
-      return pathVersions(catalog, endpoint.id, str(args, 'path', true))
-    },
-    find: async (args) => {
-      const ref = str(args, 'endpoint')
-      const endpointId = ref === undefined ? undefined : catalog.findEndpoint(ref).id
-      return findPaths(catalog, str(args, 'pattern', true), { endpointId, limit: int(args, 'limit') ?? DEFAULT_FIND_LIMIT })
+    versions: async (req) => pathVersions(catalog, catalog.findEndpoint(req.endpoint).id, req.path),
+    find: async (req) => {
+      const endpointId = req.endpoint === undefined ? undefined : catalog.findEndpoint(req.endpoint).id
+      return findPaths(catalog, req.pattern, { endpointId, limit: req.limit ?? DEFAULT_FIND_LIMIT })
     },
     // Counting and checking a whole store take seconds to minutes: they run in a worker
     // thread with their own catalog connection, beside pulls and other admin calls.
     stats: async (_args, ctx) => await runCatalogTask({ kind: 'stats', catalogFile: catalog.file }, { signal: ctx.signal }),
-    verify: async (args, ctx) => {
+    verify: async (req, ctx) => {
       // The catalog names a chunk only after its pack was synced, so verify reads the pack
       // files directly, beside any pull in progress.
-      const task = { kind: 'verify' as const, catalogFile: catalog.file, packsDir: packs.dir, readData: args.readData === true, limit: int(args, 'limit') }
+      const task = { kind: 'verify' as const, catalogFile: catalog.file, packsDir: packs.dir, readData: req.readData === true, limit: req.limit }
       return await options.shared(async () => await runCatalogTask(task, { signal: ctx.signal, onProgress: p => { ctx.progress(p) } }))
     },
     'retention-show': async () => retentionShow(),
-    'retention-set': async (args) => {
-      const ref = str(args, 'endpoint')
-      const endpointId = ref === undefined ? 0 : catalog.findEndpoint(ref).id
+    'retention-set': async (req) => {
+      const endpointId = req.endpoint === undefined ? 0 : catalog.findEndpoint(req.endpoint).id
       const change: { rules?: RetentionRules | null, hold?: boolean } = {}
-      if (args.rules === null) change.rules = null
-      else if (args.rules !== undefined) change.rules = checkRules(args.rules)
-      if (args.hold !== undefined) {
-        if (typeof args.hold !== 'boolean') throw new HoldfastError('ADMIN_BAD_REQUEST', "'hold' must be true or false")
-        change.hold = args.hold
-      }
-      if (change.rules === undefined && change.hold === undefined) throw new HoldfastError('ADMIN_BAD_REQUEST', 'nothing to set: give keep rules, a min-age, clear, hold or release')
+      if (req.rules !== undefined) change.rules = req.rules
+      if (req.hold !== undefined) change.hold = req.hold
       catalog.setRetentionPolicy(endpointId, change, now())
       return retentionShow()
     },
     // A dry run only reads (its catalog changes are rolled back) and runs beside pulls; a real
     // prune deletes, so it runs while no pull is in progress and holds the next one off.
-    prune: async (args, ctx) => {
-      const dryRun = args.dryRun === true
-      const threshold = args.repackThreshold
-      if (threshold !== undefined && (typeof threshold !== 'number' || !(threshold >= 0 && threshold <= 1))) throw new HoldfastError('ADMIN_BAD_REQUEST', "'repackThreshold' must be a number within 0..1")
+    prune: async (req, ctx) => {
+      const dryRun = req.dryRun === true
+      const threshold = req.repackThreshold
       const requestedAt = now()
       return await pruneLock.run(async () => {
         const run = async (): Promise<PruneResult> => {
           const startedAt = now()
-          const report = await prune(catalog, packs, { now: startedAt, dryRun, repackThreshold: threshold, utc: args.utc === true, signal: ctx.signal, onProgress: p => { ctx.progress(p) } })
+          const report = await prune(catalog, packs, { now: startedAt, dryRun, repackThreshold: threshold, utc: req.utc === true, signal: ctx.signal, onProgress: p => { ctx.progress(p) } })
           return { ...report, requestedAt, startedAt, lockWaitMs: startedAt - requestedAt }
         }
         return dryRun ? await run() : await options.exclusive(run)

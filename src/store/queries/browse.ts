@@ -17,6 +17,7 @@ import { displayPath, type EntryType } from '../../model/entry.js'
 import { statementCache, type DatabaseSync } from '../../util/sqlite.js'
 import type { Catalog, EndpointRow, SnapshotRow } from '../core/catalog.js'
 import { compileFindPattern, globMatches, type CompiledGlob } from './glob.js'
+import { firstExisting, parsePathSpec, type PathSpec } from '../../model/path-spec.js'
 
 export interface EndpointRef { peerId: string, name: string }
 
@@ -122,32 +123,27 @@ export function endpointLabel (e: { peerId: string, name: string }): string {
   return e.name === '' ? e.peerId : e.name
 }
 
-export interface UserPath { folder: string, rel?: Buffer }
-
 /**
- * "<folder>[/<path>]" as the user typed it: the folder is the first component, the path the
- * UTF-8 bytes of the rest. When the text holds \xNN escapes (as displayPath prints non-UTF-8
- * names), the unescaped bytes are a second candidate, tried when the literal one is not there.
+ * Which reading of a path spec (model/path-spec.ts) the tree at a snapshot holds: a folder
+ * with anything in it, a path with a live version, or a directory with something live under
+ * it. The first such reading, as ls, versions and restore all choose.
  */
-export function parseUserPath (spec: string): UserPath[] {
-  const trimmed = spec.replace(/^\/+|\/+$/g, '').replace(/\/{2,}/g, '/')
-  if (trimmed === '') return []
-  const slash = trimmed.indexOf('/')
-  const folder = slash < 0 ? trimmed : trimmed.slice(0, slash)
-  if (slash < 0) return [{ folder }]
-  const restText = trimmed.slice(slash + 1)
-  const out: UserPath[] = [{ folder, rel: Buffer.from(restText, 'utf8') }]
-  if (/\\x[0-9a-fA-F]{2}/.test(restText)) {
-    const parts: Buffer[] = []
-    let last = 0
-    for (const m of restText.matchAll(/\\x([0-9a-fA-F]{2})/g)) {
-      parts.push(Buffer.from(restText.slice(last, m.index), 'utf8'), Buffer.from([parseInt(m[1], 16)]))
-      last = (m.index ?? 0) + m[0].length
-    }
-    parts.push(Buffer.from(restText.slice(last), 'utf8'))
-    out.push({ folder, rel: Buffer.concat(parts) })
+export function pathAt (catalog: Catalog, endpointId: number, snapshotId: number, candidates: readonly PathSpec[]): PathSpec | undefined {
+  const reader = new TreeReader(catalog.db, endpointId, snapshotId)
+  return firstExisting(candidates, c => {
+    if (c.path === undefined) return reader.hasFolder(c.folder)
+    const v = reader.versionAt(c.folder, c.path)
+    return v !== undefined ? v.type !== 'deleted' : reader.hasLiveUnder(c.folder, c.path)
+  })
+}
+
+/** The newest snapshot holding a reading of the spec (its first reading held anywhere), for a path deleted since. */
+export function lastHolding (catalog: Catalog, endpointId: number, candidates: readonly PathSpec[]): { spec: PathSpec, snapshotId: number } | undefined {
+  for (const c of candidates) {
+    const snapshotId = catalog.lastSnapshotHolding(endpointId, c.folder, c.path)
+    if (snapshotId !== undefined) return { spec: c, snapshotId }
   }
-  return out
+  return undefined
 }
 
 // ---------------------------------------------------------------- ls
@@ -251,27 +247,28 @@ export function listTree (catalog: Catalog, req: { endpointId: number, snapshotI
   const limit = req.limit === undefined || req.limit <= 0 ? Infinity : req.limit
   const reader = new TreeReader(catalog.db, req.endpointId, req.snapshotId)
   const base = { endpoint: { peerId: endpoint.peerId, name: endpoint.name }, snapshot: { id: snap.id, committedAt: snap.committedAt } }
-  const candidates = parseUserPath(req.path ?? '')
+  const candidates = parsePathSpec(req.path ?? '')
   if (candidates.length === 0) {
     const folders = reader.folders()
     const entries = folders.slice(0, limit === Infinity ? undefined : limit).map(f => ({ name: f, path: f, rawPath: '', type: 'dir' as const, size: 0 }))
     return { ...base, path: '', kind: 'root', entries, truncated: folders.length > entries.length }
   }
   for (const c of candidates) {
-    if (c.rel === undefined) {
+    if (c.path === undefined) {
       if (!reader.hasFolder(c.folder)) continue
       const { entries, truncated } = children(reader, c.folder, Buffer.alloc(0), limit)
       return { ...base, path: c.folder, kind: 'dir', entries, truncated }
     }
-    const shown = `${c.folder}/${displayPath(c.rel)}`
-    const v = reader.versionAt(c.folder, c.rel)
+    const rel = c.path
+    const shown = `${c.folder}/${displayPath(rel)}`
+    const v = reader.versionAt(c.folder, rel)
     if (v !== undefined && v.type !== 'deleted' && v.type !== 'dir') {
-      const slash = c.rel.lastIndexOf(SLASH)
-      return { ...base, path: shown, kind: 'file', entries: [entryOf(c.folder, c.rel, c.rel.subarray(slash + 1), v)], truncated: false }
+      const slash = rel.lastIndexOf(SLASH)
+      return { ...base, path: shown, kind: 'file', entries: [entryOf(c.folder, rel, rel.subarray(slash + 1), v)], truncated: false }
     }
-    const isDir = v !== undefined ? v.type === 'dir' : reader.hasLiveUnder(c.folder, c.rel)
+    const isDir = v !== undefined ? v.type === 'dir' : reader.hasLiveUnder(c.folder, rel)
     if (!isDir) continue
-    const { entries, truncated } = children(reader, c.folder, Buffer.concat([c.rel, Buffer.from([SLASH])]), limit)
+    const { entries, truncated } = children(reader, c.folder, Buffer.concat([rel, Buffer.from([SLASH])]), limit)
     return { ...base, path: shown, kind: 'dir', entries, truncated }
   }
   throw new HoldfastError('PATH_NOT_FOUND', `no path '${req.path ?? ''}' in ${endpointLabel(endpoint)}'s snapshot ${snap.id}`)
@@ -322,13 +319,13 @@ function children (reader: TreeReader, folder: string, prefix: Buffer, limit: nu
 /** Every version of one path of an endpoint, oldest first, deletions included. */
 export function pathVersions (catalog: Catalog, endpointId: number, path: string): VersionsResult {
   const endpoint = catalog.endpointById(endpointId)
-  const candidates = parseUserPath(path)
-  if (candidates.length === 0 || candidates[0].rel === undefined) throw new HoldfastError('ADMIN_BAD_REQUEST', `versions needs a path under a folder ("<folder>/<path>"), not '${path}'`)
+  const candidates = parsePathSpec(path)
+  if (candidates.length === 0 || candidates[0].path === undefined) throw new HoldfastError('ADMIN_BAD_REQUEST', `versions needs a path under a folder ("<folder>/<path>"), not '${path}'`)
   const stmt = sqlOf(catalog.db)(`SELECT fv.snapshot_id, s.committed_at, fv.type, fv.mode, fv.mtime_ns, fv.size, length(fv.chunks) AS chunk_bytes, fv.target
     FROM file_versions fv JOIN snapshots s ON s.id = fv.snapshot_id
     WHERE fv.endpoint_id = ? AND fv.folder = ? AND fv.path = ? ORDER BY fv.snapshot_id`)
   for (const c of candidates) {
-    const rel = c.rel as Buffer
+    const rel = c.path as Buffer
     const rows = stmt.all(endpointId, c.folder, rel)
     if (rows.length === 0) continue
     return {

@@ -5,9 +5,13 @@
  * latin1 view of the bytes (one character per byte): a literal character matches its UTF-8
  * bytes, `?` matches one UTF-8 character (or one stray byte), `*` any run of bytes without
  * '/', `**` as a whole component any number of components, `[abc]`, `[a-z]`, `[!x]` one
- * character of a set, and `\` escapes the next character.
+ * character of a set, and `\` escapes the next character, except that `\xNN` is the byte NN
+ * (as displayPath shows a non-UTF-8 name, and as model/path-spec.ts reads it). Slashes around
+ * the pattern and runs of slashes in it count as path specs' do: a pattern without wildcards
+ * selects the path that ls, versions and restore --path select for the same string.
  */
 import { HoldfastError } from '../../util/errors.js'
+import { normalizeSpecText } from '../../model/path-spec.js'
 
 export interface CompiledGlob {
   /** Anchored, over the latin1 view of the path's bytes. */
@@ -39,7 +43,10 @@ function tokenize (pattern: string): Token[] {
   const lit = (c: string): void => { tokens.push({ kind: 'lit', bytes: Buffer.from(c, 'utf8') }) }
   for (let i = 0; i < chars.length; i++) {
     const c = chars[i]
-    if (c === '\\') {
+    if (c === '\\' && chars[i + 1] === 'x' && /^[0-9a-fA-F]{2}$/.test((chars[i + 2] ?? '') + (chars[i + 3] ?? ''))) {
+      tokens.push({ kind: 'lit', bytes: Buffer.from([parseInt(chars[i + 2] + chars[i + 3], 16)]) })
+      i += 3
+    } else if (c === '\\') {
       if (i + 1 >= chars.length) throw bad(pattern, 'ends with a lone backslash')
       lit(chars[++i])
     } else if (c === '*') {
@@ -155,7 +162,7 @@ export interface FolderPattern {
  * matches the folder's name, the rest of it under that folder ('home/docs/*.md').
  */
 export function compileFindPattern (pattern: string): FolderPattern {
-  const trimmed = pattern.replace(/^\/+/, '').replace(/\/+$/, '')
+  const trimmed = normalizeSpecText(pattern)
   if (trimmed === '') throw bad(pattern, 'it is empty')
   const hasSlash = trimmed.includes('/') || pattern.startsWith('/')
   if (!hasSlash) return { forPath: compileTokens(tokenize(trimmed), true) }

@@ -144,7 +144,7 @@ export class PeerTable {
     const seen = this.seen.get(record.peerId)
     if (seen === undefined) return
     // the newest address stays even when old: with nothing fresher, it is still the best guess
-    const newest = order(seen)[0]?.toString()
+    const newest = [...seen.values()].filter(s => !s.static).sort((a, b) => b.seenAt - a.seenAt)[0]?.addr.toString()
     for (const [key, s] of seen) if (!s.static && key !== newest && now - s.seenAt > this.options.addressTtlMs) seen.delete(key)
     record.addrs = order(seen)
   }

@@ -20,7 +20,7 @@ import { AckService } from '../../protocols/ack.js'
 import { RestoreService, type RestoreHeader, type RestoreWriter } from '../../protocols/restore.js'
 import { openRestoreDir } from '../../restore-writer/restore-sink.js'
 import { AdminServer } from '../../admin/admin-socket.js'
-import { HoldfastError, describeError } from '../../util/errors.js'
+import { HoldfastError, describeError, errorCode } from '../../util/errors.js'
 import type { Clock } from '../../util/clock.js'
 import type { Logger } from '../../util/log.js'
 import { displayPath } from '../../model/entry.js'
@@ -165,7 +165,8 @@ export class Agent {
       try {
         node = await createHoldfastNode({ privateKey, fleetKey: this.config.fleetKey, listen: preferred })
       } catch (err) {
-        this.log.info('last listen port is taken; listening on a new one', { port: saved, err: describeError(err) })
+        // libp2p's message embeds the listen error's stack; its name says enough here
+        this.log.info('last listen port is taken; listening on a new one', { port: saved, err: errorCode(err) })
         node = await createHoldfastNode({ privateKey, fleetKey: this.config.fleetKey, listen: this.config.listen })
       }
     } else {

@@ -37,8 +37,29 @@ export interface DiscoveryInit {
   queryIntervalMs: number
   staticPeers: string[]
   onPeer: (peer: DiscoveredPeer) => void
+  /** The peer said goodbye (or its record expired) for these addresses. */
+  onPeerGone?: (peer: { peerId: string, addrs: Multiaddr[] }) => void
   clock: Clock
   log: Logger
+}
+
+/** How long a probe listens for another answer to our name (RFC 6762 §8.1: three queries 250 ms apart). */
+const PROBE_QUERIES = 3
+const PROBE_SPACING_MS = 250
+/** Names tried after a conflict, "holdfast-<id> (2)" … (RFC 6762 §9), before waiting out the stale record. */
+const MAX_NAME_TRIES = 8
+/** Longest TTL of the records that claim a name (SRV, 120 s): a stale claimant is gone by then. */
+const STALE_RECORD_WAIT_MS = 120_000
+/** A burst of dial failures asks the network again at most this often. */
+const MIN_REQUERY_SPACING_MS = 1_000
+
+interface MdnsRecord { name: string }
+interface MdnsPacket { answers?: MdnsRecord[], additionals?: MdnsRecord[] }
+/** The part of multicast-dns (inside bonjour-service) a probe needs. */
+interface MdnsSocket {
+  query: (name: string, type: string, cb?: (err?: unknown) => void) => void
+  on: (event: 'response', fn: (packet: MdnsPacket) => void) => void
+  removeListener: (event: 'response', fn: (packet: MdnsPacket) => void) => void
 }
 
 export class Discovery {
@@ -46,6 +67,8 @@ export class Discovery {
   private browser?: Browser
   private readonly controller = new AbortController()
   private mdnsActive = false
+  private lastRequery = 0
+  private publishedName?: string
 
   constructor (private readonly init: DiscoveryInit) {}
 
@@ -71,22 +94,32 @@ export class Discovery {
         this.init.log.warn('mDNS failed; discovery continues with static peers only', { err: String(err) })
         this.stopMdns()
       })
-      const self = this.init.self
-      this.bonjour.publish({
-        name: `holdfast-${self.peerId.slice(-16)}`,
-        type: MDNS_SERVICE_TYPE,
-        protocol: 'tcp',
-        port: self.port,
-        txt: { peer: self.peerId, role: self.role, pv: DISCOVERY_PROTOCOL_VERSION, ver: self.version, name: self.name.slice(0, 60), fleet: self.fleetTag, port: String(self.port) }
-      })
       this.browser = this.bonjour.find({ type: MDNS_SERVICE_TYPE, protocol: 'tcp' }, service => { this.onService(service) })
       this.browser.on('txt-update', (service: Service) => { this.onService(service) })
+      this.browser.on('srv-update', (service: Service) => { this.onService(service) })
+      this.browser.on('down', (service: Service) => { this.onServiceDown(service) })
       this.mdnsActive = true
+      void this.announceLoop()
       void this.requeryLoop()
     } catch (err) {
       this.init.log.warn('mDNS could not start; discovery continues with static peers only', { err: String(err) })
       this.stopMdns()
     }
+  }
+
+  /** The instance name we announce under, once a probe has claimed one. */
+  get announcedName (): string | undefined { return this.publishedName }
+
+  /**
+   * Asks the network again now (a dial failed: the peer may have restarted elsewhere). A
+   * burst of failures sends one query.
+   */
+  requery (): void {
+    if (!this.mdnsActive) return
+    const now = this.init.clock.now()
+    if (now - this.lastRequery < MIN_REQUERY_SPACING_MS) return
+    this.lastRequery = now
+    try { this.browser?.update() } catch (err) { this.init.log.debug('mDNS re-query failed', { err: String(err) }) }
   }
 
   stop (): void {
@@ -103,6 +136,85 @@ export class Discovery {
     this.bonjour = undefined
   }
 
+  /**
+   * Claims an instance name and announces it. bonjour-service's own probe, on hearing another
+   * answer for the name, logs an Error with its stack and silently gives up; after a crash the
+   * answer is often our own stale record (a cache, a sleep proxy, the old process not yet
+   * gone), so we probe ourselves and, on a conflict, take the next name as RFC 6762 §9 says,
+   * then after the stale record's TTL start over from the plain name.
+   */
+  private async announceLoop (): Promise<void> {
+    const signal = this.controller.signal
+    const base = `holdfast-${this.init.self.peerId.slice(-16)}`
+    while (!signal.aborted && this.mdnsActive) {
+      for (let i = 1; i <= MAX_NAME_TRIES; i++) {
+        const name = i === 1 ? base : `${base} (${i})`
+        let taken: boolean
+        try {
+          taken = await this.probe(name, signal)
+        } catch {
+          return // stopping
+        }
+        if (signal.aborted || !this.mdnsActive) return
+        if (!taken) {
+          this.publish(name)
+          return
+        }
+        this.init.log.info('mDNS name is answered by another record (a stale one of ours after a restart?); trying the next', { name })
+      }
+      this.init.log.warn('every mDNS name tried is in use; waiting for stale records to expire', { tries: MAX_NAME_TRIES, waitSeconds: STALE_RECORD_WAIT_MS / 1000 })
+      try { await this.init.clock.sleep(STALE_RECORD_WAIT_MS, signal) } catch { return }
+    }
+  }
+
+  /** True when another responder answers for `name` within the probe window. */
+  private async probe (name: string, signal: AbortSignal): Promise<boolean> {
+    const mdns = this.mdnsSocket()
+    if (mdns === undefined) return false
+    // the same name bonjour-service will build (dots are not allowed inside the label)
+    const fqdn = `${name.split('.').join('-')}._${MDNS_SERVICE_TYPE}._tcp.local`.toLowerCase()
+    let taken = false
+    const onResponse = (packet: MdnsPacket): void => {
+      for (const rr of [...(packet.answers ?? []), ...(packet.additionals ?? [])]) {
+        if (typeof rr.name === 'string' && rr.name.toLowerCase() === fqdn) taken = true
+      }
+    }
+    mdns.on('response', onResponse)
+    try {
+      for (let i = 0; i < PROBE_QUERIES && !taken; i++) {
+        mdns.query(fqdn, 'ANY', (err?: unknown) => { if (err !== undefined && err !== null) this.init.log.debug('mDNS probe query failed', { err: String(err) }) })
+        await this.init.clock.sleep(PROBE_SPACING_MS, signal)
+      }
+    } finally {
+      mdns.removeListener('response', onResponse)
+    }
+    return taken
+  }
+
+  private publish (name: string): void {
+    const self = this.init.self
+    const service = this.bonjour?.publish({
+      name,
+      type: MDNS_SERVICE_TYPE,
+      protocol: 'tcp',
+      port: self.port,
+      // probed above; bonjour-service's probe would only log a stack and give up
+      probe: false,
+      txt: { peer: self.peerId, role: self.role, pv: DISCOVERY_PROTOCOL_VERSION, ver: self.version, name: self.name.slice(0, 60), fleet: self.fleetTag, port: String(self.port) }
+    })
+    service?.on('error', (err: unknown) => { this.init.log.warn('mDNS announcement failed', { name, err: String(err) }) })
+    this.publishedName = name
+    this.init.log.info('announcing over mDNS', { name, port: self.port })
+  }
+
+  /** bonjour-service keeps its multicast socket private; the probe needs to query on it. */
+  private mdnsSocket (): MdnsSocket | undefined {
+    const server = (this.bonjour as unknown as { server?: { mdns?: Partial<MdnsSocket> } } | undefined)?.server
+    const mdns = server?.mdns
+    if (typeof mdns?.query !== 'function' || typeof mdns.on !== 'function' || typeof mdns.removeListener !== 'function') return undefined
+    return mdns as MdnsSocket
+  }
+
   /** Re-asks on a slow timer so a peer whose announcement was missed is still found. */
   private async requeryLoop (): Promise<void> {
     const signal = this.controller.signal
@@ -116,7 +228,29 @@ export class Discovery {
     }
   }
 
+  private onServiceDown (service: Service): void {
+    const found = this.dialable(service)
+    if (found === undefined) return
+    this.init.onPeerGone?.({ peerId: found.peerId, addrs: found.addrs })
+  }
+
   private onService (service: Service): void {
+    const found = this.dialable(service)
+    if (found === undefined) return
+    const { peerId, addrs, txt } = found
+    const role = txt.role === 'agent' || txt.role === 'manager' || txt.role === 'node' ? txt.role : 'node'
+    this.init.onPeer({
+      peerId,
+      addrs,
+      role,
+      version: typeof txt.ver === 'string' ? txt.ver : '',
+      name: typeof txt.name === 'string' ? txt.name : '',
+      source: 'mdns'
+    })
+  }
+
+  /** A service of our fleet, not ourselves, with the addresses it can be dialled at. */
+  private dialable (service: Service): { peerId: string, addrs: Multiaddr[], txt: Record<string, unknown> } | undefined {
     const txt = (service.txt ?? {}) as Record<string, unknown>
     const peerId = typeof txt.peer === 'string' ? txt.peer : undefined
     if (peerId === undefined || peerId === this.init.self.peerId) return
@@ -139,14 +273,6 @@ export class Discovery {
       }
     }
     if (addrs.length === 0) return
-    const role = txt.role === 'agent' || txt.role === 'manager' || txt.role === 'node' ? txt.role : 'node'
-    this.init.onPeer({
-      peerId,
-      addrs,
-      role,
-      version: typeof txt.ver === 'string' ? txt.ver : '',
-      name: typeof txt.name === 'string' ? txt.name : '',
-      source: 'mdns'
-    })
+    return { peerId, addrs, txt }
   }
 }

@@ -3,7 +3,7 @@
  * manager it trusts. Scans run at start, on a timer, and sooner when something is settling;
  * only one staging round runs at a time.
  */
-import { mkdirSync, statfsSync } from 'node:fs'
+import { mkdirSync, readFileSync, statfsSync, writeFileSync } from 'node:fs'
 import { spawnSync } from 'node:child_process'
 import { join } from 'node:path'
 import type { HoldfastConfig } from '../../config/config.js'
@@ -21,7 +21,7 @@ import { RestoreService, type RestoreHeader, type RestoreWriter } from '../../pr
 import { openRestoreDir } from '../../restore-writer/restore-sink.js'
 import { AdminServer } from '../../admin/admin-socket.js'
 import { AGENT_API, type AgentCommands } from '../../admin/api.js'
-import { HoldfastError, describeError } from '../../util/errors.js'
+import { HoldfastError, describeError, errorCode } from '../../util/errors.js'
 import type { Clock } from '../../util/clock.js'
 import type { Logger } from '../../util/log.js'
 import { displayPath } from '../../model/entry.js'
@@ -98,7 +98,7 @@ export class Agent {
     if (abandoned.length > 0 || orphans > 0) this.log.info('cleaned up after an interrupted staging round', { sets: abandoned.length, segments: orphans })
     const identity = await loadOrCreateIdentity(this.config.dataDir)
     this.peerId = identity.peerId
-    const node = await createHoldfastNode({ privateKey: identity.privateKey, fleetKey: this.config.fleetKey, listen: this.config.listen })
+    const node = await this.listenWherePossible(identity.privateKey)
     this.node = node
     const allow = (remote: string): boolean => this.config.managers.length === 0 || this.config.managers.includes(remote)
     await new ManifestService(node, {
@@ -146,6 +146,39 @@ export class Agent {
     await this.admin.start()
     this.log.info('agent started', { peer: this.peerId, listen: node.getMultiaddrs().map(String), folders: this.config.agent.folders.map(f => f.path) })
     this.loop = this.scanLoop()
+  }
+
+  /**
+   * Listens on the port it had last time where the config leaves the port to the system
+   * (tcp/0): after a restart the manager's known address is still right, so nothing waits
+   * on rediscovery. Falls back to the config as written when that port is taken.
+   */
+  private async listenWherePossible (privateKey: Parameters<typeof createHoldfastNode>[0]['privateKey']): Promise<HoldfastNode> {
+    const portFile = join(this.config.dataDir, 'listen-port')
+    let saved: number | undefined
+    try {
+      const n = Number(readFileSync(portFile, 'utf8').trim())
+      if (Number.isInteger(n) && n > 0 && n <= 65535) saved = n
+    } catch {}
+    const preferred = saved === undefined ? this.config.listen : this.config.listen.map(a => a.replace(/\/tcp\/0(?=\/|$)/, `/tcp/${saved}`))
+    let node: HoldfastNode
+    if (preferred.some((a, i) => a !== this.config.listen[i])) {
+      try {
+        node = await createHoldfastNode({ privateKey, fleetKey: this.config.fleetKey, listen: preferred })
+      } catch (err) {
+        // libp2p's message embeds the listen error's stack; its name says enough here
+        this.log.info('last listen port is taken; listening on a new one', { port: saved, err: errorCode(err) })
+        node = await createHoldfastNode({ privateKey, fleetKey: this.config.fleetKey, listen: this.config.listen })
+      }
+    } else {
+      node = await createHoldfastNode({ privateKey, fleetKey: this.config.fleetKey, listen: this.config.listen })
+    }
+    try {
+      writeFileSync(portFile, `${listenPort(node)}\n`, { mode: 0o600 })
+    } catch (err) {
+      this.log.warn('cannot save the listen port; a restart will listen on a new one', { err: describeError(err) })
+    }
+    return node
   }
 
   async stop (): Promise<void> {

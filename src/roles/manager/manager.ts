@@ -54,8 +54,6 @@ export interface EndpointRestoreSummary extends AgentRestoreSummary {
   ms: number
 }
 
-const MAX_BACKOFF_MS = 60 * 60_000
-
 export class Manager {
   private node?: HoldfastNode
   private discovery?: Discovery
@@ -63,7 +61,7 @@ export class Manager {
   private puller?: Puller
   readonly catalog: Catalog
   readonly packs: PackStore
-  readonly peers = new PeerTable()
+  readonly peers: PeerTable
   private readonly controller = new AbortController()
   private peerId = ''
   private round?: Promise<RoundResult>
@@ -73,11 +71,15 @@ export class Manager {
    */
   private readonly storeLock = new ReadWriteLock()
   private loop?: Promise<void>
+  /** Wakes the schedule loop early: a backed-off peer was announced again. */
+  private wakeLoop?: () => void
 
   constructor (readonly config: HoldfastConfig, private readonly clock: Clock, private readonly log: Logger) {
     mkdirSync(config.dataDir, { recursive: true, mode: 0o700 })
     this.catalog = new Catalog(join(config.dataDir, 'catalog.db'))
     this.packs = new PackStore(join(config.dataDir, 'packs'))
+    // a live peer answers every re-query; three missed in a row (or two minutes, the SRV TTL) means it moved
+    this.peers = new PeerTable({ addressTtlMs: Math.max(120_000, 3 * config.mdns.queryIntervalSeconds * 1000) })
   }
 
   get id (): string { return this.peerId }
@@ -98,10 +100,12 @@ export class Manager {
       queryIntervalMs: this.config.mdns.queryIntervalSeconds * 1000,
       staticPeers: this.config.staticPeers,
       onPeer: peer => {
-        const isNew = this.peers.get(peer.peerId) === undefined
-        this.peers.upsert(peer, this.clock.now())
+        const { isNew, newAddress, record } = this.peers.upsert(peer, this.clock.now())
         if (isNew) this.log.info('found peer', { peer: peer.peerId, role: peer.role, via: peer.source, addrs: peer.addrs.map(String) })
+        else if (newAddress) this.log.info('peer announced a new address', { peer: peer.peerId, addrs: record.addrs.map(String) })
+        if (newAddress && record.role === 'agent') this.wakeLoop?.()
       },
+      onPeerGone: gone => { this.peers.forget(gone.peerId, gone.addrs) },
       clock: this.clock,
       log: this.log.child('discovery')
     })
@@ -149,18 +153,20 @@ export class Manager {
   }
 
   /** One round over every agent, in turn. Rounds never overlap. */
-  async runRound (options: { respectBackoff: boolean, signal?: AbortSignal, progress?: (p: PullProgress) => void }): Promise<RoundResult> {
+  async runRound (options: { respectBackoff: boolean, onlyRetries?: boolean, signal?: AbortSignal, progress?: (p: PullProgress) => void }): Promise<RoundResult> {
     if (this.round !== undefined) return await this.round
     this.round = this.storeLock.read(async () => await this.doRound(options)).finally(() => { this.round = undefined })
     return await this.round
   }
 
-  private async doRound (options: { respectBackoff: boolean, signal?: AbortSignal, progress?: (p: PullProgress) => void }): Promise<RoundResult> {
+  private async doRound (options: { respectBackoff: boolean, onlyRetries?: boolean, signal?: AbortSignal, progress?: (p: PullProgress) => void }): Promise<RoundResult> {
     const result: RoundResult = { peers: [] }
     const signal = options.signal === undefined ? this.controller.signal : AbortSignal.any([options.signal, this.controller.signal])
+    this.peers.expire(this.clock.now())
     for (const peer of this.peers.agents()) {
       if (signal.aborted) break
       if (options.respectBackoff && peer.nextAttemptAt > this.clock.now()) continue
+      if (options.onlyRetries === true && peer.failures === 0) continue
       result.peers.push(await this.pullPeer(peer, signal, options.progress))
     }
     return result
@@ -171,12 +177,14 @@ export class Manager {
     // One pull at a time today, so it gets the whole budget; concurrent pulls will share it.
     const rate = this.config.manager.bandwidthBytesPerSecond
     const started = this.clock.now()
+    let answered = false
     try {
       const pulled = await puller.pull(peer, {
         rate,
         signal,
         onProgress: p => progress?.(p),
         onManifest: m => {
+          answered = true
           peer.lastContact = this.clock.now()
           peer.version = m.agentVersion
           if (peer.name === '' && m.name !== undefined) peer.name = m.name
@@ -193,11 +201,13 @@ export class Manager {
       if (pulled.snapshots.length > 0) peer.lastBackup = this.clock.now()
       return { peerId: peer.peerId, name: peer.name, ok: true, snapshots: pulled.snapshots, bytesPulled: pulled.bytesPulled, ms: this.clock.now() - started }
     } catch (err) {
-      peer.failures++
       peer.lastError = describeError(err)
-      const backoff = Math.min(MAX_BACKOFF_MS, this.config.manager.pullIntervalSeconds * 1000 * 2 ** Math.min(peer.failures - 1, 10))
-      peer.nextAttemptAt = this.clock.now() + backoff
-      this.log.warn('pull failed; will retry', { peer: peer.peerId, err: peer.lastError, retryInSeconds: Math.round(backoff / 1000) })
+      // Never got a manifest: the peer was not there (restarted elsewhere, asleep, off). Ask
+      // the network where it is now, and try again soon rather than backing off for hours.
+      const kind = answered || signal.aborted ? 'error' : 'unreachable'
+      if (kind === 'unreachable') this.discovery?.requery()
+      const backoff = this.peers.recordFailure(peer, kind, this.clock.now(), this.config.manager.pullIntervalSeconds * 1000)
+      this.log.warn('pull failed; will retry', { peer: peer.peerId, err: peer.lastError, reason: kind, retryInSeconds: Math.round(backoff / 1000) })
       return { peerId: peer.peerId, name: peer.name, ok: false, snapshots: [], bytesPulled: 0, ms: this.clock.now() - started, error: peer.lastError }
     }
   }
@@ -271,16 +281,34 @@ export class Manager {
     return { snapshotId, endpoint: peerId, label, ...summary, ms: this.clock.now() - started }
   }
 
+  /**
+   * A round every pull interval; in between, wakes for a peer whose short retry is due or that
+   * was announced again after failing, so a restarted agent is not left waiting a whole
+   * interval (or a backoff) to be pulled. A round skips peers still waiting out a failure.
+   */
   private async scheduleLoop (): Promise<void> {
     const signal = this.controller.signal
+    const interval = this.config.manager.pullIntervalSeconds * 1000
+    let nextRoundAt = this.clock.now() + interval
     while (!signal.aborted) {
+      const retryAt = this.peers.nextRetryAt()
+      const wakeAt = retryAt === undefined ? nextRoundAt : Math.min(nextRoundAt, retryAt)
+      const wait = wakeAt - this.clock.now()
+      const early = new AbortController()
+      this.wakeLoop = () => { early.abort() }
       try {
-        await this.clock.sleep(this.config.manager.pullIntervalSeconds * 1000, signal)
+        if (wait > 0) await this.clock.sleep(wait, AbortSignal.any([signal, early.signal]))
       } catch {
-        return
+        if (signal.aborted) return
       }
+      this.wakeLoop = undefined
+      const now = this.clock.now()
+      // an early wake pulls only the peers that failed and are due again; the others wait for their round
+      const full = now >= nextRoundAt
+      if (full) nextRoundAt = now + interval
+      else if (!this.peers.agents().some(p => p.failures > 0 && p.nextAttemptAt <= now)) continue
       try {
-        await this.runRound({ respectBackoff: true })
+        await this.runRound({ respectBackoff: true, onlyRetries: !full })
       } catch (err) {
         if (!signal.aborted) this.log.error('pull round failed', { err: describeError(err) })
       }

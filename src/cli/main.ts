@@ -4,9 +4,9 @@
  * stderr and a non-zero exit status; `--json` gives machine-readable output.
  */
 import { parseArgs } from 'node:util'
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync } from 'node:fs'
 import { join, resolve } from 'node:path'
-import { loadConfig, resolveConfig, type HoldfastConfig, type Role } from '../config/config.js'
+import { loadConfig, resolveConfig, writeConfig, type HoldfastConfig, type Role } from '../config/config.js'
 import { loadOrCreateIdentity } from '../node/identity.js'
 import { decodeJoinToken, encodeJoinToken, newFleetKey } from '../node/fleet.js'
 import { callAgent, callManager, type RestoreRequest } from '../admin/api.js'
@@ -55,7 +55,7 @@ prints the join token that agents use with \`holdfast join\`.
       if (typeof values.name === 'string') raw.name = values.name
       const config = resolveConfig(raw, dataDir)
       const identity = await loadOrCreateIdentity(dataDir)
-      writeFileSync(file, JSON.stringify(raw, null, 2) + '\n', { mode: 0o600 })
+      writeConfig(file, raw)
       const token = encodeJoinToken({ fleetKey: config.fleetKey, managerPeerId: identity.peerId })
       print(values, { config: file, peerId: identity.peerId, token }, () =>
         `fleet created\n  manager peer id: ${identity.peerId}\n  config:          ${file}\n  join token:      ${token}\n\nStart the manager:  holdfast manager --config ${file}\nOn each endpoint:   holdfast join <token> --folder <path>`)
@@ -101,7 +101,7 @@ and the folders to protect.
       if (typeof values.name === 'string') raw.name = values.name
       resolveConfig(raw, dataDir)
       const identity = await loadOrCreateIdentity(dataDir)
-      writeFileSync(file, JSON.stringify(raw, null, 2) + '\n', { mode: 0o600 })
+      writeConfig(file, raw)
       print(values, { config: file, peerId: identity.peerId, manager: managerPeerId }, () =>
         `joined the fleet of manager ${managerPeerId}\n  agent peer id: ${identity.peerId}\n  config:        ${file}\n\nStart the agent:  holdfast agent --config ${file}`)
       return 0
@@ -267,7 +267,7 @@ async function runDaemon (role: Role, values: Record<string, unknown>): Promise<
   process.off('SIGTERM', onSignal)
   if (failure !== undefined) {
     process.stderr.write(`holdfast ${role}: ${failure.message}\n`)
-    return failure.code === 'CONFIG_INVALID' || failure.code === 'CONFIG_UNKNOWN_KEY' ? 2 : 1
+    return exitStatus(failure.code)
   }
   return exitCode
 }
@@ -302,7 +302,16 @@ export async function main (argv: string[]): Promise<number> {
     return await command.run(parsed.values, parsed.positionals)
   } catch (err) {
     process.stderr.write(`holdfast ${name}: ${describeError(err)}\n`)
-    const code = errorCode(err)
-    return code === 'ADMIN_UNREACHABLE' ? 3 : code === 'CONFIG_INVALID' || code === 'CONFIG_UNKNOWN_KEY' || code === 'ADMIN_BAD_REQUEST' ? 2 : 1
+    return exitStatus(errorCode(err))
+  }
+}
+
+/** The CLI's exit statuses: 2 a bad command or config, 3 no daemon to talk to, 4 the data directory is another daemon's. */
+function exitStatus (code: string): number {
+  switch (code) {
+    case 'CONFIG_INVALID': case 'CONFIG_UNKNOWN_KEY': case 'ADMIN_BAD_REQUEST': return 2
+    case 'ADMIN_UNREACHABLE': return 3
+    case 'DATA_DIR_LOCKED': return 4
+    default: return 1
   }
 }

@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs'
 import { hostname } from 'node:os'
 import { isAbsolute, join, resolve, dirname, basename } from 'node:path'
 import { HoldfastError } from '../util/errors.js'
+import { writeFileDurable } from '../util/durable-file.js'
 
 export type Role = 'agent' | 'manager'
 
@@ -207,4 +208,12 @@ export function loadConfig (file: string): HoldfastConfig {
     throw new HoldfastError('CONFIG_INVALID', `config file ${file} is not valid JSON: ${(err as Error).message}`)
   }
   return resolveConfig(parsed, dirname(resolve(file)))
+}
+
+/**
+ * Writes a config file as `holdfast init`/`join` do: durably and atomically (a power cut must
+ * not leave a host with an empty config), mode 0600 (it holds the fleet key).
+ */
+export function writeConfig (file: string, raw: Record<string, unknown>): void {
+  writeFileDurable(file, JSON.stringify(raw, null, 2) + '\n', 0o600)
 }

@@ -2,12 +2,13 @@
  * A node's persistent Ed25519 identity: created once, stored with mode 0600, reused on every
  * start so the peer id never changes.
  */
-import { chmodSync, mkdirSync, readFileSync, statSync, writeFileSync, renameSync } from 'node:fs'
+import { chmodSync, mkdirSync, readFileSync, statSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { generateKeyPair, privateKeyFromProtobuf, privateKeyToProtobuf } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import type { PrivateKey } from '@libp2p/interface'
 import { HoldfastError } from '../util/errors.js'
+import { writeFileDurable } from '../util/durable-file.js'
 
 export const IDENTITY_FILE = 'identity.key'
 
@@ -37,8 +38,8 @@ export async function loadOrCreateIdentity (dataDir: string): Promise<Identity> 
   }
   const privateKey = await generateKeyPair('Ed25519')
   mkdirSync(dirname(file), { recursive: true, mode: 0o700 })
-  const tmp = `${file}.tmp-${process.pid}`
-  writeFileSync(tmp, privateKeyToProtobuf(privateKey), { mode: 0o600, flag: 'wx' })
-  renameSync(tmp, file)
+  // Durable before anyone learns the peer id (init prints it into the join token): a power
+  // cut must not leave the host with no key, or a new one its fleet does not know.
+  writeFileDurable(file, privateKeyToProtobuf(privateKey), 0o600)
   return { privateKey, peerId: peerIdFromPrivateKey(privateKey).toString() }
 }

@@ -10,6 +10,7 @@ import { loadConfig } from '../config/config.js'
 import { createLogger } from '../util/log.js'
 import { systemClock } from '../util/clock.js'
 import { describeError, errorCode } from '../util/errors.js'
+import { lockDataDir, type DirLock } from '../util/dir-lock.js'
 
 export interface DaemonThreadData { role: 'agent' | 'manager', configFile: string }
 export type DaemonThreadMessage = { kind: 'started' } | { kind: 'failed', code: string, message: string } | { kind: 'stopped' }
@@ -17,8 +18,13 @@ export type DaemonThreadMessage = { kind: 'started' } | { kind: 'failed', code: 
 const { role, configFile } = workerData as DaemonThreadData
 const log = createLogger(role)
 
+let lock: DirLock | undefined
 try {
   const config = loadConfig(configFile)
+  // Before the role opens its databases or recovers anything: a second daemon on this
+  // directory must stop here, not after it has truncated the first one's packs or taken over
+  // its admin socket (AdminServer unlinks a socket it finds).
+  lock = lockDataDir(config.dataDir)
   const { Agent } = await import('./agent/agent.js')
   const { Manager } = await import('./manager/manager.js')
   const daemon = role === 'agent' ? new Agent(config, systemClock, log) : new Manager(config, systemClock, log)
@@ -27,11 +33,13 @@ try {
   parentPort?.on('message', (msg: unknown) => {
     if (msg !== 'stop') return
     void daemon.stop().catch(err => { log.error('stop failed', { err: describeError(err) }) }).finally(() => {
+      lock?.release()
       parentPort?.postMessage({ kind: 'stopped' } satisfies DaemonThreadMessage)
       parentPort?.close()
     })
   })
 } catch (err) {
+  lock?.release()
   parentPort?.postMessage({ kind: 'failed', code: errorCode(err), message: describeError(err) } satisfies DaemonThreadMessage)
   parentPort?.close()
 }

@@ -27,6 +27,7 @@ export type HoldfastErrorCode =
   | 'REMOTE_ERROR'
   | 'STORE_CORRUPT'
   | 'NODE_TOO_OLD'
+  | 'DATA_DIR_LOCKED'
 
 export class HoldfastError extends Error {
   readonly code: HoldfastErrorCode

@@ -1,5 +1,5 @@
 import { strict as assert } from 'node:assert'
-import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { IDENTITY_FILE, loadOrCreateIdentity } from '../../src/node/identity.js'
@@ -24,6 +24,17 @@ describe('identity', () => {
     assert.equal(id.privateKey.type, 'Ed25519')
     assert.equal(id.privateKey.publicKey.toString(), id.peerId)
     assert.deepEqual(readdirSync(dir), [IDENTITY_FILE], 'no temporary file is left behind')
+  })
+
+  it('creates the key even where a process killed mid-write left its temporary file under this pid', async () => {
+    // pids repeat (in a container the daemon is often pid 1): such a file must not block a start
+    const dir = freshDir()
+    mkdirSync(dir, { recursive: true })
+    const stale = `${join(dir, IDENTITY_FILE)}.tmp-${process.pid}`
+    writeFileSync(stale, 'partial')
+    const id = await loadOrCreateIdentity(dir)
+    assert.equal((await loadOrCreateIdentity(dir)).peerId, id.peerId)
+    assert.equal(statSync(join(dir, IDENTITY_FILE)).mode & 0o777, 0o600)
   })
 
   it('returns the same identity on the next start', async () => {

@@ -22,6 +22,7 @@ import type { Spool } from './spool.js'
 import { StagingPool } from './worker-pool.js'
 import type { FileResult } from './stage-worker.js'
 import { ignoreRule } from './ignore.js'
+import { SettleTracker } from './settle.js'
 
 export interface StageProgress {
   phase: 'scanning' | 'staging' | 'sealing'
@@ -88,10 +89,17 @@ interface OpenSet {
 }
 
 export class Stager {
+  /** When settling paths were first seen, kept from round to round (see settle.ts). */
+  private readonly settle = new SettleTracker()
+
   constructor (private readonly init: StagerInit) {}
 
   async stageRound (options: { signal?: AbortSignal, onProgress?: (p: StageProgress) => void } = {}): Promise<StageRoundResult> {
-    return await new StagingRound(this.init, options.signal, options.onProgress).run()
+    try {
+      return await new StagingRound(this.init, this.settle, options.signal, options.onProgress).run()
+    } finally {
+      this.settle.endRound()
+    }
   }
 }
 
@@ -112,7 +120,7 @@ class StagingRound {
   private readonly maxEntries: number
   private readonly maxBytes: number
 
-  constructor (private readonly init: StagerInit, private readonly signal?: AbortSignal, private readonly onProgress?: (p: StageProgress) => void) {
+  constructor (private readonly init: StagerInit, private readonly settle: SettleTracker, private readonly signal?: AbortSignal, private readonly onProgress?: (p: StageProgress) => void) {
     this.now = init.clock.now()
     this.spooledBefore = init.state.spoolBytes()
     this.maxEntries = init.maxSetEntries ?? DEFAULT_MAX_SET_ENTRIES
@@ -141,6 +149,7 @@ class StagingRound {
           },
           nowMs: this.now,
           settleMs: this.init.settleMs,
+          observer: { firstSeen: (key, fingerprint, now) => this.settle.firstSeen(`${folder.name}\0${key}`, fingerprint, now) },
           ignore: ignoreRule(folder.ignore),
           signal: this.signal
         })

@@ -1,0 +1,126 @@
+/**
+ * Issue 8, the agent's side: files whose mtime lies (settle by what the agent observed),
+ * a chunk shared by two sets (it lives while any unacked set holds it; a set that lost one
+ * is re-staged), and a disk close to full (staging stops at a reserve and resumes).
+ * Real files, real SQLite, real worker threads; time is an injected clock (no sleeps).
+ */
+import { strict as assert } from 'node:assert'
+import { mkdirSync, mkdtempSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { ManualClock } from '../../src/util/clock.js'
+import { silentLogger } from '../../src/util/log.js'
+import { AgentStateDb } from '../../src/staging/state-db.js'
+import { Spool } from '../../src/staging/spool.js'
+import { Stager, type StagerInit } from '../../src/staging/stager.js'
+import { decompressChunk } from '../../src/codec/chunk-codec.js'
+import { CHUNK_ID_BYTES, type StagedEntry } from '../../src/model/entry.js'
+
+const MiB = 1024 * 1024
+
+interface Rig { root: string, folder: string, state: AgentStateDb, spool: Spool, clock: ManualClock, stager: Stager }
+
+function rig (options: { settleMs?: number, clock?: ManualClock, extra?: Partial<StagerInit> } = {}): Rig {
+  const root = mkdtempSync(join(tmpdir(), 'holdfast-staging-faults-'))
+  const folder = join(root, 'docs')
+  mkdirSync(folder, { recursive: true })
+  mkdirSync(join(root, 'data'), { recursive: true })
+  const state = new AgentStateDb(join(root, 'data', 'agent.db'))
+  const spool = new Spool(join(root, 'data', 'spool'), state)
+  const clock = options.clock ?? new ManualClock(Date.now())
+  const stager = new Stager({
+    folders: [{ path: folder, name: 'docs', ignore: [] }],
+    state,
+    spool,
+    clock,
+    log: silentLogger,
+    settleMs: options.settleMs ?? 0,
+    workers: 1,
+    spoolCapBytes: 1024 * MiB,
+    ...options.extra
+  })
+  return { root, folder, state, spool, clock, stager }
+}
+
+/** A staging round with the injected clock brought up to the files' real times. */
+async function stageNow (r: Rig): ReturnType<Stager['stageRound']> {
+  await r.clock.advance(Math.max(0, Date.now() - r.clock.now() + 1))
+  return await r.stager.stageRound()
+}
+
+function entryNames (r: Rig, setId: number): string[] {
+  return [...r.state.setEntries(setId)].map(e => Buffer.from(e.path).toString()).sort()
+}
+
+async function contentOf (r: Rig, e: StagedEntry): Promise<Buffer> {
+  const parts: Buffer[] = []
+  for (let i = 0; i < e.chunks.byteLength; i += CHUNK_ID_BYTES) {
+    const c = await r.spool.readChunk(e.chunks.subarray(i, i + CHUNK_ID_BYTES))
+    assert.ok(c !== null, 'chunk is in the spool')
+    parts.push(decompressChunk(c.compressed, c.rawLength))
+  }
+  return Buffer.concat(parts)
+}
+
+describe('integration: agent staging faults (issue 8)', function () {
+  const rigs: Rig[] = []
+  const make = (o?: Parameters<typeof rig>[0]): Rig => { const r = rig(o); rigs.push(r); return r }
+  afterEach(() => {
+    for (const r of rigs.splice(0)) {
+      try { r.spool.closeAll(); r.state.close() } catch {}
+      rmSync(r.root, { recursive: true, force: true })
+    }
+  })
+
+  describe('settling never trusts mtime', () => {
+    it('stages files stamped 1970, 2100 and the far future once the agent has seen them unchanged for settleMs', async () => {
+      const r = make({ settleMs: 5000 })
+      const stamps: Record<string, number> = {
+        'epoch.txt': 0,
+        'y2100.txt': Date.UTC(2100, 0, 1) / 1000,
+        'far.txt': Date.UTC(2400, 0, 1) / 1000
+      }
+      for (const [name, secs] of Object.entries(stamps)) {
+        writeFileSync(join(r.folder, name), `stamped ${name}`)
+        utimesSync(join(r.folder, name), secs, secs)
+      }
+      assert.ok(statSync(join(r.folder, 'far.txt')).mtimeMs > Date.UTC(2300, 0, 1), 'the file system kept the far-future mtime')
+      const first = await stageNow(r)
+      assert.equal(first.set, undefined, 'just written: still settling')
+      assert.equal(first.settling, 3)
+      assert.ok(first.settledAt !== undefined && first.settledAt <= r.clock.now() + 5000, `settles within settleMs, not at the mtime (${first.settledAt})`)
+      await r.clock.advance(5001)
+      const second = await r.stager.stageRound()
+      assert.ok(second.set !== undefined, `staged after settleMs: ${JSON.stringify(second)}`)
+      assert.deepEqual(entryNames(r, second.set.id), ['epoch.txt', 'far.txt', 'y2100.txt'])
+      for (const e of r.state.setEntries(second.set.id)) {
+        const name = Buffer.from(e.path).toString()
+        assert.equal((await contentOf(r, e)).toString(), `stamped ${name}`)
+      }
+      assert.equal(second.settling, 0)
+    })
+
+    it('settles on the agent\'s own clock when ctime is in the future (system clock set back), and restarts the wait on each change', async () => {
+      // the agent's clock is an hour behind the time the kernel stamps ctime with
+      const r = make({ settleMs: 5000, clock: new ManualClock(Date.now() - 3600_000) })
+      const file = join(r.folder, 'report.txt')
+      writeFileSync(file, 'v1')
+      const first = await r.stager.stageRound()
+      assert.equal(first.set, undefined)
+      assert.equal(first.settling, 1)
+      assert.ok(first.settledAt !== undefined && first.settledAt <= r.clock.now() + 5000, `settles within settleMs of the agent clock (${first.settledAt})`)
+      await r.clock.advance(3000)
+      writeFileSync(file, 'version 2') // changed again: the wait starts over
+      const second = await r.stager.stageRound()
+      assert.equal(second.set, undefined)
+      await r.clock.advance(3000)
+      const third = await r.stager.stageRound()
+      assert.equal(third.set, undefined, 'unchanged for 3 s only')
+      await r.clock.advance(2001)
+      const fourth = await r.stager.stageRound()
+      assert.ok(fourth.set !== undefined, JSON.stringify(fourth))
+      const e = [...r.state.setEntries(fourth.set.id)][0]
+      assert.equal((await contentOf(r, e)).toString(), 'version 2')
+    })
+  })
+})

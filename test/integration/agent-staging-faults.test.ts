@@ -5,7 +5,7 @@
  * Real files, real SQLite, real worker threads; time is an injected clock (no sleeps).
  */
 import { strict as assert } from 'node:assert'
-import { mkdirSync, mkdtempSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, unlinkSync, statSync, utimesSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { ManualClock } from '../../src/util/clock.js'
@@ -15,6 +15,8 @@ import { Spool } from '../../src/staging/spool.js'
 import { Stager, type StagerInit } from '../../src/staging/stager.js'
 import { decompressChunk } from '../../src/codec/chunk-codec.js'
 import { CHUNK_ID_BYTES, type StagedEntry } from '../../src/model/entry.js'
+import { restageBrokenSets } from '../../src/staging/repair.js'
+import { seededBytes } from '../support/trees.js'
 
 const MiB = 1024 * 1024
 
@@ -121,6 +123,65 @@ describe('integration: agent staging faults (issue 8)', function () {
       assert.ok(fourth.set !== undefined, JSON.stringify(fourth))
       const e = [...r.state.setEntries(fourth.set.id)][0]
       assert.equal((await contentOf(r, e)).toString(), 'version 2')
+    })
+  })
+
+  describe('a chunk shared by two sets', () => {
+    it('stays in the spool while the unacked set holds it, and that set is served whole (also after a restart)', async () => {
+      const r = make()
+      const content = seededBytes('shared', 3 * MiB)
+      writeFileSync(join(r.folder, 'a.bin'), content)
+      const first = await stageNow(r)
+      assert.ok(first.set !== undefined)
+      writeFileSync(join(r.folder, 'b.bin'), content) // same bytes under another name: same chunks
+      const second = await stageNow(r)
+      assert.ok(second.set !== undefined)
+      assert.deepEqual(entryNames(r, second.set.id), ['b.bin'])
+      // the manager acks set 1 only (and may prune those chunks on its side)
+      r.spool.remove(r.state.acknowledge(first.set.id, 1, r.clock.now()))
+      const b = [...r.state.setEntries(second.set.id)][0]
+      assert.ok((await contentOf(r, b)).equals(content), 'set 2 is fetched whole after set 1 is acked')
+      // an agent restart removes orphan segments: set 2's copy is not one
+      assert.equal(r.spool.removeOrphans(), 0)
+      assert.deepEqual(r.state.setsMissingChunks(r.spool.segmentsPresent()), [])
+      assert.ok((await contentOf(r, b)).equals(content), 'and still after the orphan sweep')
+      r.spool.remove(r.state.acknowledge(second.set.id, 2, r.clock.now()))
+      assert.equal(r.state.spoolBytes(), 0)
+      assert.deepEqual(readdirSync(r.spool.dir), [], 'the last ack frees the last copy')
+    })
+
+    it('re-stages from the source a set that lost a chunk from the spool, deletions included, and reports its paths until then', async () => {
+      const r = make()
+      writeFileSync(join(r.folder, 'keep.txt'), 'kept')
+      writeFileSync(join(r.folder, 'gone.txt'), 'will be deleted')
+      const base = await stageNow(r)
+      assert.ok(base.set !== undefined)
+      r.spool.remove(r.state.acknowledge(base.set.id, 1, r.clock.now()))
+      writeFileSync(join(r.folder, 'lost.bin'), seededBytes('lost', 256 * 1024))
+      unlinkSync(join(r.folder, 'gone.txt'))
+      const broken = await stageNow(r)
+      assert.ok(broken.set !== undefined)
+      assert.deepEqual(entryNames(r, broken.set.id), ['gone.txt', 'lost.bin'])
+      writeFileSync(join(r.folder, 'later.txt'), 'a later set')
+      const later = await stageNow(r)
+      assert.ok(later.set !== undefined)
+      // the broken set's segments vanish (deleted by hand, a disk error)
+      for (const seg of r.spool.segmentsOfSet(broken.set.id)) unlinkSync(join(r.spool.dir, seg))
+      assert.deepEqual(r.state.setsMissingChunks(r.spool.segmentsPresent()), [broken.set.id])
+      const repaired = restageBrokenSets(r.state, r.spool, silentLogger, r.clock.now())
+      assert.deepEqual(repaired, { sets: [broken.set.id], paths: 2 })
+      assert.deepEqual(r.state.sealedSets().map(s => s.id), [later.set.id], 'the broken set is gone, the later one stays')
+      assert.deepEqual(r.state.pathErrors().filter(e => e.code === 'SET_RESTAGED').map(e => Buffer.from(e.path).toString()).sort(), ['gone.txt', 'lost.bin'])
+      const again = await stageNow(r)
+      assert.ok(again.set !== undefined)
+      const entries = [...r.state.setEntries(again.set.id)].map(e => `${e.type} ${Buffer.from(e.path).toString()}`).sort()
+      assert.deepEqual(entries, ['deleted gone.txt', 'file lost.bin'])
+      const lost = [...r.state.setEntries(again.set.id)].find(e => e.type === 'file')
+      assert.ok(lost !== undefined)
+      assert.ok((await contentOf(r, lost)).equals(seededBytes('lost', 256 * 1024)))
+      assert.deepEqual(r.state.pathErrors().filter(e => e.code === 'SET_RESTAGED'), [], 'reported until staged again')
+      assert.equal(r.state.trackedCount(), 3, 'keep, later, lost: no placeholder left')
+      assert.equal((await stageNow(r)).set, undefined, 'then nothing more to stage')
     })
   })
 })

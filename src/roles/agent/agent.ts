@@ -25,6 +25,7 @@ import type { Clock } from '../../util/clock.js'
 import type { Logger } from '../../util/log.js'
 import { displayPath } from '../../model/entry.js'
 import { FolderWatchers } from '../../staging/watcher.js'
+import { restageBrokenSets } from '../../staging/repair.js'
 import { HOLDFAST_VERSION } from '../../version.js'
 
 export interface AgentStatus {
@@ -65,6 +66,8 @@ export class Agent {
   private nextScanAt = 0
   private readonly spoolCapBytes: number
   private readonly watchers: FolderWatchers
+  /** A fetch asked for a chunk the spool lacks: look for sets that cannot be served whole. */
+  private repairDue = false
 
   constructor (readonly config: HoldfastConfig, private readonly clock: Clock, private readonly log: Logger) {
     mkdirSync(config.dataDir, { recursive: true, mode: 0o700 })
@@ -95,6 +98,8 @@ export class Agent {
     const abandoned = this.state.abandonUnsealedSets()
     const orphans = this.spool.removeOrphans()
     if (abandoned.length > 0 || orphans > 0) this.log.info('cleaned up after an interrupted staging round', { sets: abandoned.length, segments: orphans })
+    this.repairSets()
+    this.spool.onMissing = () => { this.repairDue = true; this.requestScan(0) }
     const identity = await loadOrCreateIdentity(this.config.dataDir)
     this.peerId = identity.peerId
     const node = await createHoldfastNode({ privateKey: identity.privateKey, fleetKey: this.config.fleetKey, listen: this.config.listen })
@@ -163,11 +168,22 @@ export class Agent {
   /** Runs a staging round now (or joins the one running) and reports it. */
   async scanNow (): Promise<StageRoundResult> {
     if (this.running !== undefined) return await this.running
+    if (this.repairDue) this.repairSets()
     this.running = this.stager.stageRound({ signal: this.controller.signal }).then(result => {
       this.lastScan = { at: this.clock.now(), result }
       return result
     }).finally(() => { this.running = undefined })
     return await this.running
+  }
+
+  /** Drops sets that lost a chunk; the round that follows stages their paths again. */
+  private repairSets (): void {
+    this.repairDue = false
+    try {
+      restageBrokenSets(this.state, this.spool, this.log, this.clock.now())
+    } catch (err) {
+      this.log.error('cannot check the staged sets against the spool', { err: describeError(err) })
+    }
   }
 
   status (): AgentStatus {

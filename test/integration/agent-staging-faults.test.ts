@@ -184,4 +184,49 @@ describe('integration: agent staging faults (issue 8)', function () {
       assert.equal((await stageNow(r)).set, undefined, 'then nothing more to stage')
     })
   })
+
+  describe('the endpoint\'s disk', () => {
+    it('stops staging at the disk reserve, says so, and goes on once space comes back', async () => {
+      // A 40 MiB file system holding the spool, with a 30 MiB reserve. It cannot be a real
+      // tmpfs: inside the test's user + network namespace mount(2) is refused (checked:
+      // "permission denied"), so free space comes from a FreeSpaceProbe whose used bytes are
+      // the real spool files on disk.
+      const capacity = 40 * MiB
+      let others = 0 // bytes other programs hold on this disk
+      const probe = {
+        free: (dir: string) => {
+          const used = readdirSync(dir).reduce((n, f) => n + statSync(join(dir, f)).size, 0)
+          return { availBytes: capacity - used - others, totalBytes: capacity }
+        }
+      }
+      const r = make({ extra: { freeSpace: probe, diskReserveBytes: 30 * MiB } })
+      for (let i = 0; i < 6; i++) writeFileSync(join(r.folder, `f${i}.bin`), seededBytes(`disk-${i}`, 3 * MiB))
+      const first = await stageNow(r)
+      assert.ok(first.diskLow, JSON.stringify(first))
+      assert.equal(first.spoolFull, false)
+      assert.ok(first.deferred > 0)
+      assert.ok(probe.free(r.spool.dir).availBytes >= 30 * MiB, 'the reserve was kept')
+      assert.ok(first.set !== undefined, 'what fitted was staged')
+      // someone else fills the disk: nothing more is staged, still reported
+      others = 8 * MiB
+      const blocked = await stageNow(r)
+      assert.ok(blocked.diskLow)
+      assert.equal(blocked.set, undefined)
+      // space comes back (the other program's files go, the manager acks): staging goes on
+      others = 0
+      let rounds = 0
+      let sets = 1
+      r.spool.remove(r.state.acknowledge(first.set.id, 1, r.clock.now()))
+      while (r.state.trackedCount() < 6 && rounds++ < 10) {
+        const round = await stageNow(r)
+        assert.ok(probe.free(r.spool.dir).availBytes >= 30 * MiB, 'the reserve is kept every round')
+        if (round.set === undefined) break
+        sets++
+        r.spool.remove(r.state.acknowledge(round.set.id, round.set.id, r.clock.now()))
+      }
+      assert.equal(r.state.trackedCount(), 6, `every file staged in the end (${sets} sets)`)
+      const last = await stageNow(r)
+      assert.equal(last.diskLow, false)
+    })
+  })
 })

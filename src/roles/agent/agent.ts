@@ -44,6 +44,8 @@ export interface AgentStatus {
   spoolCapBytes: number
   /** The last staging round stopped at the cap; the rest waits for the manager to pull. */
   spoolFull: boolean
+  /** The last staging round stopped at the disk reserve; it goes on when space comes back. */
+  diskLow: boolean
   lastScanAt?: number
   lastAck?: { setId: number, snapshotId: number, at: number, ageSeconds: number }
   errors: Array<{ folder: string, path: string, code: string, message: string, at: number }>
@@ -89,7 +91,8 @@ export class Agent {
       clock,
       log: log.child('stage'),
       settleMs: config.agent.settleSeconds * 1000,
-      workers: config.agent.workers
+      workers: config.agent.workers,
+      diskReserveBytes: config.agent.diskReserveBytes
     })
   }
 
@@ -127,7 +130,7 @@ export class Agent {
           const segments = this.state.acknowledge(setId, snapshotId, this.clock.now())
           this.spool.remove(segments)
           // space came back: staging that stopped at the spool cap can go on
-          if (this.lastScan?.result.spoolFull === true) this.requestScan(0)
+          if (this.lastScan?.result.spoolFull === true || this.lastScan?.result.diskLow === true) this.requestScan(0)
           this.log.info('set acknowledged by manager; marked backed up', { set: setId, snapshot: snapshotId, manager: manager.slice(-8) })
         }
       }
@@ -203,6 +206,7 @@ export class Agent {
       spoolBytes: this.state.spoolBytes(),
       spoolCapBytes: this.spoolCapBytes,
       spoolFull: this.lastScan?.result.spoolFull ?? false,
+      diskLow: this.lastScan?.result.diskLow ?? false,
       lastScanAt: this.lastScan?.at,
       lastAck: last === undefined ? undefined : { ...last, ageSeconds: Math.round((this.clock.now() - last.at) / 1000) },
       errors: this.state.pathErrors().map(e => ({ folder: e.folder, path: displayPath(e.path), code: e.code, message: e.message, at: e.at })),
@@ -256,6 +260,8 @@ export class Agent {
         if (result.settledAt !== undefined) this.requestScan(Math.max(100, result.settledAt - this.clock.now() + 50))
         // a lock going away is an event where events are watched; elsewhere look again soon
         if (result.locked > 0) this.requestScan(Math.min(interval, 30_000))
+        // space that others free on the disk says nothing to us: look again soon
+        if (result.diskLow) this.requestScan(Math.min(interval, 60_000))
         await this.updateWatchers()
       } catch (err) {
         if (signal.aborted) return

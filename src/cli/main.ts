@@ -239,6 +239,7 @@ function agentStatusText (s: AgentStatus): string {
     `  waiting for lock:  ${s.waitingForLock}`,
     `  staged, not pulled: ${s.sealedSets} sets, ${bytes(s.stagedBytesNotPulled)}`,
     `  spool:             ${bytes(s.spoolBytes)} of ${bytes(s.spoolCapBytes)}${s.spoolFull ? ' (full: staging waits for the manager)' : ''}`,
+    ...(s.diskLow === true ? ['  disk:              reserve reached: staging waits until space comes back'] : []),
     `  watching:          ${s.folders.map(f => `${f.name}: ${f.watch === 'events' ? 'file-system events + scans' : 'scans only'}`).join(', ')}`,
     `  last backup:       ${s.lastAck === undefined ? 'never' : `snapshot ${s.lastAck.snapshotId}, ${age(s.lastAck.at)}`}`,
     `  mDNS:              ${s.mdns ? 'on' : 'off'}`,

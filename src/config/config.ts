@@ -33,6 +33,8 @@ export interface AgentConfig {
   workers: number
   /** Most bytes the spool may hold; 0 = 10% of the free disk space at start, at most 20 GiB. */
   spoolCapBytes: number
+  /** Free space staging leaves on the spool's disk; 0 = max(1 GiB, 5% of the file system). */
+  diskReserveBytes: number
   /**
    * 'events': file-system events (chokidar) prompt a scan; 'scan': the reconcile timer only;
    * 'auto': events while a folder has at most `watchMaxEntries` entries, scans past that
@@ -99,7 +101,7 @@ const SHAPE: Shape = {
   mdns: { enabled: 'boolean', queryIntervalSeconds: 'number' },
   staticPeers: 'string[]',
   adminSocket: 'string',
-  agent: { folders: 'folders', scanIntervalSeconds: 'number', settleSeconds: 'number', maxUploadBytesPerSecond: 'number', workers: 'number', spoolCapBytes: 'number', watch: 'string', watchMaxEntries: 'number', restoreDir: 'string' },
+  agent: { folders: 'folders', scanIntervalSeconds: 'number', settleSeconds: 'number', maxUploadBytesPerSecond: 'number', workers: 'number', spoolCapBytes: 'number', diskReserveBytes: 'number', watch: 'string', watchMaxEntries: 'number', restoreDir: 'string' },
   manager: { pullIntervalSeconds: 'number', bandwidthBytesPerSecond: 'number' }
 }
 
@@ -165,6 +167,7 @@ export function resolveConfig (input: unknown, baseDir = process.cwd()): Holdfas
       maxUploadBytesPerSecond: raw.agent?.maxUploadBytesPerSecond ?? 0,
       workers: raw.agent?.workers ?? 0,
       spoolCapBytes: raw.agent?.spoolCapBytes ?? 0,
+      diskReserveBytes: raw.agent?.diskReserveBytes ?? 0,
       watch: raw.agent?.watch ?? 'auto',
       watchMaxEntries: raw.agent?.watchMaxEntries ?? 50_000,
       restoreDir: raw.agent?.restoreDir === undefined ? join(dataDir, 'restores') : resolve(baseDir, raw.agent.restoreDir)
@@ -181,6 +184,7 @@ export function resolveConfig (input: unknown, baseDir = process.cwd()): Holdfas
     ['agent.maxUploadBytesPerSecond', config.agent.maxUploadBytesPerSecond, 0],
     ['agent.workers', config.agent.workers, 0],
     ['agent.spoolCapBytes', config.agent.spoolCapBytes, 0],
+    ['agent.diskReserveBytes', config.agent.diskReserveBytes, 0],
     ['agent.watchMaxEntries', config.agent.watchMaxEntries, 0],
     ['manager.pullIntervalSeconds', config.manager.pullIntervalSeconds, 1],
     ['manager.bandwidthBytesPerSecond', config.manager.bandwidthBytesPerSecond, 1],

@@ -11,6 +11,7 @@ import { lstatSync, readdirSync, readlinkSync, type BigIntStats } from 'node:fs'
 import type { EntryType } from '../model/entry.js'
 import type { TrackedFile } from './state-db.js'
 import { lockedNames, type IgnoreRule } from './ignore.js'
+import { SettleTracker, settleVerdict, type SettleObserver } from './settle.js'
 
 export interface ScanItem {
   rel: Buffer
@@ -77,6 +78,12 @@ export interface ScanOptions {
   tracked: TrackedLookup
   nowMs: number
   settleMs: number
+  /**
+   * When each settling path was first seen (keyed by its folder-relative path, latin1); kept
+   * by the caller across rounds. Without one, a path with a future ctime never settles within
+   * this scan (it is seen for the first time now).
+   */
+  observer?: SettleObserver
   /** Names never backed up (office lock files, editor temporaries, the folder's own globs). */
   ignore: IgnoreRule
   signal?: AbortSignal
@@ -102,7 +109,7 @@ export function checkFolderRoot (root: string): void {
 export function * scanFolder (options: ScanOptions): Generator<DirectoryScan> {
   const root = Buffer.from(options.root)
   checkFolderRoot(options.root)
-  const settleCutoffNs = BigInt(Math.floor(options.nowMs - options.settleMs)) * 1_000_000n
+  const observer = options.observer ?? new SettleTracker()
   const stack: Buffer[] = [Buffer.alloc(0)]
   while (stack.length > 0) {
     if (options.signal?.aborted === true) throw options.signal.reason
@@ -151,10 +158,11 @@ export function * scanFolder (options: ScanOptions): Generator<DirectoryScan> {
         out.deleted.push(...options.tracked.descendantsOf(rel))
       }
       if (before !== undefined && sameState(before, now)) continue
-      if (st.mtimeNs > settleCutoffNs || st.ctimeNs > settleCutoffNs) {
+      // never by mtime, which anyone can set (a file stamped 2100 would wait until 2100)
+      const settle = settleVerdict(st, rel.toString('latin1'), options.nowMs, options.settleMs, observer)
+      if (!settle.settled) {
         out.settling++
-        const settles = Number(st.mtimeNs > st.ctimeNs ? st.mtimeNs : st.ctimeNs) / 1e6 + options.settleMs
-        out.settledAt = Math.min(out.settledAt ?? Infinity, settles)
+        out.settledAt = Math.min(out.settledAt ?? Infinity, settle.settlesAt ?? options.nowMs + options.settleMs)
         continue
       }
       if (now.type === 'file' && locks.isLocked(name)) {

@@ -10,6 +10,11 @@ import { HoldfastError } from '../util/errors.js'
 
 export class Spool implements ChunkSource {
   private readonly fds = new Map<string, number>()
+  /**
+   * Told when a chunk asked for is not here (no row, or its segment is gone): some sealed set
+   * can no longer be served whole, and the agent stages its paths again.
+   */
+  onMissing?: (id: Uint8Array) => void
 
   constructor (readonly dir: string, private readonly state: AgentStateDb) {
     mkdirSync(dir, { recursive: true, mode: 0o700 })
@@ -17,8 +22,15 @@ export class Spool implements ChunkSource {
 
   async readChunk (id: Uint8Array): Promise<SpooledChunk | null> {
     const loc = this.state.spoolLocation(id)
-    if (loc === undefined) return null
-    const fd = this.fd(loc.segment)
+    if (loc === undefined) { this.onMissing?.(id); return null }
+    let fd: number
+    try {
+      fd = this.fd(loc.segment)
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
+      this.onMissing?.(id)
+      return null
+    }
     const data = Buffer.allocUnsafe(loc.clen)
     let got = 0
     while (got < loc.clen) {
@@ -58,6 +70,11 @@ export class Spool implements ChunkSource {
   syncDir (): void {
     const fd = openSync(this.dir, constants.O_RDONLY)
     try { fsyncSync(fd) } finally { closeSync(fd) }
+  }
+
+  /** Segment files in the spool directory now. */
+  segmentsPresent (): Set<string> {
+    return new Set(readdirSync(this.dir).filter(name => name.endsWith('.seg')))
   }
 
   /** The segments a set's workers wrote (named set-<id>-w<worker>-<n>.seg). */

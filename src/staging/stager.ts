@@ -22,6 +22,8 @@ import type { Spool } from './spool.js'
 import { StagingPool } from './worker-pool.js'
 import type { FileResult } from './stage-worker.js'
 import { ignoreRule } from './ignore.js'
+import { SettleTracker } from './settle.js'
+import { reserveFor, statfsProbe, type FreeSpaceProbe } from './free-space.js'
 
 export interface StageProgress {
   phase: 'scanning' | 'staging' | 'sealing'
@@ -43,7 +45,12 @@ export interface StageRoundResult {
   locked: number
   /** Staging stopped at the spool cap; what was left waits until the manager frees space. */
   spoolFull: boolean
-  /** Files left for a later round because the spool was full. */
+  /**
+   * Staging stopped because the disk holding the spool reached its reserve; what was left
+   * waits until space comes back.
+   */
+  diskLow: boolean
+  /** Files left for a later round because the spool (or the disk) was full. */
   deferred: number
   /** Files that changed while they were read: not staged, tried again next round. */
   torn: number
@@ -66,6 +73,10 @@ export interface StagerInit {
   maxSetEntries?: number
   /** …or this many bytes of file data. */
   maxSetBytes?: number
+  /** Free space left on the spool's file system; 0 = max(1 GiB, 5% of it). */
+  diskReserveBytes?: number
+  /** Where free space is read (default: fs.statfs). */
+  freeSpace?: FreeSpaceProbe
 }
 
 const BATCH_FILES = 64
@@ -88,15 +99,22 @@ interface OpenSet {
 }
 
 export class Stager {
+  /** When settling paths were first seen, kept from round to round (see settle.ts). */
+  private readonly settle = new SettleTracker()
+
   constructor (private readonly init: StagerInit) {}
 
   async stageRound (options: { signal?: AbortSignal, onProgress?: (p: StageProgress) => void } = {}): Promise<StageRoundResult> {
-    return await new StagingRound(this.init, options.signal, options.onProgress).run()
+    try {
+      return await new StagingRound(this.init, this.settle, options.signal, options.onProgress).run()
+    } finally {
+      this.settle.endRound()
+    }
   }
 }
 
 class StagingRound {
-  private readonly result: StageRoundResult = { sets: [], scanned: 0, changed: 0, deleted: 0, settling: 0, locked: 0, spoolFull: false, deferred: 0, torn: 0, errors: 0 }
+  private readonly result: StageRoundResult = { sets: [], scanned: 0, changed: 0, deleted: 0, settling: 0, locked: 0, spoolFull: false, diskLow: false, deferred: 0, torn: 0, errors: 0 }
   private readonly now: number
   private open?: OpenSet
   private batch: Work[] = []
@@ -111,12 +129,31 @@ class StagingRound {
   private bytesDone = 0
   private readonly maxEntries: number
   private readonly maxBytes: number
+  // The disk reserve: free space at the last statfs, and what this round had finished
+  // writing then. Everything staged or in flight since counts at its worst case.
+  private freeAtProbe = Infinity
+  private writtenAtProbe = 0
+  private reserve = 0
 
-  constructor (private readonly init: StagerInit, private readonly signal?: AbortSignal, private readonly onProgress?: (p: StageProgress) => void) {
+  constructor (private readonly init: StagerInit, private readonly settle: SettleTracker, private readonly signal?: AbortSignal, private readonly onProgress?: (p: StageProgress) => void) {
     this.now = init.clock.now()
     this.spooledBefore = init.state.spoolBytes()
     this.maxEntries = init.maxSetEntries ?? DEFAULT_MAX_SET_ENTRIES
     this.maxBytes = init.maxSetBytes ?? DEFAULT_MAX_SET_BYTES
+    this.probeDisk()
+  }
+
+  private probeDisk (): void {
+    const free = (this.init.freeSpace ?? statfsProbe).free(this.init.spool.dir)
+    this.reserve = reserveFor(free.totalBytes, this.init.diskReserveBytes ?? 0)
+    this.freeAtProbe = free.availBytes
+    this.writtenAtProbe = this.spooledNow
+  }
+
+  /** Whether `bound` more bytes keep the disk above its reserve (in flight counted as unwritten). */
+  private diskAllows (bound: number): boolean {
+    const since = this.spooledNow + this.inFlightBound + this.batchBound - this.writtenAtProbe
+    return this.freeAtProbe - since - bound >= this.reserve
   }
 
   async run (): Promise<StageRoundResult> {
@@ -141,6 +178,7 @@ class StagingRound {
           },
           nowMs: this.now,
           settleMs: this.init.settleMs,
+          observer: { firstSeen: (key, fingerprint, now) => this.settle.firstSeen(`${folder.name}\0${key}`, fingerprint, now) },
           ignore: ignoreRule(folder.ignore),
           signal: this.signal
         })
@@ -171,6 +209,7 @@ class StagingRound {
       await this.abandon()
       throw err
     }
+    if (this.result.diskLow) log.warn('disk reserve reached; staging waits until space comes back', { reserveBytes: this.reserve, deferredFiles: this.result.deferred })
     if (this.result.spoolFull) log.warn('spool cap reached; the rest waits until the manager pulls', { capBytes: this.init.spoolCapBytes, deferredFiles: this.result.deferred })
     return this.result
   }
@@ -195,8 +234,9 @@ class StagingRound {
       this.result.errors++
       return
     }
-    if (this.result.spoolFull) { this.result.deferred++; return }
-    while (this.used() + this.batchBound + w.bound > cap) {
+    if (this.result.spoolFull || this.result.diskLow) { this.result.deferred++; return }
+    let reprobed = false
+    while (this.used() + this.batchBound + w.bound > cap || !this.diskAllows(w.bound)) {
       const open = this.open
       if (this.batch.length > 0) { await this.dispatch(); continue }
       if (open !== undefined && open.inFlight.size > 0) {
@@ -204,7 +244,14 @@ class StagingRound {
         await Promise.all(open.inFlight)
         continue
       }
-      this.result.spoolFull = true
+      if (!this.diskAllows(w.bound) && !reprobed) {
+        // nothing of ours in flight: ask the file system again before stopping
+        reprobed = true
+        this.probeDisk()
+        continue
+      }
+      if (!this.diskAllows(w.bound)) this.result.diskLow = true
+      else this.result.spoolFull = true
       this.result.deferred++
       return
     }
@@ -220,6 +267,8 @@ class StagingRound {
   private async dispatch (): Promise<void> {
     if (this.batch.length === 0) return
     if (this.signal?.aborted === true) throw this.signal.reason
+    // others write to this disk too: look again at every batch
+    this.probeDisk()
     const open = this.openSet()
     open.pool ??= new StagingPool(Math.max(1, Math.min(this.init.workers > 0 ? this.init.workers : availableParallelism(), 4)), {
       spoolDir: this.init.spool.dir,

@@ -55,13 +55,17 @@ CREATE TABLE IF NOT EXISTS set_entries (
   link_key TEXT,
   PRIMARY KEY (set_id, seq)
 ) WITHOUT ROWID;
+-- One row per (chunk, set): every set keeps its own copy (its workers wrote one into its own
+-- segments), so acknowledging one set never takes a chunk from another unacked set. A chunk
+-- is served while any unacked set holds it.
 CREATE TABLE IF NOT EXISTS spool_chunks (
-  id BLOB PRIMARY KEY,
+  id BLOB NOT NULL,
   set_id INTEGER NOT NULL,
   segment TEXT NOT NULL,
   offset INTEGER NOT NULL,
   clen INTEGER NOT NULL,
-  rawlen INTEGER NOT NULL
+  rawlen INTEGER NOT NULL,
+  PRIMARY KEY (id, set_id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS spool_chunks_by_set ON spool_chunks (set_id);
 CREATE TABLE IF NOT EXISTS path_errors (
@@ -107,6 +111,7 @@ export class AgentStateDb {
 
   constructor (file: string) {
     this.db = openDatabase(file)
+    migrateSpoolChunks(this.db)
     this.db.exec(SCHEMA)
     ensureColumn(this.db, 'set_entries', 'link_key', 'TEXT') // added in 0.1.0 after the first schema
     this.sql = statementCache(this.db)
@@ -257,15 +262,83 @@ export class AgentStateDb {
     return { segment: r.segment as string, offset: Number(r.offset), clen: Number(r.clen), rawlen: Number(r.rawlen) }
   }
 
-  /** Marks a sealed set acknowledged; returns the segments it no longer needs. */
+  /** Marks a sealed set acknowledged; returns the segments no unacked set needs any more. */
   acknowledge (setId: number, snapshotId: number, now: number): string[] {
     return transaction(this.db, () => {
-      const segments = this.sql('SELECT DISTINCT segment FROM spool_chunks WHERE set_id = ?').all(setId).map(r => r.segment as string)
+      const segments = this.segmentsOnlyOf(setId)
       this.sql('UPDATE files SET acked = 1 WHERE set_id = ?').run(setId)
       this.sql('DELETE FROM spool_chunks WHERE set_id = ?').run(setId)
       this.sql('DELETE FROM set_entries WHERE set_id = ?').run(setId)
       this.sql("UPDATE sets SET state = 'acked', acked_at = ?, snapshot_id = ? WHERE id = ?").run(now, snapshotId, setId)
       return segments
+    })
+  }
+
+  /** Segments a set's rows point at that no other set's rows point at. */
+  private segmentsOnlyOf (setId: number): string[] {
+    return this.sql('SELECT DISTINCT segment FROM spool_chunks WHERE set_id = ? AND segment NOT IN (SELECT segment FROM spool_chunks WHERE set_id <> ?)')
+      .all(setId, setId).map(r => r.segment as string)
+  }
+
+  /**
+   * Sealed sets that cannot be served whole: an entry names a chunk no row of that set holds,
+   * or the row's segment is not among `segmentsPresent` (lost from the spool: deleted by
+   * hand, or by a version that freed a chunk another set still needed). Reads every sealed
+   * entry, so it runs at start and when a fetch found a chunk missing, not per chunk.
+   */
+  setsMissingChunks (segmentsPresent: Set<string>): number[] {
+    const broken: number[] = []
+    const entries = this.db.prepare('SELECT chunks FROM set_entries WHERE set_id = ?')
+    const held = this.sql('SELECT segment FROM spool_chunks WHERE id = ? AND set_id = ?')
+    for (const set of this.sealedSets()) {
+      let ok = true
+      for (const r of entries.iterate(set.id)) {
+        const chunks = r.chunks as Uint8Array
+        for (let i = 0; ok && i < chunks.byteLength; i += 32) {
+          const row = held.get(chunks.subarray(i, i + 32), set.id)
+          ok = row !== undefined && segmentsPresent.has(row.segment as string)
+        }
+        if (!ok) break
+      }
+      if (!ok) broken.push(set.id)
+    }
+    return broken
+  }
+
+  /**
+   * Drops a sealed set that can never be served whole and makes the next scan stage its paths
+   * again from the source: a path whose newest staged state is in this set is marked changed
+   * (mtime '-1' never matches a stat), and a deletion gets a placeholder row (a 'dir', so
+   * that anything recorded under it goes too) that the scan, not finding the path, records as
+   * deleted again. Each path is reported until it is staged again. Returns the paths marked
+   * and the segments nothing else needs.
+   */
+  restageSet (setId: number, reason: string, now: number): { paths: number, segments: string[] } {
+    return transaction(this.db, () => {
+      if (this.setState(setId) !== 'sealed') return { paths: 0, segments: [] }
+      const segments = this.segmentsOnlyOf(setId)
+      const owned = this.sql('SELECT 1 FROM files WHERE folder = ? AND path = ? AND set_id = ?')
+      const present = this.sql('SELECT 1 FROM files WHERE folder = ? AND path = ?')
+      const markChanged = this.sql("UPDATE files SET mtime_ns = '-1', acked = 0 WHERE folder = ? AND path = ?")
+      const placeholder = this.sql(`INSERT INTO files (folder, path, parent, type, mode, size, mtime_ns, ctime_ns, ino, chunks, target, set_id, acked)
+        VALUES (?, ?, ?, 'dir', 0, 0, '-1', '-1', '-1', X'', NULL, ?, 0)`)
+      const report = this.sql('INSERT OR REPLACE INTO path_errors (folder, path, code, message, at) VALUES (?, ?, ?, ?, ?)')
+      let paths = 0
+      for (const e of this.setEntries(setId)) {
+        if (e.type === 'deleted') {
+          if (present.get(e.folder, e.path) !== undefined) continue // a later set staged it again
+          placeholder.run(e.folder, e.path, parentOf(e.path), setId)
+        } else {
+          if (owned.get(e.folder, e.path, setId) === undefined) continue // a later set holds a newer state
+          markChanged.run(e.folder, e.path)
+        }
+        report.run(e.folder, e.path, 'SET_RESTAGED', `staged set ${setId} lost a chunk from the spool (${reason}); staging this path again from the source`, now)
+        paths++
+      }
+      this.sql('DELETE FROM spool_chunks WHERE set_id = ?').run(setId)
+      this.sql('DELETE FROM set_entries WHERE set_id = ?').run(setId)
+      this.sql('DELETE FROM sets WHERE id = ?').run(setId)
+      return { paths, segments }
     })
   }
 
@@ -296,6 +369,26 @@ export class AgentStateDb {
   unackedFiles (): number {
     return Number(this.sql('SELECT count(*) AS n FROM files WHERE acked = 0').get()?.n ?? 0)
   }
+}
+
+/**
+ * Before 0.1.1 spool_chunks held one row per chunk id (INSERT OR IGNORE), so a chunk staged
+ * again by a later set belonged to the earlier set and went with that set's ack. Rebuilds
+ * the table keyed by (id, set_id); sets already missing a chunk are found at start
+ * (setsMissingChunks) and staged again.
+ */
+function migrateSpoolChunks (db: DatabaseSync): void {
+  const columns = db.prepare('PRAGMA table_info(spool_chunks)').all()
+  const keyed = columns.filter(c => Number(c.pk) > 0).map(c => c.name as string)
+  if (columns.length === 0 || keyed.includes('set_id')) return
+  transaction(db, () => {
+    db.exec(`CREATE TABLE spool_chunks_v2 (
+      id BLOB NOT NULL, set_id INTEGER NOT NULL, segment TEXT NOT NULL, offset INTEGER NOT NULL,
+      clen INTEGER NOT NULL, rawlen INTEGER NOT NULL, PRIMARY KEY (id, set_id)) WITHOUT ROWID`)
+    db.exec('INSERT INTO spool_chunks_v2 SELECT id, set_id, segment, offset, clen, rawlen FROM spool_chunks')
+    db.exec('DROP TABLE spool_chunks')
+    db.exec('ALTER TABLE spool_chunks_v2 RENAME TO spool_chunks')
+  })
 }
 
 /** The directory part of a folder-relative path ('' for a top-level name). */

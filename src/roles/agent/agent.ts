@@ -26,6 +26,7 @@ import type { Clock } from '../../util/clock.js'
 import type { Logger } from '../../util/log.js'
 import { displayPath } from '../../model/entry.js'
 import { FolderWatchers } from '../../staging/watcher.js'
+import { restageBrokenSets } from '../../staging/repair.js'
 import { HOLDFAST_VERSION } from '../../version.js'
 
 export interface AgentStatus {
@@ -44,6 +45,8 @@ export interface AgentStatus {
   spoolCapBytes: number
   /** The last staging round stopped at the cap; the rest waits for the manager to pull. */
   spoolFull: boolean
+  /** The last staging round stopped at the disk reserve; it goes on when space comes back. */
+  diskLow: boolean
   lastScanAt?: number
   lastAck?: { setId: number, snapshotId: number, at: number, ageSeconds: number }
   errors: Array<{ folder: string, path: string, code: string, message: string, at: number }>
@@ -66,6 +69,8 @@ export class Agent {
   private nextScanAt = 0
   private readonly spoolCapBytes: number
   private readonly watchers: FolderWatchers
+  /** A fetch asked for a chunk the spool lacks: look for sets that cannot be served whole. */
+  private repairDue = false
 
   constructor (readonly config: HoldfastConfig, private readonly clock: Clock, private readonly log: Logger) {
     mkdirSync(config.dataDir, { recursive: true, mode: 0o700 })
@@ -87,7 +92,8 @@ export class Agent {
       clock,
       log: log.child('stage'),
       settleMs: config.agent.settleSeconds * 1000,
-      workers: config.agent.workers
+      workers: config.agent.workers,
+      diskReserveBytes: config.agent.diskReserveBytes
     })
   }
 
@@ -96,6 +102,8 @@ export class Agent {
     const abandoned = this.state.abandonUnsealedSets()
     const orphans = this.spool.removeOrphans()
     if (abandoned.length > 0 || orphans > 0) this.log.info('cleaned up after an interrupted staging round', { sets: abandoned.length, segments: orphans })
+    this.repairSets()
+    this.spool.onMissing = () => { this.repairDue = true; this.requestScan(0) }
     const identity = await loadOrCreateIdentity(this.config.dataDir)
     this.peerId = identity.peerId
     const node = await this.listenWherePossible(identity.privateKey)
@@ -123,7 +131,7 @@ export class Agent {
           const segments = this.state.acknowledge(setId, snapshotId, this.clock.now())
           this.spool.remove(segments)
           // space came back: staging that stopped at the spool cap can go on
-          if (this.lastScan?.result.spoolFull === true) this.requestScan(0)
+          if (this.lastScan?.result.spoolFull === true || this.lastScan?.result.diskLow === true) this.requestScan(0)
           this.log.info('set acknowledged by manager; marked backed up', { set: setId, snapshot: snapshotId, manager: manager.slice(-8) })
         }
       }
@@ -197,11 +205,22 @@ export class Agent {
   /** Runs a staging round now (or joins the one running) and reports it. */
   async scanNow (): Promise<StageRoundResult> {
     if (this.running !== undefined) return await this.running
+    if (this.repairDue) this.repairSets()
     this.running = this.stager.stageRound({ signal: this.controller.signal }).then(result => {
       this.lastScan = { at: this.clock.now(), result }
       return result
     }).finally(() => { this.running = undefined })
     return await this.running
+  }
+
+  /** Drops sets that lost a chunk; the round that follows stages their paths again. */
+  private repairSets (): void {
+    this.repairDue = false
+    try {
+      restageBrokenSets(this.state, this.spool, this.log, this.clock.now())
+    } catch (err) {
+      this.log.error('cannot check the staged sets against the spool', { err: describeError(err) })
+    }
   }
 
   status (): AgentStatus {
@@ -221,6 +240,7 @@ export class Agent {
       spoolBytes: this.state.spoolBytes(),
       spoolCapBytes: this.spoolCapBytes,
       spoolFull: this.lastScan?.result.spoolFull ?? false,
+      diskLow: this.lastScan?.result.diskLow ?? false,
       lastScanAt: this.lastScan?.at,
       lastAck: last === undefined ? undefined : { ...last, ageSeconds: Math.round((this.clock.now() - last.at) / 1000) },
       errors: this.state.pathErrors().map(e => ({ folder: e.folder, path: displayPath(e.path), code: e.code, message: e.message, at: e.at })),
@@ -274,6 +294,8 @@ export class Agent {
         if (result.settledAt !== undefined) this.requestScan(Math.max(100, result.settledAt - this.clock.now() + 50))
         // a lock going away is an event where events are watched; elsewhere look again soon
         if (result.locked > 0) this.requestScan(Math.min(interval, 30_000))
+        // space that others free on the disk says nothing to us: look again soon
+        if (result.diskLow) this.requestScan(Math.min(interval, 60_000))
         await this.updateWatchers()
       } catch (err) {
         if (signal.aborted) return

@@ -16,6 +16,7 @@ import { ChunkCheckPool, type ReceivedChunk } from '../../store/ingest/chunk-che
 import { CHUNK_ID_BYTES, type SetSummary, type StagedEntry } from '../../model/entry.js'
 import type { Clock } from '../../util/clock.js'
 import type { Logger } from '../../util/log.js'
+import { HoldfastError, describeError, errorCode } from '../../util/errors.js'
 
 export const FETCH_BATCH_IDS = 1024
 /** How often one pull re-reads an agent's manifest for sets sealed while it was pulling. */
@@ -38,7 +39,18 @@ export interface PullResult {
   peerId: string
   manifest: AgentManifest
   snapshots: Array<{ setId: number, snapshotId: number, entries: number, chunksPulled: number, bytesPulled: number }>
+  /** Sets skipped because the agent could not serve them whole (see setCannotBeServed). */
+  failedSets: Array<{ setId: number, code: string, message: string }>
   bytesPulled: number
+}
+
+/** Failures that belong to one set (a chunk gone or damaged, the set gone), not to the peer. */
+const SET_FAILURES = new Set(['CHUNK_MISSING', 'CHUNK_HASH_MISMATCH', 'SET_UNKNOWN', 'STORE_CORRUPT'])
+
+function setCannotBeServed (err: unknown): boolean {
+  if (!(err instanceof HoldfastError)) return false
+  if (err.code === 'REMOTE_ERROR') return SET_FAILURES.has(String(err.details.remoteCode))
+  return SET_FAILURES.has(err.code)
 }
 
 export interface PullerInit {
@@ -73,7 +85,7 @@ export class Puller {
     options.onManifest?.(manifest)
     // mDNS carries the endpoint's name; a static peer is named by its own manifest
     const endpointId = catalog.touchEndpoint(peer.peerId, peer.name !== '' ? peer.name : (manifest.name ?? ''), clock.now())
-    const result: PullResult = { peerId: peer.peerId, manifest, snapshots: [], bytesPulled: 0 }
+    const result: PullResult = { peerId: peer.peerId, manifest, snapshots: [], failedSets: [], bytesPulled: 0 }
     const done = new Set<number>()
     // A large first backup is sealed set by set while it is staged: after the sets we knew of,
     // look again and take what was sealed meanwhile. Bounded, so that an endpoint that never
@@ -89,7 +101,18 @@ export class Puller {
           await this.acker.ack(peer.addrs, set.id, already, { signal: options.signal })
           continue
         }
-        const pulled = await this.pullSet(peer, endpointId, set, options)
+        let pulled: PullResult['snapshots'][number]
+        try {
+          pulled = await this.pullSet(peer, endpointId, set, options)
+        } catch (err) {
+          // A set the agent cannot serve whole must not hold back the sets after it: skip it,
+          // say so, go on (the agent stages its paths again). Anything else (the peer went
+          // away, we are stopping) ends this pull.
+          if (!setCannotBeServed(err) || options.signal?.aborted === true) throw err
+          result.failedSets.push({ setId: set.id, code: errorCode(err), message: describeError(err) })
+          log.warn('staged set cannot be pulled whole; skipped, the sets after it go on', { set: set.id, err: describeError(err) })
+          continue
+        }
         result.snapshots.push(pulled)
         result.bytesPulled += pulled.bytesPulled
         log.info('snapshot committed and acknowledged', { set: set.id, snapshot: pulled.snapshotId, entries: pulled.entries, chunks: pulled.chunksPulled, bytes: pulled.bytesPulled })

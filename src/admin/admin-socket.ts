@@ -95,9 +95,10 @@ export class AdminServer<S extends CommandSet> {
     let request: AdminRequest
     try {
       const parsed = JSON.parse(line) as unknown
-      if (typeof parsed !== 'object' || parsed === null || typeof (parsed as AdminRequest).cmd !== 'string') throw new Error('not a request')
+      if (typeof parsed !== 'object' || parsed === null || typeof (parsed as AdminRequest).cmd !== 'string') throw new HoldfastError('ADMIN_BAD_REQUEST', 'not a request')
       request = { cmd: (parsed as AdminRequest).cmd, args: ((parsed as AdminRequest).args ?? {}) }
     } catch {
+      // JSON.parse's SyntaxError and a shape that is not {cmd, args} get the same answer
       this.reply(socket, { ok: false, error: { code: 'ADMIN_BAD_REQUEST', message: 'request is not valid JSON {cmd, args}' } })
       return
     }

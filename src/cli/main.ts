@@ -10,7 +10,7 @@ import { loadConfig, resolveConfig, writeConfig, type HoldfastConfig, type Role 
 import { loadOrCreateIdentity } from '../node/identity.js'
 import { decodeJoinToken, encodeJoinToken, newFleetKey } from '../node/fleet.js'
 import { callAgent, callManager, type RestoreRequest } from '../admin/api.js'
-import { HoldfastError, describeError, errorCode } from '../util/errors.js'
+import { HoldfastError, describeError, errorCode, exitStatusFor } from '../util/errors.js'
 import { age, bytes, shortId, table } from './format.js'
 import { HOLDFAST_VERSION } from '../version.js'
 import type { Command } from './command.js'
@@ -268,7 +268,7 @@ async function runDaemon (role: Role, values: Record<string, unknown>): Promise<
   process.off('SIGTERM', onSignal)
   if (failure !== undefined) {
     process.stderr.write(`holdfast ${role}: ${failure.message}\n`)
-    return exitStatus(failure.code)
+    return exitStatusFor(failure.code)
   }
   return exitCode
 }
@@ -303,16 +303,7 @@ export async function main (argv: string[]): Promise<number> {
     return await command.run(parsed.values, parsed.positionals)
   } catch (err) {
     process.stderr.write(`holdfast ${name}: ${describeError(err)}\n`)
-    return exitStatus(errorCode(err))
+    return exitStatusFor(errorCode(err))
   }
 }
 
-/** The CLI's exit statuses: 2 a bad command or config, 3 no daemon to talk to, 4 the data directory is another daemon's. */
-function exitStatus (code: string): number {
-  switch (code) {
-    case 'CONFIG_INVALID': case 'CONFIG_UNKNOWN_KEY': case 'ADMIN_BAD_REQUEST': return 2
-    case 'ADMIN_UNREACHABLE': return 3
-    case 'DATA_DIR_LOCKED': return 4
-    default: return 1
-  }
-}

@@ -9,6 +9,7 @@ import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@chainsafe/libp2p-yamux'
 import type { PrivateKey } from '@libp2p/interface'
 import { noisePrologue } from './fleet.js'
+import { HoldfastError } from '../util/errors.js'
 
 export interface NodeOptions {
   privateKey: PrivateKey
@@ -38,5 +39,5 @@ export function listenPort (node: HoldfastNode): number {
     const tcpPart = ma.getComponents().find(c => c.name === 'tcp')
     if (tcpPart?.value !== undefined) return Number(tcpPart.value)
   }
-  throw new Error('node is not listening on TCP')
+  throw new HoldfastError('NODE_NOT_LISTENING', 'node is not listening on TCP')
 }

@@ -11,6 +11,7 @@ import { lstatSync, readdirSync, readlinkSync, type BigIntStats } from 'node:fs'
 import type { EntryType } from '../model/entry.js'
 import type { TrackedFile } from './state-db.js'
 import { lockedNames, type IgnoreRule } from './ignore.js'
+import { HoldfastError, errnoOf, type ProblemCode } from '../util/errors.js'
 import { SettleTracker, settleVerdict, type SettleObserver } from './settle.js'
 
 export interface ScanItem {
@@ -24,7 +25,7 @@ export interface ScanItem {
 
 export interface ScanProblem {
   rel: Buffer
-  code: string
+  code: ProblemCode
   message: string
 }
 
@@ -89,19 +90,16 @@ export interface ScanOptions {
   signal?: AbortSignal
 }
 
-export class FolderUnreadableError extends Error {
-  constructor (readonly code: string, message: string) { super(message) }
-}
 
-/** Checks the folder root can be listed; throws FolderUnreadableError otherwise. */
+/** Checks the folder root can be listed; throws FOLDER_UNREADABLE (details.errno says why) otherwise. */
 export function checkFolderRoot (root: string): void {
   try {
     const st = lstatSync(root, { bigint: true })
-    if (!st.isDirectory()) throw Object.assign(new Error('not a directory'), { code: 'ENOTDIR' })
+    if (!st.isDirectory()) throw new HoldfastError('FOLDER_UNREADABLE', `protected folder ${root} is not a directory`, { errno: 'ENOTDIR' })
     readdirSync(root)
   } catch (err) {
-    const e = err as NodeJS.ErrnoException
-    throw new FolderUnreadableError(e.code ?? 'EIO', `protected folder ${root} cannot be read: ${e.message}`)
+    if (err instanceof HoldfastError) throw err
+    throw new HoldfastError('FOLDER_UNREADABLE', `protected folder ${root} cannot be read: ${(err as Error).message}`, { errno: errnoOf(err) })
   }
 }
 
@@ -124,7 +122,7 @@ export function * scanFolder (options: ScanOptions): Generator<DirectoryScan> {
       // Vanished while we walked: its parent's listing reports the deletion. Unreadable: its
       // contents are kept as they were.
       if (e.code !== 'ENOENT' && e.code !== 'ENOTDIR') {
-        out.problems.push({ rel: relDir, code: e.code ?? 'EIO', message: e.message })
+        out.problems.push({ rel: relDir, code: errnoOf(e), message: e.message })
         yield out
       }
       continue
@@ -142,7 +140,7 @@ export function * scanFolder (options: ScanOptions): Generator<DirectoryScan> {
       } catch (err) {
         const e = err as NodeJS.ErrnoException
         if (e.code !== 'ENOENT') {
-          out.problems.push({ rel, code: e.code ?? 'EIO', message: e.message })
+          out.problems.push({ rel, code: errnoOf(e), message: e.message })
           seen.add(name.toString('latin1')) // not seen clearly is not gone
         }
         continue
@@ -177,7 +175,7 @@ export function * scanFolder (options: ScanOptions): Generator<DirectoryScan> {
           item.target = readlinkSync(abs, { encoding: 'buffer' })
         } catch (err) {
           const e = err as NodeJS.ErrnoException
-          if (e.code !== 'ENOENT') out.problems.push({ rel, code: e.code ?? 'EIO', message: e.message })
+          if (e.code !== 'ENOENT') out.problems.push({ rel, code: errnoOf(e), message: e.message })
           continue
         }
       }

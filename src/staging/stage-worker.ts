@@ -12,6 +12,7 @@ import { FastCdc, type ChunkerParams } from '../chunking/fastcdc.js'
 import { chunkId, compressChunk } from '../codec/chunk-codec.js'
 import { trackedFromStat } from './scanner.js'
 import type { TrackedFile } from './state-db.js'
+import { errnoOf, type ProblemCode } from '../util/errors.js'
 
 export interface WorkerInit {
   spoolDir: string
@@ -28,7 +29,7 @@ export interface StagedChunk { id: Uint8Array, segment: string, offset: number, 
 
 export type FileResult =
   | { ok: true, chunks: StagedChunk[], tracked: TrackedFile }
-  | { ok: false, code: string, message: string }
+  | { ok: false, code: ProblemCode, message: string }
 
 export type WorkerRequest =
   | { kind: 'stage', taskId: number, files: FileTask[] }
@@ -74,11 +75,11 @@ function stageFile (task: FileTask): FileResult {
     fd = openSync(Buffer.from(task.abs), constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK)
   } catch (err) {
     const e = err as NodeJS.ErrnoException
-    return { ok: false, code: e.code ?? 'EIO', message: e.message }
+    return { ok: false, code: errnoOf(e), message: e.message }
   }
   try {
     const before = fstatSync(fd, { bigint: true })
-    if (!before.isFile()) return { ok: false, code: 'CHANGED_TYPE', message: 'no longer a regular file' }
+    if (!before.isFile()) return { ok: false, code: 'FILE_CHANGED_TYPE', message: 'no longer a regular file' }
     const chunks: StagedChunk[] = []
     let filled = 0
     let start = 0
@@ -108,12 +109,12 @@ function stageFile (task: FileTask): FileResult {
     const after = fstatSync(fd, { bigint: true })
     if (after.size !== before.size || after.mtimeNs !== before.mtimeNs || after.ctimeNs !== before.ctimeNs || BigInt(total) !== before.size) {
       // Torn: the file changed while we read it. Drop this copy; the next scan tries again.
-      return { ok: false, code: 'TORN', message: 'file changed while it was read' }
+      return { ok: false, code: 'FILE_TORN', message: 'file changed while it was read' }
     }
     return { ok: true, chunks, tracked: trackedFromStat(before) }
   } catch (err) {
     const e = err as NodeJS.ErrnoException
-    return { ok: false, code: e.code ?? 'EIO', message: e.message }
+    return { ok: false, code: errnoOf(e), message: e.message }
   } finally {
     closeSync(fd)
   }

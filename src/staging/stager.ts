@@ -16,7 +16,7 @@ import type { FolderConfig } from '../config/config.js'
 import { DEFAULT_CHUNKER, type ChunkerParams } from '../chunking/fastcdc.js'
 import type { SetSummary, StagedEntry } from '../model/entry.js'
 import { CHUNK_ID_BYTES } from '../model/entry.js'
-import { FolderUnreadableError, checkFolderRoot, scanFolder, type ScanItem } from './scanner.js'
+import { checkFolderRoot, scanFolder, type ScanItem } from './scanner.js'
 import type { AgentStateDb, NewSpoolChunk, StagedChange } from './state-db.js'
 import type { Spool } from './spool.js'
 import { StagingPool } from './worker-pool.js'
@@ -24,6 +24,7 @@ import type { FileResult } from './stage-worker.js'
 import { ignoreRule } from './ignore.js'
 import { SettleTracker } from './settle.js'
 import { reserveFor, statfsProbe, type FreeSpaceProbe } from './free-space.js'
+import { isHoldfastError } from '../util/errors.js'
 
 export interface StageProgress {
   phase: 'scanning' | 'staging' | 'sealing'
@@ -164,8 +165,8 @@ class StagingRound {
         try {
           checkFolderRoot(folder.path)
         } catch (err) {
-          if (!(err instanceof FolderUnreadableError)) throw err
-          log.error('protected folder cannot be read; nothing in it is treated as changed or deleted', { folder: folder.path, code: err.code })
+          if (!isHoldfastError(err, 'FOLDER_UNREADABLE')) throw err
+          log.error('protected folder cannot be read; nothing in it is treated as changed or deleted', { folder: folder.path, errno: err.details.errno })
           state.recordPathError(folder.name, new Uint8Array(0), 'FOLDER_UNREADABLE', err.message, this.now)
           this.result.errors++
           continue
@@ -299,7 +300,7 @@ class StagingRound {
     this.filesDone++
     this.bytesDone += w.item.tracked.size
     if (!r.ok) {
-      if (r.code === 'TORN') {
+      if (r.code === 'FILE_TORN') {
         this.result.torn++
         this.init.log.info('file changed while read; will retry', { path: w.item.rel.toString() })
         // try again once it has had time to settle

@@ -8,6 +8,7 @@
  */
 import { ensureColumn, openDatabase, statementCache, transaction, type DatabaseSync } from '../util/sqlite.js'
 import type { EntryType, SetSummary, StagedEntry } from '../model/entry.js'
+import type { ProblemCode } from '../util/errors.js'
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS files (
@@ -347,7 +348,7 @@ export class AgentStateDb {
     return new Set(this.sql('SELECT DISTINCT segment FROM spool_chunks').all().map(r => r.segment as string))
   }
 
-  recordPathError (folder: string, path: Uint8Array, code: string, message: string, now: number): void {
+  recordPathError (folder: string, path: Uint8Array, code: ProblemCode, message: string, now: number): void {
     this.sql('INSERT OR REPLACE INTO path_errors (folder, path, code, message, at) VALUES (?, ?, ?, ?, ?)').run(folder, path, code, message, now)
   }
 

@@ -4,6 +4,7 @@
  */
 import { Worker } from 'node:worker_threads'
 import type { FileResult, FileTask, WorkerInit, WorkerReply, WorkerRequest } from './stage-worker.js'
+import { HoldfastError } from '../util/errors.js'
 
 interface Slot {
   worker: Worker
@@ -23,7 +24,7 @@ export class StagingPool {
       const slot: Slot = { worker, inFlight: 0, pending: new Map() }
       worker.on('message', (msg: WorkerReply) => { this.onReply(slot, msg) })
       worker.on('error', err => { this.fail(slot, err) })
-      worker.on('exit', code => { if (code !== 0) this.fail(slot, new Error(`staging worker exited with code ${code}`)) })
+      worker.on('exit', code => { if (code !== 0) this.fail(slot, new HoldfastError('WORKER_FAILED', `staging worker exited with code ${code}`)) })
       this.slots.push(slot)
     }
   }
@@ -65,7 +66,7 @@ export class StagingPool {
       slot.finished?.resolve(msg.segments)
       slot.finished = undefined
     } else {
-      this.fail(slot, new Error(msg.message))
+      this.fail(slot, new HoldfastError('WORKER_FAILED', msg.message))
     }
   }
 

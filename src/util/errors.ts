@@ -28,6 +28,29 @@ export type HoldfastErrorCode =
   | 'STORE_CORRUPT'
   | 'NODE_TOO_OLD'
   | 'DATA_DIR_LOCKED'
+  // per-path problems on the endpoint (reported in `holdfast status`, never thrown across a role)
+  | 'SPOOL_TOO_SMALL'
+  | 'FILE_TORN'
+  | 'FILE_CHANGED_TYPE'
+  | 'SET_RESTAGED'
+  // internal states that mean a bug or a tampered store, named so a log line says which
+  | 'NODE_NOT_LISTENING'
+  | 'PACK_TRUNCATED'
+  | 'PACK_BUSY'
+  | 'STORE_INVARIANT'
+  | 'WORKER_FAILED'
+
+/** An operating system's error code (ENOENT, EACCES, ENOSPC…), kept as the system gave it. */
+export type ErrnoCode = `E${string}`
+
+/** What a per-path problem is reported with: one of ours, or the system's errno. */
+export type ProblemCode = HoldfastErrorCode | ErrnoCode
+
+/** The errno of a file-system error, or EIO when it carries none we can trust. */
+export function errnoOf (err: unknown): ErrnoCode {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code
+  return typeof code === 'string' && /^E[A-Z0-9]+$/.test(code) ? code as ErrnoCode : 'EIO'
+}
 
 export class HoldfastError extends Error {
   readonly code: HoldfastErrorCode
@@ -63,4 +86,18 @@ export function errorCode (err: unknown): string {
     return err.name
   }
   return 'UNKNOWN'
+}
+
+/**
+ * The CLI's exit status for an error code: 2 a bad command, request or config, 3 no daemon to
+ * talk to, 4 the data directory is another daemon's, 1 anything else. The one place the
+ * mapping lives.
+ */
+export function exitStatusFor (code: string): number {
+  switch (code) {
+    case 'CONFIG_INVALID': case 'CONFIG_UNKNOWN_KEY': case 'ADMIN_BAD_REQUEST': return 2
+    case 'ADMIN_UNREACHABLE': return 3
+    case 'DATA_DIR_LOCKED': return 4
+    default: return 1
+  }
 }

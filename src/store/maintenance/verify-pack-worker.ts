@@ -12,7 +12,7 @@ import { parentPort } from 'node:worker_threads'
 import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs'
 import { join } from 'node:path'
 import { verifyChunk } from '../../codec/chunk-codec.js'
-import { describeError } from '../../util/errors.js'
+import { HoldfastError, describeError, errorCode } from '../../util/errors.js'
 import { PACK_MAGIC, PACK_RECORD_HEADER } from '../core/packs.js'
 
 export type PackProblemKind = 'pack-bad-magic' | 'pack-truncated' | 'bad-location' | 'header-mismatch' | 'hash-mismatch'
@@ -74,7 +74,7 @@ function bytesAt (fd: number, size: number, at: number, length: number, windowBy
   }
   winStart = at
   winEnd = at + got
-  if (got < length) throw Object.assign(new Error(`pack ended at ${at + got} while reading ${length} bytes at ${at}`), { code: 'ETRUNCATED' })
+  if (got < length) throw new HoldfastError('PACK_TRUNCATED', `pack ended at ${at + got} while reading ${length} bytes at ${at}`)
   return { buf: window.subarray(0, length), read: got }
 }
 
@@ -86,7 +86,7 @@ export function checkJob (job: PackJob): PackJobReply {
     fd = fdFor(job.dir, job.pack)
     size = fstatSync(fd).size
   } catch (err) {
-    reply.unreadable = { code: (err as NodeJS.ErrnoException).code ?? 'EIO', message: describeError(err) }
+    reply.unreadable = { code: errorCode(err), message: describeError(err) }
     return reply
   }
   reply.size = size
@@ -149,7 +149,7 @@ export function checkJob (job: PackJob): PackJobReply {
       }
     }
   } catch (err) {
-    reply.unreadable = { code: (err as NodeJS.ErrnoException).code ?? 'EIO', message: describeError(err) }
+    reply.unreadable = { code: errorCode(err), message: describeError(err) }
   }
   return reply
 }

@@ -17,7 +17,7 @@ import type { Command } from './command.js'
 import { intOption, selection, storeCommands } from './commands/store.js'
 import { defaultDataDir, print, socketHelp, socketOptions, socketPath } from './socket.js'
 import type { AgentStatus } from '../admin/api.js'
-import type { DaemonThreadData, DaemonThreadMessage } from '../roles/daemon-thread.js'
+import { runDaemonThread } from '../daemon/run-daemon.js'
 
 
 const SOCKET_HELP = socketHelp()
@@ -251,21 +251,7 @@ async function runDaemon (role: Role, values: Record<string, unknown>): Promise<
   const file = typeof values.config === 'string' ? values.config : join(defaultDataDir(role), `${role}.json`)
   const config: HoldfastConfig = loadConfig(file)
   if (config.role !== role) throw new HoldfastError('CONFIG_INVALID', `${file} is a ${config.role} config, not a ${role} config`)
-  const { Worker } = await import('node:worker_threads')
-  // The daemon runs in a worker so its heap can be bounded (see src/roles/daemon-thread.ts).
-  const worker = new Worker(new URL('../roles/daemon-thread.js', import.meta.url), {
-    workerData: { role, configFile: resolve(file) } satisfies DaemonThreadData,
-    resourceLimits: { maxYoungGenerationSizeMb: 16 }
-  })
-  let failure: { code: string, message: string } | undefined
-  worker.on('message', (msg: DaemonThreadMessage) => { if (msg.kind === 'failed') failure = msg })
-  // Shut down in reverse order of start on SIGINT/SIGTERM: the daemon stops, then we exit.
-  const onSignal = (): void => { worker.postMessage('stop') }
-  process.once('SIGINT', onSignal)
-  process.once('SIGTERM', onSignal)
-  const exitCode = await new Promise<number>(resolve => worker.once('exit', resolve))
-  process.off('SIGINT', onSignal)
-  process.off('SIGTERM', onSignal)
+  const { exitCode, failure } = await runDaemonThread(role, resolve(file))
   if (failure !== undefined) {
     process.stderr.write(`holdfast ${role}: ${failure.message}\n`)
     return exitStatusFor(failure.code)

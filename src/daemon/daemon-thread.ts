@@ -25,8 +25,8 @@ try {
   // directory must stop here, not after it has truncated the first one's packs or taken over
   // its admin socket (AdminServer unlinks a socket it finds).
   lock = lockDataDir(config.dataDir)
-  const { Agent } = await import('./agent/agent.js')
-  const { Manager } = await import('./manager/manager.js')
+  const { Agent } = await import('../roles/agent/agent.js')
+  const { Manager } = await import('../roles/manager/manager.js')
   const daemon = role === 'agent' ? new Agent(config, systemClock, log) : new Manager(config, systemClock, log)
   await daemon.start()
   parentPort?.postMessage({ kind: 'started' } satisfies DaemonThreadMessage)

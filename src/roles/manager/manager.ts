@@ -194,7 +194,10 @@ export class Manager {
       })
       peer.failures = 0
       peer.nextAttemptAt = 0
-      peer.lastError = undefined
+      // A set the agent could not serve whole was skipped (the rest were pulled): say so in the
+      // peer list until a pull goes clean, so a stuck set is never silent.
+      const failed = pulled.failedSets
+      peer.lastError = failed.length === 0 ? undefined : `${failed.length} staged set(s) skipped (set ${failed[0].setId}: ${failed[0].message}); the agent re-stages what it can`
       // the last manifest was read after the last ack: what it lists is still waiting
       peer.pendingSets = pulled.manifest.sets.length
       peer.pendingBytes = pulled.manifest.sets.reduce((n, s) => n + s.storedBytes, 0)

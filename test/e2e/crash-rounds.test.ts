@@ -144,6 +144,16 @@ async function restoreMatches (fleet: TestFleet, snapshotId: number, tree: TreeD
   return summary.bytes
 }
 
+/**
+ * Where a kill of the agent landed, from the dead agent's database: a set still 'staging'
+ * (killed while staging), a new 'sealed' set (killed after sealing), or neither.
+ */
+function agentKillPhase (dataDir: string): string {
+  const states = agentSetStates(dataDir)
+  if (states === undefined) return 'unknown'
+  return (states.staging ?? 0) > 0 ? 'mid-staging' : (states.sealed ?? 0) > 0 ? 'after-seal' : 'before-staging'
+}
+
 /** Keeps the daemons' logs of a failed test (the data directories are removed). */
 function keepLogs (fleetRoot: string, suite: string, seed: number): string | undefined {
   try {
@@ -272,31 +282,21 @@ describe('end to end: kill -9 crash rounds', function () {
           assert.ok(paused, `the agent paused at ${step} (HOLDFAST_TEST_PAUSE_AT) before scan-now answered`)
           await f.stop(AGENT_KEY, 'SIGKILL')
           await scan
-          what = `planned kill -9 at ${step}`
+          const phase = agentKillPhase(agent.dataDir)
+          phases.set(phase, (phases.get(phase) ?? 0) + 1)
+          assert.equal(phase, aim, `the planned kill at ${step} landed ${aim}`)
+          what = `planned kill -9 at ${step} (${phase}; ${segmentFiles(join(agent.dataDir, 'spool')).length} segments on disk)`
+          await f.startAgent(agent)
         } else {
           const expectedMs = Math.max(50, stage0Ms * (m.bytesWritten + MiB) / (stage0Bytes + MiB))
           const killAfter = Math.round(rng.uniform(0, 1.5 * expectedMs))
           await delay(killAfter)
           await f.stop(AGENT_KEY, 'SIGKILL')
           const answered = await scan
-          // Where the kill landed, from the dead agent's database: a set still 'staging'
-          // (killed while staging), a new 'sealed' set (killed after sealing), or neither.
-          const states = agentSetStates(agent.dataDir)
+          const phase = agentKillPhase(agent.dataDir)
           const segs = segmentFiles(join(agent.dataDir, 'spool')).length
-          const phase = states === undefined
-            ? 'unknown'
-            : (states.staging ?? 0) > 0 ? 'mid-staging' : (states.sealed ?? 0) > 0 ? 'after-seal' : 'before-staging'
           phases.set(phase, (phases.get(phase) ?? 0) + 1)
           what = `kill -9 at ${killAfter} of ~${Math.round(expectedMs)} ms (${phase}; scan-now ${answered ? 'had finished' : 'cut'}; ${segs} segments on disk)`
-          await f.startAgent(agent)
-        }
-        if (aim !== undefined) {
-          // Where the planned kill landed, read back from the dead agent's database, as above.
-          const states = agentSetStates(agent.dataDir)
-          const phase = states === undefined ? 'unknown' : (states.staging ?? 0) > 0 ? 'mid-staging' : (states.sealed ?? 0) > 0 ? 'after-seal' : 'before-staging'
-          phases.set(phase, (phases.get(phase) ?? 0) + 1)
-          assert.equal(phase, aim, `the planned kill at ${A_PHASES[aim]} landed ${aim}`)
-          what += ` (${phase}; ${segmentFiles(join(agent.dataDir, 'spool')).length} segments on disk)`
           await f.startAgent(agent)
         }
         // After the restart: stage whatever is left (joins the round the agent starts by itself).

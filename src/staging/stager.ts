@@ -25,6 +25,7 @@ import { ignoreRule } from './ignore.js'
 import { SettleTracker } from './settle.js'
 import { reserveFor, statfsProbe, type FreeSpaceProbe } from './free-space.js'
 import { isHoldfastError } from '../util/errors.js'
+import { testPausePoint } from '../util/test-pause.js'
 
 export interface StageProgress {
   phase: 'scanning' | 'staging' | 'sealing'
@@ -292,6 +293,7 @@ class StagingRound {
     })
     open.inFlight.add(p)
     void p.finally(() => open.inFlight.delete(p)).catch(() => {})
+    testPausePoint('stage-batch')
     // Backpressure: at most two batches per worker in flight.
     if (open.inFlight.size >= pool.size * 2) await Promise.race(open.inFlight)
   }
@@ -341,6 +343,7 @@ class StagingRound {
       return
     }
     const summary = this.init.state.sealSet(open.id, open.changes, open.newChunks, this.init.clock.now())
+    testPausePoint('stage-sealed')
     this.result.sets.push(summary)
     this.result.set = summary
     this.result.changed += open.changes.filter(c => c.entry.type !== 'deleted').length

@@ -2,12 +2,20 @@
  * kill -9 crash rounds, end to end with real processes (issue 4 §7, issue 5 §1-2).
  *
  * A. The agent is killed at a random point of a staging round (scan, staging in workers,
- *    sealing, or just after): after a restart it resumes, the next backup succeeds, the
- *    latest snapshot restores bit-exact, and nothing is left in the spool.
+ *    sealing, or just after): after a restart it resumes, the next backup succeeds, each new
+ *    snapshot restores bit-exact, nothing is left in the spool, and at the end every snapshot
+ *    of the run still restores bit-exact to the folder as it was in its round.
  * B. The manager is killed at a random point of a pull (dial, manifest, fetch, verify, pack
  *    fsync, catalog commit, ack): after a restart the interrupted set completes, every
  *    snapshot committed so far restores bit-exact to the folder as it was when its set was
  *    sealed, and no set is committed twice.
+ *
+ * Where each kill landed is read back from the dead daemon's files (A) or the restarted
+ * manager's catalog and the agent (B), and each run must hit every named phase (A_PHASES,
+ * B_PHASES) at least once. Random kill times reach the short windows only by chance, so one
+ * round per named phase, chosen from the seed, kills on purpose: the daemon is started with
+ * the test-only HOLDFAST_TEST_PAUSE_AT=<step> (src/util/test-pause.ts), stops dead there, and
+ * is killed once its log says so; the round then asserts the kill landed in that phase.
  *
  * Every random choice comes from one seeded generator; the seed is printed, and
  * HOLDFAST_CRASH_SEED=<seed> replays the same mutations and kill delays (the kill point also
@@ -25,7 +33,8 @@ import { TestFleet, cliJson, cliJsonStatus, runCli, type AgentHandle } from '../
 import { compareTrees } from '../support/trees.js'
 import { requirePrivateNetns } from '../support/mocha.js'
 import { until } from '../support/wait.js'
-import { FolderModel, Prng, crashRounds, crashSeed, describeTree, diffDescriptions, packBytes, segmentFiles, type MutationPlan, type TreeDescription } from '../support/crash.js'
+import { FolderModel, Prng, crashRounds, crashSeed, describeTree, diffDescriptions, packBytes, phasesMissed, plannedKills, segmentFiles, waitForPause, type MutationPlan, type TreeDescription } from '../support/crash.js'
+import { TEST_PAUSE_MARK, type TestPauseStep } from '../../src/util/test-pause.js'
 import { adminCall } from '../../src/admin/admin-socket.js'
 import type { RoundResult } from '../../src/roles/manager/manager.js'
 import type { SnapshotRow } from '../../src/store/core/catalog.js'
@@ -37,6 +46,11 @@ import type { VerifyReport } from '../../src/store/maintenance/verify.js'
 const MiB = 1024 * 1024
 const AGENT = 'crashy'
 const AGENT_KEY = `agent-${AGENT}`
+
+/** The agent's kill phases each run must hit, and the step a planned kill pauses the agent at. */
+const A_PHASES = { 'mid-staging': 'stage-batch', 'after-seal': 'stage-sealed' } as const satisfies Record<string, TestPauseStep>
+/** The manager's: chunks in a pack but not committed, and committed but not acked. */
+const B_PHASES = { 'not committed, chunks in a pack': 'pull-packed', 'committed-not-acked': 'pull-committed' } as const satisfies Record<string, TestPauseStep>
 
 function say (line: string): void { process.stdout.write(`      ${line}\n`) }
 
@@ -114,6 +128,32 @@ function agentSetStates (dataDir: string): Record<string, number> | undefined {
   }
 }
 
+/** The pid of a daemon the fleet started (its log lines of a test pause carry it). */
+function pidOf (fleet: TestFleet, key: string): number {
+  const pid = fleet.process(key)?.pid
+  if (pid === undefined) throw new Error(`${key} is not running`)
+  return pid
+}
+
+/** Restores snapshot `snapshotId` (by id, on the admin socket) and compares it with the tree it was taken of. */
+async function restoreMatches (fleet: TestFleet, snapshotId: number, tree: TreeDescription, target: string, srcName: string): Promise<number> {
+  const summary = await adminCall(fleet.managerSocket, 'restore', { endpoint: AGENT, target, snapshot: snapshotId }, { timeoutMs: 120_000 }) as RestoreSummary
+  assert.deepEqual(summary.errors, [], `snapshot ${snapshotId} restores without errors`)
+  assert.deepEqual(diffDescriptions(tree, describeTree(join(target, srcName))), [], `snapshot ${snapshotId} restores bit-exact to the folder as it was`)
+  rmSync(target, { recursive: true, force: true })
+  return summary.bytes
+}
+
+/**
+ * Where a kill of the agent landed, from the dead agent's database: a set still 'staging'
+ * (killed while staging), a new 'sealed' set (killed after sealing), or neither.
+ */
+function agentKillPhase (dataDir: string): string {
+  const states = agentSetStates(dataDir)
+  if (states === undefined) return 'unknown'
+  return (states.staging ?? 0) > 0 ? 'mid-staging' : (states.sealed ?? 0) > 0 ? 'after-seal' : 'before-staging'
+}
+
 /** Keeps the daemons' logs of a failed test (the data directories are removed). */
 function keepLogs (fleetRoot: string, suite: string, seed: number): string | undefined {
   try {
@@ -162,13 +202,16 @@ describe('end to end: kill -9 crash rounds', function () {
     root = undefined
   })
 
-  it('A: the agent killed at random points of scanning, staging and sealing resumes; every round backs up and restores bit-exact', async function () {
-    const rounds = crashRounds()
-    this.timeout(90_000 + rounds * 20_000)
+  it('A: the agent killed at random points of scanning, staging and sealing, and at each named phase, resumes; every snapshot restores bit-exact', async function () {
+    const named = Object.keys(A_PHASES) as Array<keyof typeof A_PHASES>
+    // a calibration round and a planned kill per named phase, however few rounds were asked for
+    const rounds = Math.max(crashRounds(), named.length + 1)
+    this.timeout(90_000 + rounds * 25_000)
     seed = crashSeed()
     suite = 'A'
-    say(`agent crash rounds: ${rounds}, seed ${seed} (replay: HOLDFAST_CRASH_SEED=${seed} HOLDFAST_CRASH_ROUNDS=${rounds})`)
     const rng = new Prng(seed)
+    const planned = plannedKills(rng, rounds, named)
+    say(`agent crash rounds: ${rounds}, seed ${seed} (replay: HOLDFAST_CRASH_SEED=${seed} HOLDFAST_CRASH_ROUNDS=${rounds}); planned kills: ${[...planned].map(([r, p]) => `round ${r} ${p}`).join(', ')}`)
     const base = root as string
     const f = new TestFleet(join(base, 'fleet'))
     fleet = f
@@ -201,13 +244,26 @@ describe('end to end: kill -9 crash rounds', function () {
     let stage0Bytes = 0
     const phases = new Map<string, number>()
     const started = Date.now()
+    // Every snapshot committed so far → the folder as it was in the round that committed it.
+    const trees = new Map<number, TreeDescription>()
+    let restoredNow = new Set<number>()
 
     for (let round = 0; round < rounds; round++) {
       await inRound(f, 'A', seed, round, async () => {
         const roundStarted = Date.now()
+        const aim = planned.get(round)
+        if (aim !== undefined) {
+          // A planned kill: restart the agent with its kill point armed before the mutations,
+          // so its own scan at start finds nothing to stage and the pause comes in ours.
+          await f.stop(AGENT_KEY)
+          await f.startAgent(agent, { HOLDFAST_TEST_PAUSE_AT: A_PHASES[aim] })
+          await firstScanDone(agent)
+        }
         // round 0 calibrates on a round with large files in it
         const m = model.mutate(round, round === 0 ? { ...plan, largeFiles: [2, 3] } : plan)
         assert.deepEqual(model.check(), [], 'the folder holds what the model says')
+        // nothing writes to the folder until the next round: what every snapshot of this round must restore to
+        const tree = describeTree(src)
         // scan-now straight on the admin socket (as the CLI sends it, without the CLI's start-up
         // time), so the delay below counts from the moment the agent is asked
         const t0 = Date.now()
@@ -218,19 +274,27 @@ describe('end to end: kill -9 crash rounds', function () {
           stage0Ms = Date.now() - t0
           stage0Bytes = m.bytesWritten
           what = `calibration: staging ${mib(m.bytesWritten)} took ${stage0Ms} ms`
+        } else if (aim !== undefined) {
+          const step = A_PHASES[aim]
+          let answered = false
+          void scan.then(() => { answered = true })
+          const paused = await waitForPause(f.logFile(AGENT_KEY), TEST_PAUSE_MARK, step, pidOf(f, AGENT_KEY), 60_000, () => answered)
+          assert.ok(paused, `the agent paused at ${step} (HOLDFAST_TEST_PAUSE_AT) before scan-now answered`)
+          await f.stop(AGENT_KEY, 'SIGKILL')
+          await scan
+          const phase = agentKillPhase(agent.dataDir)
+          phases.set(phase, (phases.get(phase) ?? 0) + 1)
+          assert.equal(phase, aim, `the planned kill at ${step} landed ${aim}`)
+          what = `planned kill -9 at ${step} (${phase}; ${segmentFiles(join(agent.dataDir, 'spool')).length} segments on disk)`
+          await f.startAgent(agent)
         } else {
           const expectedMs = Math.max(50, stage0Ms * (m.bytesWritten + MiB) / (stage0Bytes + MiB))
           const killAfter = Math.round(rng.uniform(0, 1.5 * expectedMs))
           await delay(killAfter)
           await f.stop(AGENT_KEY, 'SIGKILL')
           const answered = await scan
-          // Where the kill landed, from the dead agent's database: a set still 'staging'
-          // (killed while staging), a new 'sealed' set (killed after sealing), or neither.
-          const states = agentSetStates(agent.dataDir)
+          const phase = agentKillPhase(agent.dataDir)
           const segs = segmentFiles(join(agent.dataDir, 'spool')).length
-          const phase = states === undefined
-            ? 'unknown'
-            : (states.staging ?? 0) > 0 ? 'mid-staging' : (states.sealed ?? 0) > 0 ? 'after-seal' : 'before-staging'
           phases.set(phase, (phases.get(phase) ?? 0) + 1)
           what = `kill -9 at ${killAfter} of ~${Math.round(expectedMs)} ms (${phase}; scan-now ${answered ? 'had finished' : 'cut'}; ${segs} segments on disk)`
           await f.startAgent(agent)
@@ -249,26 +313,48 @@ describe('end to end: kill -9 crash rounds', function () {
         assert.equal(after.filesNotBackedUp, 0, 'every tracked file is backed up')
         assert.deepEqual(segmentFiles(join(agent.dataDir, 'spool')), [], 'no segment left in the spool (no orphans)')
 
+        // The snapshots this round committed: the latest through the CLI's default, any other by id.
+        const snaps = await cliJson<SnapshotRow[]>(['snapshots', '--socket', f.managerSocket])
+        const fresh = snaps.filter(s => !trees.has(s.id)).map(s => s.id)
+        assert.ok(fresh.length >= 1, 'the round committed a snapshot')
+        const latest = Math.max(...snaps.map(s => s.id))
+        assert.ok(fresh.includes(latest), `the latest snapshot (${latest}) is one this round committed (${fresh.join(', ')})`)
+        for (const id of fresh) trees.set(id, tree)
+        restoredNow = new Set(fresh)
         const target = join(base, `restore-${round}`)
         const r = await runCli(['restore', '--socket', f.managerSocket, '--endpoint', AGENT, '--target', target, '--json'], { timeoutMs: 120_000 })
         assert.equal(r.code, 0, r.stderr)
         assert.deepEqual(compareTrees(src, join(target, basename(src))), [], 'the latest snapshot restores bit-exact')
         rmSync(target, { recursive: true, force: true })
-        say(`round ${String(round).padStart(2)}: +${m.created} ~${m.modified} -${m.deleted} >${m.renamed} (${mib(m.bytesWritten)} written, tree ${mib(model.totalBytes())}); ${what}; backup ok after ${attempts} attempt(s), ${pulledSets} set(s); restore bit-exact; ${Date.now() - roundStarted} ms`)
+        for (const id of fresh) if (id !== latest) await restoreMatches(f, id, tree, join(base, `restore-${round}-${id}`), basename(src))
+        say(`round ${String(round).padStart(2)}: +${m.created} ~${m.modified} -${m.deleted} >${m.renamed} (${mib(m.bytesWritten)} written, tree ${mib(model.totalBytes())}); ${what}; backup ok after ${attempts} attempt(s), ${pulledSets} set(s); ${fresh.length} snapshot(s) restore bit-exact; ${Date.now() - roundStarted} ms`)
       })
     }
     const v = await verifyStore(f)
     say(`verify --read-data: ${v.packs.total} packs, ${v.chunks.total} chunks, ${mib(v.chunks.bytesRead)} re-hashed, no problems`)
-    say(`agent crash rounds done in ${((Date.now() - started) / 1000).toFixed(1)} s; kill points: ${[...phases].map(([k, v]) => `${k} ${v}`).join(', ')}`)
+    // Every snapshot of the run, not only each round's newest: a later kill must not have
+    // damaged what an earlier round committed (the last round's were restored just now).
+    const all = await cliJson<SnapshotRow[]>(['snapshots', '--socket', f.managerSocket])
+    assert.deepEqual(all.map(s => s.id).sort((a, b) => a - b), [...trees.keys()].sort((a, b) => a - b), 'the catalog holds exactly the snapshots the rounds committed')
+    const restoreStarted = Date.now()
+    let restoredBytes = 0
+    for (const s of all) {
+      if (restoredNow.has(s.id)) continue
+      restoredBytes += await restoreMatches(f, s.id, trees.get(s.id) as TreeDescription, join(base, `restore-all-${s.id}`), basename(src))
+    }
+    say(`agent crash rounds done in ${((Date.now() - started) / 1000).toFixed(1)} s; kill points: ${[...phases].map(([k, v]) => `${k} ${v}`).join(', ')}; all ${all.length} snapshots restore bit-exact (${mib(restoredBytes)} of earlier ones in ${Date.now() - restoreStarted} ms)`)
+    assert.deepEqual(phasesMissed(phases, named), [], `every named kill phase was hit (${named.join(', ')})`)
   })
 
-  it('B: the manager killed at random points of pull and commit restarts cleanly; every committed snapshot restores bit-exact and the interrupted set completes', async function () {
-    const rounds = crashRounds()
-    this.timeout(90_000 + rounds * 20_000)
+  it('B: the manager killed at random points of pull and commit, and at each named phase, restarts cleanly; every committed snapshot restores bit-exact and the interrupted set completes', async function () {
+    const named = Object.keys(B_PHASES) as Array<keyof typeof B_PHASES>
+    const rounds = Math.max(crashRounds(), named.length + 1)
+    this.timeout(90_000 + rounds * 25_000)
     seed = crashSeed()
     suite = 'B'
-    say(`manager crash rounds: ${rounds}, seed ${seed} (replay: HOLDFAST_CRASH_SEED=${seed} HOLDFAST_CRASH_ROUNDS=${rounds})`)
     const rng = new Prng(seed)
+    const planned = plannedKills(rng, rounds, named)
+    say(`manager crash rounds: ${rounds}, seed ${seed} (replay: HOLDFAST_CRASH_SEED=${seed} HOLDFAST_CRASH_ROUNDS=${rounds}); planned kills: ${[...planned].map(([r, p]) => `round ${r} ${p}`).join(', ')}`)
     const base = root as string
     const f = new TestFleet(join(base, 'fleet'))
     fleet = f
@@ -306,6 +392,13 @@ describe('end to end: kill -9 crash rounds', function () {
     for (let round = 0; round < rounds; round++) {
       await inRound(f, 'B', seed, round, async () => {
         const roundStarted = Date.now()
+        const aim = planned.get(round)
+        if (aim !== undefined) {
+          // A planned kill: restart the manager with its kill point armed. Every set so far is
+          // acknowledged, so nothing reaches the step before this round's backup-now.
+          await f.stop('manager')
+          await f.startManager({ HOLDFAST_TEST_PAUSE_AT: B_PHASES[aim] })
+        }
         const m = model.mutate(round, plan)
         assert.deepEqual(model.check(), [], 'the folder holds what the model says')
         const scan = await cliJson<StageRoundResult>(['scan-now', '--socket', agent.socket], { timeoutMs: 120_000 })
@@ -331,12 +424,16 @@ describe('end to end: kill -9 crash rounds', function () {
           // a pack (appends, fsync, commit), or as soon as the snapshot is committed (before or
           // during the ack).
           const expectedMs = overheadMs + set.storedBytes / rate * 1000
-          const mode = rng.pick(['anywhere', 'anywhere', 'near-end', 'near-end', 'pack-written', 'committed'] as const)
+          const mode = aim !== undefined ? `planned at ${B_PHASES[aim]}` : rng.pick(['anywhere', 'anywhere', 'near-end', 'near-end', 'pack-written', 'committed'] as const)
           // (a pull tends to end a little before the estimate, which counts round 0's first dial)
-          const killAfter = Math.round(mode === 'anywhere' ? rng.uniform(0, expectedMs) : rng.uniform(0.6 * expectedMs, 1.0 * expectedMs))
+          const killAfter = aim !== undefined ? 0 : Math.round(mode === 'anywhere' ? rng.uniform(0, expectedMs) : rng.uniform(0.6 * expectedMs, 1.0 * expectedMs))
           let pullDone = false
           void pull.then(() => { pullDone = true })
-          if (mode === 'pack-written') {
+          if (aim !== undefined) {
+            // (the restarted manager first has to find the agent again over mDNS)
+            const paused = await waitForPause(f.logFile('manager'), TEST_PAUSE_MARK, B_PHASES[aim], pidOf(f, 'manager'), 3 * expectedMs + 40_000, () => pullDone)
+            assert.ok(paused, `the manager paused at ${B_PHASES[aim]} (HOLDFAST_TEST_PAUSE_AT) before backup-now answered`)
+          } else if (mode === 'pack-written') {
             await pollUntil(3 * expectedMs + 5000, () => pullDone || packBytes(join(f.managerDir, 'packs')) > packsBefore + 1024)
           } else if (mode === 'committed') {
             await pollCatalog(join(f.managerDir, 'catalog.db'), set.id, 3 * expectedMs + 5000, () => pullDone)
@@ -355,6 +452,7 @@ describe('end to end: kill -9 crash rounds', function () {
             ? (agentSealed > 0 ? 'committed-not-acked' : 'after-ack')
             : (packsGrew > 1024 ? 'not committed, chunks in a pack' : 'not committed, nothing in a pack')
           phases.set(phase, (phases.get(phase) ?? 0) + 1)
+          if (aim !== undefined) assert.equal(phase, aim, `the planned kill at ${B_PHASES[aim]} landed ${aim}`)
           what = `kill -9 (${mode}) at ${killedAt} of ~${Math.round(expectedMs)} ms: ${phase}; backup-now ${finished ? 'had finished' : 'cut'}; ${mib(packsGrew)} appended to packs`
         }
 
@@ -391,6 +489,7 @@ describe('end to end: kill -9 crash rounds', function () {
     say(`manager crash rounds done in ${((Date.now() - started) / 1000).toFixed(1)} s; kill points: ${[...phases].map(([k, v]) => `${k} ${v}`).join(', ')}; restored ${mib(restoredBytes)} in all; packs hold ${mib(packBytes(join(f.managerDir, 'packs')))} for ${mib(mgr.storedBytes)} of committed chunks (${unreferencedPacks} packs no chunk of the catalog is in)`)
     // Each restart recovers the packs a kill left: no orphan pack, no uncommitted tail beyond
     // the record headers (40 bytes a chunk) and pack magics.
+    assert.deepEqual(phasesMissed(phases, named), [], `every named kill phase was hit (${named.join(', ')})`)
     assert.equal(unreferencedPacks, 0, 'packs no committed chunk is in were removed on restart')
     const onDisk = packBytes(join(f.managerDir, 'packs'))
     assert.ok(onDisk <= mgr.storedBytes * 1.02 + 1024 * 1024, `packs hold ${onDisk} bytes for ${mgr.storedBytes} bytes of committed chunks`)

@@ -3,9 +3,10 @@
  * failing round can be replayed, a model of a protected folder that the rounds mutate (new,
  * modified, deleted, renamed files, directories and symlinks), and a description of a tree
  * (path → type, mode, mtime, size, SHA-256, link target) to compare a restore with a tree as
- * it was, without keeping a copy of it.
+ * it was, without keeping a copy of it; and the schedule of kills at named steps.
  */
 import { createCipheriv, createHash, randomBytes } from 'node:crypto'
+import { setTimeout as delay } from 'node:timers/promises'
 import { chmodSync, closeSync, existsSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, readlinkSync, renameSync, rmSync, symlinkSync, truncateSync, unlinkSync, writeFileSync, writeSync, appendFileSync } from 'node:fs'
 
 const MiB = 1024 * 1024
@@ -435,4 +436,46 @@ export function packBytes (packDir: string): number {
   try {
     return readdirSync(packDir).filter(n => n.endsWith('.pack')).reduce((n, f) => n + lstatSync(`${packDir}/${f}`).size, 0)
   } catch { return 0 }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Kills at named steps
+
+/**
+ * Which rounds kill at a named phase on purpose: each phase gets one distinct round of
+ * 1..rounds-1 (round 0 calibrates), chosen from the generator, so a random kill time is never
+ * the only way a phase is reached. Needs rounds > phases.length.
+ */
+export function plannedKills<P extends string> (rng: Prng, rounds: number, phases: readonly P[]): Map<number, P> {
+  if (rounds < phases.length + 1) throw new Error(`${rounds} rounds cannot hold a calibration round and a planned kill at each of ${phases.join(', ')}`)
+  const free = Array.from({ length: rounds - 1 }, (_, i) => i + 1)
+  const out = new Map<number, P>()
+  for (const phase of phases) {
+    const round = free.splice(rng.int(0, free.length - 1), 1)[0]
+    out.set(round, phase)
+  }
+  return out
+}
+
+/** Phases of `named` that `hits` never counted (a run must hit each at least once). */
+export function phasesMissed (hits: ReadonlyMap<string, number>, named: readonly string[]): string[] {
+  return named.filter(p => (hits.get(p) ?? 0) === 0)
+}
+
+/**
+ * Waits until a daemon's log shows it paused at the test-only kill point it was started with
+ * (HOLDFAST_TEST_PAUSE_AT, src/util/test-pause.ts): the line names the step and the daemon's
+ * pid, so a pause of an earlier run of the daemon in the same log does not count. Gives up
+ * (false) after `ms`, or as soon as `stop()` says the operation ended without pausing.
+ */
+export async function waitForPause (logFile: string, mark: string, step: string, pid: number, ms: number, stop: () => boolean): Promise<boolean> {
+  const line = `${mark} ${step} pid=${pid}\n`
+  const deadline = Date.now() + ms
+  for (;;) {
+    let log = ''
+    try { log = readFileSync(logFile, 'utf8') } catch { /* not written yet */ }
+    if (log.includes(line)) return true
+    if (stop() || Date.now() > deadline) return false
+    await delay(10)
+  }
 }

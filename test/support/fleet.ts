@@ -82,20 +82,21 @@ export class TestFleet {
     writeFileSync(file, JSON.stringify(c, null, 2))
   }
 
-  async startManager (): Promise<void> {
-    await this.startDaemon('manager', 'manager', this.managerConfig, this.managerSocket)
+  /** `env` is added to the daemon's environment (e.g. HOLDFAST_TEST_PAUSE_AT for one start). */
+  async startManager (env?: NodeJS.ProcessEnv): Promise<void> {
+    await this.startDaemon('manager', 'manager', this.managerConfig, this.managerSocket, env)
   }
 
-  async startAgent (agent: AgentHandle): Promise<void> {
-    await this.startDaemon(`agent-${agent.name}`, 'agent', agent.config, agent.socket)
+  async startAgent (agent: AgentHandle, env?: NodeJS.ProcessEnv): Promise<void> {
+    await this.startDaemon(`agent-${agent.name}`, 'agent', agent.config, agent.socket, env)
   }
 
   process (key: string): ChildProcess | undefined { return this.children.get(key) }
 
-  async startDaemon (key: string, role: 'manager' | 'agent', config: string, socket: string): Promise<void> {
+  async startDaemon (key: string, role: 'manager' | 'agent', config: string, socket: string, env?: NodeJS.ProcessEnv): Promise<void> {
     mkdirSync(this.root, { recursive: true })
     const log = createWriteStream(join(this.root, `${key}.log`), { flags: 'a' })
-    const child = spawn(process.execPath, [HOLDFAST_BIN, role, '--config', config], { stdio: ['ignore', 'pipe', 'pipe'] })
+    const child = spawn(process.execPath, [HOLDFAST_BIN, role, '--config', config], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } })
     child.stdout?.pipe(log)
     child.stderr?.pipe(log)
     this.children.set(key, child)
@@ -130,6 +131,9 @@ export class TestFleet {
   }
 
   log (key: string): string { return readLog(join(this.root, `${key}.log`)) }
+
+  /** The file a daemon's stdout and stderr go to (appended to across restarts). */
+  logFile (key: string): string { return join(this.root, `${key}.log`) }
 }
 
 function readLog (file: string): string {

@@ -17,6 +17,7 @@ import { CHUNK_ID_BYTES, type SetSummary, type StagedEntry } from '../../model/e
 import type { Clock } from '../../util/clock.js'
 import type { Logger } from '../../util/log.js'
 import { HoldfastError, describeError, errorCode } from '../../util/errors.js'
+import { testPausePoint } from '../../util/test-pause.js'
 
 export const FETCH_BATCH_IDS = 1024
 /** How often one pull re-reads an agent's manifest for sets sealed while it was pulling. */
@@ -186,7 +187,9 @@ export class Puller {
     }
     // The commit order (docs/architecture.md): pack data durable → catalog commit → ack.
     packs.sync()
+    testPausePoint('pull-packed')
     const snapshotId = catalog.commitSnapshot({ endpointId, setId: set.id, sealedAt: set.sealedAt, committedAt: clock.now(), entries, chunks: newChunks })
+    testPausePoint('pull-committed')
     await this.acker.ack(peer.addrs, set.id, snapshotId, { signal: options.signal })
     return { setId: set.id, snapshotId, entries: entries.length, chunksPulled: newChunks.length, bytesPulled }
   }

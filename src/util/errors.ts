@@ -27,6 +27,10 @@ export type HoldfastErrorCode =
   | 'REMOTE_ERROR'
   | 'STORE_CORRUPT'
   | 'NODE_TOO_OLD'
+  /** The store's file system is out of space (ENOSPC) or quota (EDQUOT); nothing was committed. */
+  | 'STORE_FULL'
+  /** The restore would not fit in the free space of its target's file system; nothing was written. */
+  | 'RESTORE_NO_SPACE'
 
 export class HoldfastError extends Error {
   readonly code: HoldfastErrorCode

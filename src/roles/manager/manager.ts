@@ -71,6 +71,8 @@ export class Manager {
    */
   private readonly storeLock = new ReadWriteLock()
   private loop?: Promise<void>
+  /** The last pull failed because the store's disk is full (cleared by the next pull that commits). */
+  private storeFull?: { since: number, error: string }
 
   constructor (readonly config: HoldfastConfig, private readonly clock: Clock, private readonly log: Logger) {
     mkdirSync(config.dataDir, { recursive: true, mode: 0o700 })
@@ -110,7 +112,7 @@ export class Manager {
       snapshots: async (args) => this.catalog.snapshots(args.endpoint === undefined ? undefined : this.catalog.findEndpoint(String(args.endpoint)).id),
       restore: async (args, ctx) => await this.restore(args, ctx.progress, ctx.signal),
       'backup-now': async (args, ctx) => await this.backupNow(args, ctx.progress, ctx.signal),
-      status: async () => ({ peerId: this.peerId, name: this.config.name, listen: node.getMultiaddrs().map(String), mdns: this.discovery?.mdnsEnabled ?? false, peers: this.peers.all().length, snapshots: this.catalog.snapshotCount(), storedBytes: this.catalog.storedBytes() })
+      status: async () => ({ peerId: this.peerId, name: this.config.name, listen: node.getMultiaddrs().map(String), mdns: this.discovery?.mdnsEnabled ?? false, peers: this.peers.all().length, snapshots: this.catalog.snapshotCount(), storedBytes: this.catalog.storedBytes(), store: this.storeFull === undefined ? 'ok' : 'store full', storeError: this.storeFull?.error })
     }, this.log)
     await this.admin.start()
     this.log.info('manager started', { peer: this.peerId, listen: node.getMultiaddrs().map(String) })
@@ -185,6 +187,7 @@ export class Manager {
       peer.failures = 0
       peer.nextAttemptAt = 0
       peer.lastError = undefined
+      if (pulled.snapshots.length > 0) this.storeFull = undefined
       // the last manifest was read after the last ack: what it lists is still waiting
       peer.pendingSets = pulled.manifest.sets.length
       peer.pendingBytes = pulled.manifest.sets.reduce((n, s) => n + s.storedBytes, 0)
@@ -193,7 +196,10 @@ export class Manager {
     } catch (err) {
       peer.failures++
       peer.lastError = describeError(err)
-      const backoff = Math.min(MAX_BACKOFF_MS, this.config.manager.pullIntervalSeconds * 1000 * 2 ** Math.min(peer.failures - 1, 10))
+      if (isHoldfastError(err, 'STORE_FULL')) this.storeFull ??= { since: this.clock.now(), error: peer.lastError }
+      // A full store is not the peer's fault: retry at the plain interval, so backups resume
+      // soon after space returns rather than after an hour of backoff.
+      const backoff = isHoldfastError(err, 'STORE_FULL') ? this.config.manager.pullIntervalSeconds * 1000 : Math.min(MAX_BACKOFF_MS, this.config.manager.pullIntervalSeconds * 1000 * 2 ** Math.min(peer.failures - 1, 10))
       peer.nextAttemptAt = this.clock.now() + backoff
       this.log.warn('pull failed; will retry', { peer: peer.peerId, err: peer.lastError, retryInSeconds: Math.round(backoff / 1000) })
       return { peerId: peer.peerId, name: peer.name, ok: false, snapshots: [], bytesPulled: 0, ms: this.clock.now() - started, error: peer.lastError }

@@ -279,7 +279,10 @@ export class Manager {
     const catalog = this.catalog
     const packs = this.packs
     const client = new RestoreClient(this.node as HoldfastNode)
-    const summary = await this.storeLock.read(async () => await client.push(peer.addrs, { restoreId, label, overwrite }, {
+    // what the files hold, so the agent can refuse a restore that cannot fit before it writes
+    let bytes = 0
+    for (const e of catalog.treeAt(endpointId, snapshotId)) if (e.type === 'file' && (filter === undefined || filter(e))) bytes += e.size
+    const summary = await this.storeLock.read(async () => await client.push(peer.addrs, { restoreId, label, overwrite, bytes }, {
       entries: function * () {
         for (const e of catalog.treeAt(endpointId, snapshotId)) if (filter === undefined || filter(e)) yield e
       },

@@ -257,6 +257,12 @@ export class PackStore {
     this.closeReaders()
   }
 
+  /**
+   * Closes the cached readers: another PackStore on this directory (prune's worker) may have
+   * deleted or replaced packs, and a reader kept open would hold a deleted file's space.
+   */
+  dropReaders (): void { this.closeReaders() }
+
   private closeReaders (): void {
     for (const fd of this.readFds.values()) closeSync(fd)
     this.readFds.clear()

@@ -2,8 +2,8 @@
  * /holdfast/restore/1 — the manager pushes a snapshot's files back onto an agent, which writes
  * them under a restore directory of its own choosing.
  *
- *   → header {v, restoreId, label, overwrite}          (JSON frame)
- *   ← {v, ok:true}  or {v, error:{code, message}}       (the agent has made <restoreDir>/<label>)
+ *   → header {v, restoreId, label, overwrite, bytes?}  (JSON frame; bytes: what the files hold)
+ *   ← {v, ok:true}  or {v, error:{code, message}}       (the agent is ready to write <label>)
  *   → entry frames:  0x01 | JSON {v, e: entry (as in the manifest protocol), d: data follows}
  *     after a file entry with d, one chunk frame per chunk id, in order:
  *                    0x02 | id(32) | rawLength(u32 BE) | zstd data
@@ -56,6 +56,8 @@ export interface RestoreHeader {
   restoreId: string
   label: string
   overwrite: boolean
+  /** The bytes of the files to write (for the agent's free-space check); absent from older managers. */
+  bytes?: number
 }
 
 export interface RestoreError { path: string, code: string, message: string }
@@ -80,6 +82,8 @@ export interface RestoreWriter {
   add: (e: StagedEntry, chunk: RestoreChunkProvider) => Promise<void>
   finish: () => { files: number, dirs: number, symlinks: number, other: number, bytes: number, errors: RestoreError[] }
   readonly errors: number
+  /** The push failed part way: remove what was written (the agent's writer keeps no partial restore). */
+  abort?: () => void
 }
 
 /** Where the agent writes pushes: `open` checks the label and makes its directory. */
@@ -90,7 +94,9 @@ export interface RestoreTarget {
 function headerFromWire (r: Record<string, unknown>): RestoreHeader {
   const label = str(r, 'label', 128)
   field(RESTORE_LIMITS.labelPattern.test(label), 'label', label)
-  return { restoreId: str(r, 'restoreId', 128), label, overwrite: bool(r, 'overwrite') }
+  const header: RestoreHeader = { restoreId: str(r, 'restoreId', 128), label, overwrite: bool(r, 'overwrite') }
+  if (r.bytes !== undefined) header.bytes = int(r, 'bytes')
+  return header
 }
 
 function summaryFromWire (r: Record<string, unknown>): AgentRestoreSummary {
@@ -144,7 +150,14 @@ export class RestoreService {
     }
     log.info('restore started', { restore: header.restoreId, label: header.label, overwrite: header.overwrite })
     await sendJson(stream, { v: WIRE_VERSION, ok: true }, RESTORE_LIMITS.maxHeaderBytes, signal)
-    const summary = await receive(reader, writer, touch)
+    let summary: AgentRestoreSummary
+    try {
+      summary = await receive(reader, writer, touch)
+    } catch (err) {
+      // nothing half-written stays behind looking like a restore (the partial directory goes)
+      writer.abort?.()
+      throw err
+    }
     await sendJson(stream, { v: WIRE_VERSION, ...summary }, RESTORE_LIMITS.maxSummaryBytes, signal)
     await stream.close({ signal })
     log.info('restore done', { restore: header.restoreId, files: summary.files, bytes: summary.bytes, errors: summary.errors.length + summary.errorsOmitted })
@@ -242,7 +255,7 @@ export class RestoreClient {
     const idle = new IdleDeadline(RESTORE_LIMITS.idleTimeoutMs, signal)
     try {
       return await runExchange(stream, idle.signal, 'restore push', async () => {
-        await sendJson(stream, { v: WIRE_VERSION, restoreId: header.restoreId, label: header.label, overwrite: header.overwrite }, RESTORE_LIMITS.maxHeaderBytes, signal)
+        await sendJson(stream, { v: WIRE_VERSION, restoreId: header.restoreId, label: header.label, overwrite: header.overwrite, ...(header.bytes === undefined ? {} : { bytes: header.bytes }) }, RESTORE_LIMITS.maxHeaderBytes, signal)
         await readJson(reader, RESTORE_LIMITS.maxSummaryBytes, 'the answer to the restore header', r => {
           if (r.ok !== true) throw new HoldfastError('FRAME_MALFORMED', 'restore header not accepted')
           return true

@@ -12,10 +12,12 @@
  * sink was opened with `overwrite`. Each chunk is re-hashed before it is written (by the
  * provider), so a corrupt source is reported rather than restored.
  */
-import { closeSync, constants, lutimesSync, mkdirSync, openSync, readdirSync, symlinkSync, utimesSync, writeSync, chmodSync, statSync, lstatSync, unlinkSync, ftruncateSync, linkSync } from 'node:fs'
+import { closeSync, constants, lutimesSync, mkdirSync, openSync, readdirSync, symlinkSync, utimesSync, writeSync, chmodSync, statSync, lstatSync, unlinkSync, ftruncateSync, linkSync, renameSync, rmSync, fsyncSync } from 'node:fs'
+import { randomBytes } from 'node:crypto'
 import { join } from 'node:path'
 import { CHUNK_ID_BYTES, displayPath, isSafeRelativePath, type StagedEntry } from '../model/entry.js'
 import { HoldfastError } from '../util/errors.js'
+import { checkFreeSpace, type FreeSpaceProbe } from './free-space.js'
 
 export interface RestoreProgress { files: number, bytes: number }
 
@@ -258,22 +260,92 @@ function writeSparse (fd: number, bytes: Uint8Array, position: number): void {
 }
 
 /**
- * A sink for a restore pushed onto an endpoint: `<root>/<label>`, a new directory unless
- * `overwrite` (then an existing one is written into, replacing files). `label` must be one
- * plain path component.
+ * A restore pushed onto an endpoint, finished atomically: it is written under
+ * `<root>/.<label>.partial-<id>` and renamed to `<root>/<label>` only once complete, so a push
+ * cut part way never leaves a label directory with part of a restore in it.
+ * - a new label: the partial directory is renamed to it;
+ * - an existing label (only with `overwrite`): the partial is swapped in (the old directory is
+ *   renamed to `.<label>.replaced-<id>`, the partial to the label, then the old one removed), so
+ *   the label holds exactly the restore, never a mix of old and new files;
+ * - a failure (`abort`): the partial directory is removed. A process killed part way leaves
+ *   it, hidden and named as partial, never under the label.
  */
-export function openRestoreDir (root: string, label: string, overwrite: boolean, signal?: AbortSignal): RestoreSink {
+export class PartialRestoreDir {
+  readonly sink: RestoreSink
+  readonly partial: string
+  readonly final: string
+  private done = false
+
+  constructor (readonly root: string, readonly label: string, readonly overwrite: boolean, signal?: AbortSignal) {
+    const id = randomBytes(6).toString('hex')
+    this.final = join(root, label)
+    this.partial = join(root, `.${label}.partial-${id}`)
+    mkdirSync(this.partial, { mode: 0o700 })
+    this.sink = new RestoreSink({ target: this.partial, signal })
+  }
+
+  get target (): string { return this.final }
+  get errors (): number { return this.sink.errors }
+
+  async add (e: StagedEntry, chunk: ChunkProvider): Promise<void> { await this.sink.add(e, chunk) }
+
+  /** Finishes the sink and moves the restore into place under its label. */
+  finish (): SinkSummary {
+    const summary = this.sink.finish()
+    syncDir(this.partial)
+    let replaced: string | undefined
+    try {
+      renameSync(this.partial, this.final)
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code
+      if (code !== 'EEXIST' && code !== 'ENOTEMPTY') { this.abort(); throw err }
+      // The label appeared meanwhile, or is the one to overwrite: swap, never merge.
+      if (!this.overwrite || !lstatSync(this.final).isDirectory()) {
+        this.abort()
+        throw new HoldfastError('RESTORE_TARGET_NOT_EMPTY', `restore directory ${this.final} exists; push again with overwrite to replace it`)
+      }
+      replaced = join(this.root, `.${this.label}.replaced-${randomBytes(6).toString('hex')}`)
+      renameSync(this.final, replaced)
+      renameSync(this.partial, this.final)
+    }
+    this.done = true
+    syncDir(this.root)
+    if (replaced !== undefined) rmSync(replaced, { recursive: true, force: true })
+    return summary
+  }
+
+  /** Removes what was written; the label is left as it was. */
+  abort (): void {
+    if (this.done) return
+    this.done = true
+    rmSync(this.partial, { recursive: true, force: true })
+  }
+}
+
+function syncDir (dir: string): void {
+  const fd = openSync(dir, constants.O_RDONLY)
+  try { fsyncSync(fd) } finally { closeSync(fd) }
+}
+
+/**
+ * Opens a restore pushed onto an endpoint (see PartialRestoreDir). `label` must be one plain
+ * path component; an existing label is refused unless `overwrite`. With `bytes` (what the
+ * restore's files hold), a restore that cannot fit in the free space is refused up front.
+ */
+export function openRestoreDir (root: string, label: string, overwrite: boolean, signal?: AbortSignal, space?: { bytes?: number, probe?: FreeSpaceProbe }): PartialRestoreDir {
   if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/.test(label)) throw new HoldfastError('RESTORE_PATH_UNSAFE', `restore label '${label}' is not a plain name`)
   mkdirSync(root, { recursive: true, mode: 0o700 })
   const target = join(root, label)
   try {
-    mkdirSync(target, { mode: 0o700 })
+    const st = lstatSync(target)
+    if (!overwrite) throw new HoldfastError('RESTORE_TARGET_NOT_EMPTY', `restore directory ${target} exists; push again with overwrite to replace it`)
+    if (!st.isDirectory()) throw new HoldfastError('RESTORE_TARGET_NOT_EMPTY', `${target} exists and is not a directory`)
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
-    if (!overwrite) throw new HoldfastError('RESTORE_TARGET_NOT_EMPTY', `restore directory ${target} exists; push again with overwrite to write into it`)
-    if (!lstatSync(target).isDirectory()) throw new HoldfastError('RESTORE_TARGET_NOT_EMPTY', `${target} exists and is not a directory`)
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
   }
-  return new RestoreSink({ target, overwrite, signal })
+  // the old directory stays until the swap: the whole restore must fit beside it
+  if (space?.bytes !== undefined) checkFreeSpace(root, space.bytes, space.probe)
+  return new PartialRestoreDir(root, label, overwrite, signal)
 }
 
 /** Makes `target` a new directory, or checks that it is an empty one. */

@@ -10,6 +10,7 @@ import { verifyChunk } from '../codec/chunk-codec.js'
 import { HoldfastError } from '../util/errors.js'
 import type { Catalog } from './core/catalog.js'
 import type { PackStore } from './core/packs.js'
+import { checkFreeSpace, type FreeSpaceProbe } from '../restore-writer/free-space.js'
 import { RestoreSink, prepareTarget, type ChunkProvider, type RestoreProgress, type SinkSummary } from '../restore-writer/restore-sink.js'
 
 export type { RestoreProgress, RestoreError } from '../restore-writer/restore-sink.js'
@@ -25,6 +26,8 @@ export interface RestoreRequest {
   target: string
   signal?: AbortSignal
   onProgress?: (p: RestoreProgress) => void
+  /** Free bytes at a path (default: statfs); a test stands in for a small file system. */
+  freeSpace?: FreeSpaceProbe
 }
 
 
@@ -49,6 +52,10 @@ export async function restoreSnapshot (catalog: Catalog, packs: PackStore, req: 
   if (req.path !== undefined && spec === undefined) throw new HoldfastError('PATH_NOT_FOUND', `no path '${shown}' in snapshot ${req.snapshotId}`)
   prepareTarget(req.target)
   const filter = spec === undefined ? undefined : pathFilter(spec)
+  // A restore that cannot fit says so before it writes anything (one extra pass over the tree).
+  let bytes = 0
+  for (const e of catalog.treeAt(req.endpointId, req.snapshotId)) if (e.type === 'file' && (filter === undefined || filter(e))) bytes += e.size
+  checkFreeSpace(req.target, bytes, req.freeSpace)
   const sink = new RestoreSink({ target: req.target, signal: req.signal, onProgress: req.onProgress })
   const chunks = storeChunks(catalog, packs)
   let matched = 0

@@ -39,6 +39,10 @@ export type HoldfastErrorCode =
   | 'PACK_BUSY'
   | 'STORE_INVARIANT'
   | 'WORKER_FAILED'
+  /** The store's file system is out of space (ENOSPC) or quota (EDQUOT); nothing was committed. */
+  | 'STORE_FULL'
+  /** The restore would not fit in the free space of its target's file system; nothing was written. */
+  | 'RESTORE_NO_SPACE'
 
 /** An operating system's error code (ENOENT, EACCES, ENOSPC…), kept as the system gave it. */
 export type ErrnoCode = `E${string}`

@@ -249,11 +249,12 @@ export class Agent {
   }
 
   /**
-   * A restore the manager pushes lands in `<restoreDir>/<label>`, a new directory unless the
-   * manager asked to overwrite (then an existing one is written into, replacing files).
+   * A restore the manager pushes lands in `<restoreDir>/<label>`: written beside it as a
+   * partial directory and renamed into place once complete (swapped for the old one when the
+   * manager asked to overwrite); refused up front when it cannot fit.
    */
   private openRestore (header: RestoreHeader, manager: string): RestoreWriter {
-    const sink = openRestoreDir(this.config.agent.restoreDir, header.label, header.overwrite, this.controller.signal)
+    const sink = openRestoreDir(this.config.agent.restoreDir, header.label, header.overwrite, this.controller.signal, { bytes: header.bytes })
     this.log.info('writing a restore from the manager', { manager: manager.slice(-8), restore: header.restoreId, target: sink.target, overwrite: header.overwrite })
     return sink
   }

@@ -17,7 +17,7 @@ import { MANAGER_API, type ManagerCommands, type RestoreRequest } from '../../ad
 import { RestoreClient, type AgentRestoreSummary, type RestorePushProgress } from '../../protocols/restore.js'
 import { toHex } from '../../model/entry.js'
 import { AdminServer } from '../../admin/admin-socket.js'
-import { HoldfastError, describeError } from '../../util/errors.js'
+import { HoldfastError, describeError, isHoldfastError } from '../../util/errors.js'
 import type { Clock } from '../../util/clock.js'
 import type { Logger } from '../../util/log.js'
 import { HOLDFAST_VERSION } from '../../version.js'
@@ -73,6 +73,8 @@ export class Manager {
   private loop?: Promise<void>
   /** Wakes the schedule loop early: a backed-off peer was announced again. */
   private wakeLoop?: () => void
+  /** The last pull failed because the store's disk is full (cleared by the next pull that commits). */
+  private storeFull?: { since: number, error: string }
 
   constructor (readonly config: HoldfastConfig, private readonly clock: Clock, private readonly log: Logger) {
     mkdirSync(config.dataDir, { recursive: true, mode: 0o700 })
@@ -116,7 +118,7 @@ export class Manager {
       snapshots: async (req) => this.catalog.snapshots(req.endpoint === undefined ? undefined : this.catalog.findEndpoint(req.endpoint).id),
       restore: async (req, ctx) => await this.restore(req, ctx.progress, ctx.signal),
       'backup-now': async (req, ctx) => await this.backupNow(req, ctx.progress, ctx.signal),
-      status: async () => ({ peerId: this.peerId, name: this.config.name, listen: node.getMultiaddrs().map(String), mdns: this.discovery?.mdnsEnabled ?? false, peers: this.peers.all().length, snapshots: this.catalog.snapshotCount(), storedBytes: this.catalog.storedBytes() })
+      status: async () => ({ peerId: this.peerId, name: this.config.name, listen: node.getMultiaddrs().map(String), mdns: this.discovery?.mdnsEnabled ?? false, peers: this.peers.all().length, snapshots: this.catalog.snapshotCount(), storedBytes: this.catalog.storedBytes(), store: this.storeFull === undefined ? 'ok' : 'store full', storeError: this.storeFull?.error })
     }, this.log)
     await this.admin.start()
     this.log.info('manager started', { peer: this.peerId, listen: node.getMultiaddrs().map(String) })
@@ -198,6 +200,7 @@ export class Manager {
       // peer list until a pull goes clean, so a stuck set is never silent.
       const failed = pulled.failedSets
       peer.lastError = failed.length === 0 ? undefined : `${failed.length} staged set(s) skipped (set ${failed[0].setId}: ${failed[0].message}); the agent re-stages what it can`
+      if (pulled.snapshots.length > 0) this.storeFull = undefined
       // the last manifest was read after the last ack: what it lists is still waiting
       peer.pendingSets = pulled.manifest.sets.length
       peer.pendingBytes = pulled.manifest.sets.reduce((n, s) => n + s.storedBytes, 0)
@@ -209,7 +212,14 @@ export class Manager {
       // the network where it is now, and try again soon rather than backing off for hours.
       const kind = answered || signal.aborted ? 'error' : 'unreachable'
       if (kind === 'unreachable') this.discovery?.requery()
-      const backoff = this.peers.recordFailure(peer, kind, this.clock.now(), this.config.manager.pullIntervalSeconds * 1000)
+      let backoff = this.peers.recordFailure(peer, kind, this.clock.now(), this.config.manager.pullIntervalSeconds * 1000)
+      if (isHoldfastError(err, 'STORE_FULL')) {
+        this.storeFull ??= { since: this.clock.now(), error: peer.lastError }
+        // A full store is not the peer's fault: retry at the plain interval, so backups resume
+        // soon after space returns rather than after an hour of backoff.
+        backoff = this.config.manager.pullIntervalSeconds * 1000
+        peer.nextAttemptAt = this.clock.now() + backoff
+      }
       this.log.warn('pull failed; will retry', { peer: peer.peerId, err: peer.lastError, reason: kind, retryInSeconds: Math.round(backoff / 1000) })
       return { peerId: peer.peerId, name: peer.name, ok: false, snapshots: [], bytesPulled: 0, ms: this.clock.now() - started, error: peer.lastError }
     }
@@ -270,7 +280,10 @@ export class Manager {
     const catalog = this.catalog
     const packs = this.packs
     const client = new RestoreClient(this.node as HoldfastNode)
-    const summary = await this.storeLock.read(async () => await client.push(peer.addrs, { restoreId, label, overwrite }, {
+    // what the files hold, so the agent can refuse a restore that cannot fit before it writes
+    let bytes = 0
+    for (const e of catalog.treeAt(endpointId, snapshotId)) if (e.type === 'file' && (filter === undefined || filter(e))) bytes += e.size
+    const summary = await this.storeLock.read(async () => await client.push(peer.addrs, { restoreId, label, overwrite, bytes }, {
       entries: function * () {
         for (const e of catalog.treeAt(endpointId, snapshotId)) if (filter === undefined || filter(e)) yield e
       },

@@ -7,7 +7,7 @@
  */
 import type { Multiaddr } from '@multiformats/multiaddr'
 import type { Catalog, NewChunk } from '../../store/core/catalog.js'
-import type { PackStore } from '../../store/core/packs.js'
+import { storeWriteError, type PackStore } from '../../store/core/packs.js'
 import { ManifestClient, type AgentManifest } from '../../protocols/manifest.js'
 import { FetchClient } from '../../protocols/fetch.js'
 import { AckClient } from '../../protocols/ack.js'
@@ -181,14 +181,26 @@ export class Puller {
       }
       await submit()
       while (inFlight.length > 0) await appendOldest()
+    } catch (err) {
+      // Nothing of this set is committed: cut the packs back now rather than at the next
+      // restart, so a store that fails every retry (a full disk) does not fill with dead tails.
+      packs.discard()
+      throw storeWriteError(err)
     } finally {
       // on failure, let outstanding verifications settle before the caller moves on
       await Promise.allSettled(inFlight.map(async b => await b.done))
     }
     // The commit order (docs/architecture.md): pack data durable → catalog commit → ack.
-    packs.sync()
+    packs.sync() // a failure here has discarded what was not synced (STORE_FULL when the disk is full)
     testPausePoint('pull-packed')
-    const snapshotId = catalog.commitSnapshot({ endpointId, setId: set.id, sealedAt: set.sealedAt, committedAt: clock.now(), entries, chunks: newChunks })
+    let snapshotId: number
+    try {
+      snapshotId = catalog.commitSnapshot({ endpointId, setId: set.id, sealedAt: set.sealedAt, committedAt: clock.now(), entries, chunks: newChunks })
+    } catch (err) {
+      // SQLITE_FULL (13): the catalog's disk is full. The synced pack tail is cut by recovery.
+      if ((err as { errcode?: unknown }).errcode === 13) throw new HoldfastError('STORE_FULL', `store full: the catalog cannot grow (${(err as Error).message}); nothing was committed`, {}, { cause: err })
+      throw err
+    }
     testPausePoint('pull-committed')
     await this.acker.ack(peer.addrs, set.id, snapshotId, { signal: options.signal })
     return { setId: set.id, snapshotId, entries: entries.length, chunksPulled: newChunks.length, bytesPulled }

@@ -115,7 +115,23 @@ export function storeAdminHandlers (catalog: Catalog, packs: PackStore, options:
           const report = await prune(catalog, packs, { now: startedAt, dryRun, repackThreshold: threshold, utc: req.utc === true, signal: ctx.signal, onProgress: p => { ctx.progress(p) } })
           return { ...report, requestedAt, startedAt, lockWaitMs: startedAt - requestedAt }
         }
-        return dryRun ? await run() : await options.exclusive(run)
+        // The real prune's catalog pass takes seconds on millions of versions: it runs in a
+        // worker thread with its own connection and pack store, so the admin socket keeps
+        // answering. No pull runs meanwhile (exclusive); this side's append pack is finished
+        // first, so the worker never deletes or repacks a pack open for appending here.
+        const runInWorker = async (): Promise<PruneResult> => {
+          const startedAt = now()
+          packs.finishPack()
+          try {
+            const report = await runCatalogTask({ kind: 'prune', catalogFile: catalog.file, packsDir: packs.dir, now: startedAt, repackThreshold: threshold, utc: req.utc === true }, { signal: ctx.signal, onProgress: p => { ctx.progress(p) } })
+            return { ...report, requestedAt, startedAt, lockWaitMs: startedAt - requestedAt }
+          } finally {
+            packs.dropReaders()
+          }
+        }
+        // A dry run stays here: it holds a write transaction it rolls back, and beside pulls
+        // that must not make a pull's commit wait on another connection.
+        return dryRun ? await run() : await options.exclusive(runInWorker)
       })
     }
   }

@@ -8,6 +8,9 @@
  * headers make a pack readable without the catalog (for verify and repair).
  * A pack is only ever appended to by the process that created it; after a restart a new pack
  * is started, so bytes a crash left uncommitted are never mistaken for committed ones.
+ * A failed write (the disk is full) or a failed pull does not wait for a restart: discard()
+ * cuts every pack back to what it held at the last sync(), so a full disk that fails every
+ * retry does not fill up further with dead tails, and the pack is reused.
  */
 import { closeSync, constants, fsyncSync, ftruncateSync, mkdirSync, openSync, readSync, readdirSync, statSync, unlinkSync, writeSync } from 'node:fs'
 import { join } from 'node:path'
@@ -34,15 +37,29 @@ export class PackStore {
   private readonly writeBuffer = Buffer.allocUnsafe(WRITE_BUFFER_BYTES)
   private buffered = 0
   private bufferedAt = 0
+  /**
+   * Packs appended to since the last sync(), with the length each had then: what discard()
+   * cuts them back to. A pack started since then has the magic's length.
+   */
+  private readonly unsynced = new Map<string, number>()
 
   constructor (readonly dir: string, private readonly targetBytes = DEFAULT_PACK_BYTES) {
     mkdirSync(dir, { recursive: true, mode: 0o700 })
   }
 
-  /** Appends a chunk; durable only after sync(). */
+  /** Appends a chunk; durable only after sync(). A write that fails discards what was not synced. */
   append (id: Uint8Array, rawLength: number, compressed: Uint8Array): PackLocation {
+    try {
+      return this.appendRecord(id, rawLength, compressed)
+    } catch (err) {
+      throw this.failed(err)
+    }
+  }
+
+  private appendRecord (id: Uint8Array, rawLength: number, compressed: Uint8Array): PackLocation {
     if (this.current === undefined || this.current.size + PACK_RECORD_HEADER + compressed.byteLength > this.targetBytes) this.roll()
     const cur = this.current as { name: string, fd: number, size: number }
+    if (!this.unsynced.has(cur.name)) this.unsynced.set(cur.name, cur.size)
     const recordBytes = PACK_RECORD_HEADER + compressed.byteLength
     if (this.buffered + recordBytes > WRITE_BUFFER_BYTES) this.flush()
     if (this.buffered === 0) this.bufferedAt = cur.size
@@ -64,9 +81,61 @@ export class PackStore {
 
   /** fsyncs what was appended (the first step of the commit order, see docs/architecture.md). */
   sync (): void {
-    this.flush()
-    if (this.current !== undefined && this.dirty) fsyncSync(this.current.fd)
+    try {
+      this.flush()
+      if (this.current !== undefined && this.dirty) fsyncSync(this.current.fd)
+    } catch (err) {
+      throw this.failed(err)
+    }
     this.dirty = false
+    this.unsynced.clear()
+  }
+
+  /**
+   * Drops everything appended since the last sync(): the pack being appended to is cut back
+   * and reused, a pack finished since is cut back (deleted if nothing of it was synced). For
+   * a pull that failed before its commit; the catalog names none of these bytes. If a cut
+   * fails, the append pack is given up (the next append starts a new one) and start-up
+   * recovery cuts what is left.
+   */
+  discard (): { truncatedBytes: number } {
+    this.buffered = 0
+    let truncatedBytes = 0
+    for (const [name, length] of this.unsynced) {
+      try {
+        if (name === this.current?.name) {
+          truncatedBytes += Math.max(0, this.fileSize(name) - length)
+          ftruncateSync(this.current.fd, length)
+          fsyncSync(this.current.fd)
+          this.current.size = length
+        } else {
+          truncatedBytes += Math.max(0, this.fileSize(name) - length)
+          if (length <= PACK_MAGIC.byteLength) this.removePack(name)
+          else cutFile(join(this.dir, name), length)
+        }
+      } catch {
+        if (name === this.current?.name) this.abandonCurrent()
+      }
+    }
+    this.unsynced.clear()
+    this.dirty = false
+    return { truncatedBytes }
+  }
+
+  /** After a failed write: discard what was not synced; ENOSPC/EDQUOT become STORE_FULL. */
+  private failed (err: unknown): unknown {
+    this.discard()
+    return storeWriteError(err)
+  }
+
+  private abandonCurrent (): void {
+    if (this.current === undefined) return
+    try { closeSync(this.current.fd) } catch {}
+    this.current = undefined
+  }
+
+  private fileSize (name: string): number {
+    try { return statSync(join(this.dir, name)).size } catch { return 0 }
   }
 
   private flush (): void {
@@ -76,7 +145,9 @@ export class PackStore {
   }
 
   read (loc: PackLocation): Buffer {
-    if (loc.pack === this.current?.name) this.flush()
+    if (loc.pack === this.current?.name) {
+      try { this.flush() } catch (err) { throw this.failed(err) }
+    }
     let fd = this.readFds.get(loc.pack)
     if (fd === undefined) {
       if (this.readFds.size >= 128) this.closeReaders()
@@ -144,11 +215,9 @@ export class PackStore {
    */
   finishPack (): void {
     if (this.current === undefined) return
-    this.flush()
-    fsyncSync(this.current.fd)
+    this.sync()
     closeSync(this.current.fd)
     this.current = undefined
-    this.dirty = false
   }
 
   /**
@@ -188,6 +257,12 @@ export class PackStore {
     this.closeReaders()
   }
 
+  /**
+   * Closes the cached readers: another PackStore on this directory (prune's worker) may have
+   * deleted or replaced packs, and a reader kept open would hold a deleted file's space.
+   */
+  dropReaders (): void { this.closeReaders() }
+
   private closeReaders (): void {
     for (const fd of this.readFds.values()) closeSync(fd)
     this.readFds.clear()
@@ -201,11 +276,19 @@ export class PackStore {
     }
     // time-ordered, unique even across restarts within one millisecond
     const name = `${Date.now().toString(36).padStart(9, '0')}-${randomBytes(4).toString('hex')}.pack`
+    this.current = undefined
     const fd = openSync(join(this.dir, name), constants.O_RDWR | constants.O_CREAT | constants.O_EXCL, 0o600)
-    writeAll(fd, PACK_MAGIC, 0)
-    fsyncSync(fd)
-    const dirFd = openSync(this.dir, constants.O_RDONLY)
-    try { fsyncSync(dirFd) } finally { closeSync(dirFd) }
+    try {
+      writeAll(fd, PACK_MAGIC, 0)
+      fsyncSync(fd)
+      const dirFd = openSync(this.dir, constants.O_RDONLY)
+      try { fsyncSync(dirFd) } finally { closeSync(dirFd) }
+    } catch (err) {
+      // no room even for the magic: a pack nobody names would only wait for recovery
+      closeSync(fd)
+      try { unlinkSync(join(this.dir, name)) } catch {}
+      throw err
+    }
     this.current = { name, fd, size: PACK_MAGIC.byteLength }
   }
 }
@@ -214,6 +297,25 @@ function writeRecordHeader (buf: Buffer, at: number, id: Uint8Array, rawLength: 
   buf.set(id, at)
   buf.writeUInt32BE(rawLength, at + 32)
   buf.writeUInt32BE(clen, at + 36)
+}
+
+/** A write error of the store as the caller should see it: a full disk is STORE_FULL. */
+export function storeWriteError (err: unknown): unknown {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code
+  if (code === 'ENOSPC' || code === 'EDQUOT') {
+    return new HoldfastError('STORE_FULL', `store full: no space left for pack data (${code}); nothing was committed`, { errno: code }, { cause: err })
+  }
+  return err
+}
+
+function cutFile (path: string, length: number): void {
+  const fd = openSync(path, constants.O_RDWR)
+  try {
+    ftruncateSync(fd, length)
+    fsyncSync(fd)
+  } finally {
+    closeSync(fd)
+  }
 }
 
 function writeAll (fd: number, data: Uint8Array, position: number): void {

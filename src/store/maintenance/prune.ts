@@ -382,7 +382,9 @@ export function removeSnapshots (db: DatabaseSync, endpointId: number, remove: n
     WHERE fv.type = 'deleted' AND coalesce((SELECT p.type FROM file_versions p
       WHERE p.endpoint_id = fv.endpoint_id AND p.folder = fv.folder AND p.path = fv.path AND p.snapshot_id <= ?
       ORDER BY p.snapshot_id DESC LIMIT 1), 'deleted') = 'deleted')`)
-  // 2b. the survivors move to N
+  // 2b. the survivors move to N, and N's counts grow by them: a snapshot lists what it holds now
+  const survivors = db.prepare("SELECT count(*) AS n, total(CASE WHEN fv.type = 'file' THEN fv.size ELSE 0 END) AS bytes FROM temp.hf_prune_group g JOIN file_versions fv ON fv.snapshot_id = g.id")
+  const countMoved = db.prepare('UPDATE snapshots SET entries = entries + ?, raw_bytes = raw_bytes + ? WHERE id = ?')
   const moveToNext = db.prepare('UPDATE file_versions SET snapshot_id = ? WHERE snapshot_id IN (SELECT id FROM temp.hf_prune_group)')
   const record = db.prepare(`INSERT INTO pruned_snapshots (id, endpoint_id, set_id, sealed_at, committed_at, entries, raw_bytes, new_bytes, pruned_at, merged_into, versions_moved, versions_dropped)
     SELECT id, endpoint_id, set_id, sealed_at, committed_at, entries, raw_bytes, new_bytes, ?, ?, ?, ? FROM snapshots WHERE id = ?`)
@@ -400,6 +402,8 @@ export function removeSnapshots (db: DatabaseSync, endpointId: number, remove: n
         dropSuperseded.run(next)
         dropRedundantDeletions.run(previousKept)
         const after = new Map(perSnapshot.all().map(r => [Number(r.id), Number(r.n)]))
+        const moving = survivors.get()
+        countMoved.run(Number(moving?.n ?? 0), Number(moving?.bytes ?? 0), next)
         moveToNext.run(next)
         for (const g of group) {
           const moved = after.get(g) ?? 0

@@ -61,7 +61,7 @@ export async function runExchange<T> (stream: Stream, signal: AbortSignal, what:
       stream.abort(wrapped)
       throw wrapped
     }
-    stream.abort(err instanceof Error ? err : new Error(String(err)))
+    stream.abort(err instanceof Error ? err : new HoldfastError('ABORTED', String(err)))
     throw err
   } finally {
     signal.removeEventListener('abort', onAbort)

@@ -203,7 +203,7 @@ export class FetchClient {
         yield { id: expected, rawLength, compressed: frame.subarray(1 + CHUNK_ID_BYTES + 4) }
       }
     } catch (err) {
-      stream.abort(err instanceof Error ? err : new Error(String(err)))
+      stream.abort(err instanceof Error ? err : new HoldfastError('ABORTED', String(err)))
       throw err
     } finally {
       clearTimeout(idleTimer)

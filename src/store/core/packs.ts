@@ -175,7 +175,7 @@ export class PackStore {
    * no other process appends to these packs. (Prune must hold off while this runs.)
    */
   recover (extents: Map<string, number>): { removedPacks: string[], truncatedBytes: number } {
-    if (this.current !== undefined) throw new Error('recover() must run before the first append')
+    if (this.current !== undefined) throw new HoldfastError('STORE_INVARIANT', 'recover() must run before the first append')
     const removedPacks: string[] = []
     let truncatedBytes = 0
     for (const name of this.packNames()) {
@@ -225,8 +225,8 @@ export class PackStore {
    * prune, once the catalog no longer names any chunk in it. Never the pack being appended to.
    */
   removePack (name: string): void {
-    if (name === this.current?.name) throw new Error(`pack ${name} is being appended to`)
-    if (!/^[\w.-]+\.pack$/.test(name)) throw new Error(`not a pack name: ${name}`)
+    if (name === this.current?.name) throw new HoldfastError('PACK_BUSY', `pack ${name} is being appended to`)
+    if (!/^[\w.-]+\.pack$/.test(name)) throw new HoldfastError('STORE_INVARIANT', `not a pack name: ${name}`)
     const fd = this.readFds.get(name)
     if (fd !== undefined) {
       closeSync(fd)

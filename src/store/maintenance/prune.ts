@@ -52,7 +52,7 @@ import type { PackStore } from '../core/packs.js'
 import { PACK_MAGIC, PACK_RECORD_HEADER } from '../core/packs.js'
 import { CHUNK_REF, ensureSeq, maxChunksPerVersion } from '../core/chunk-refs.js'
 import { verifyChunk } from '../../codec/chunk-codec.js'
-import { describeError } from '../../util/errors.js'
+import { HoldfastError, describeError } from '../../util/errors.js'
 import { endpointLabel } from '../queries/browse.js'
 import { describeRules, effectivePolicy, selectSnapshots, type EffectivePolicy, type KeepReason, type RetentionRules } from './retention.js'
 import { transaction, type DatabaseSync } from '../../util/sqlite.js'
@@ -434,7 +434,7 @@ function packStats (db: DatabaseSync, packs: PackStore): PackStat[] {
   const need = maxChunksPerVersion(db)
   const have = Number(db.prepare('SELECT count(*) AS n FROM temp.hf_seq').get()?.n ?? 0)
   // never decide that a chunk is dead from a sequence too short to see every reference
-  if (have < need) throw new Error(`chunk-reference sequence holds ${have} rows, ${need} needed`)
+  if (have < need) throw new HoldfastError('STORE_INVARIANT', `chunk-reference sequence holds ${have} rows, ${need} needed`)
   db.prepare(`INSERT OR IGNORE INTO temp.hf_prune_live (id)
     SELECT ${CHUNK_REF} FROM file_versions fv CROSS JOIN temp.hf_seq n ON n.k < length(fv.chunks) / 32`).run()
   return db.prepare(`SELECT c.pack, count(*) AS chunks,
@@ -484,11 +484,11 @@ function commitRepack (db: DatabaseSync, s: PackStat, moved: MovedChunk[]): void
     const repoint = db.prepare('UPDATE chunks SET pack = ?, offset = ? WHERE id = ? AND pack = ? AND clen = ?')
     for (const m of moved) {
       const r = repoint.run(m.pack, m.offset, m.id, s.pack, m.clen)
-      if (Number(r.changes) !== 1) throw new Error(`chunk of pack ${s.pack} changed while it was repacked`)
+      if (Number(r.changes) !== 1) throw new HoldfastError('STORE_INVARIANT', `chunk of pack ${s.pack} changed while it was repacked`)
     }
     db.prepare('DELETE FROM chunks WHERE pack = ? AND id NOT IN (SELECT id FROM temp.hf_prune_live)').run(s.pack)
     const left = Number(db.prepare('SELECT count(*) AS n FROM chunks WHERE pack = ?').get(s.pack)?.n)
-    if (left !== 0) throw new Error(`pack ${s.pack} still holds ${left} indexed chunks after repacking`)
+    if (left !== 0) throw new HoldfastError('STORE_INVARIANT', `pack ${s.pack} still holds ${left} indexed chunks after repacking`)
   })
 }
 

@@ -243,6 +243,8 @@ function agentStatusText (s: AgentStatus): string {
     `  watching:          ${s.folders.map(f => `${f.name}: ${f.watch === 'events' ? 'file-system events + scans' : 'scans only'}`).join(', ')}`,
     `  last backup:       ${s.lastAck === undefined ? 'never' : `snapshot ${s.lastAck.snapshotId}, ${age(s.lastAck.at)}`}`,
     `  mDNS:              ${s.mdns ? 'on' : 'off'}`,
+    `  upload windows:    ${s.uploadWindows.fromManager !== undefined ? `${s.uploadWindows.fromManager || 'none'} (from the manager)` : s.uploadWindows.own !== '' ? `${s.uploadWindows.own} (own config)` : 'none (uploads when idle)'}`,
+    ...(s.idle === undefined ? [] : [`  idle:              ${s.idle.idle ? 'yes' : 'no'} (load ${s.idle.load} per core${s.idle.inputIdleSeconds === undefined ? '' : `, no input for ${s.idle.inputIdleSeconds} s`})`]),
     ...(s.errors.length === 0 ? [] : ['  errors:', ...s.errors.map(e => `    ${e.folder}/${e.path}: ${e.code}: ${e.message}`)])
   ].join('\n')
 }

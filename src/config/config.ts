@@ -7,6 +7,8 @@ import { hostname } from 'node:os'
 import { isAbsolute, join, resolve, dirname, basename } from 'node:path'
 import { HoldfastError } from '../util/errors.js'
 import { writeFileDurable } from '../util/durable-file.js'
+import { parseUploadWindows } from '../roles/manager/scheduler/upload-window.js'
+import { parseBudgetProfiles, parseRate } from '../roles/manager/scheduler/bandwidth-budget.js'
 
 export type Role = 'agent' | 'manager'
 
@@ -47,6 +49,12 @@ export interface AgentConfig {
    * (absolute; default `<dataDir>/restores`). Nothing is written outside it.
    */
   restoreDir: string
+  /** The agent's own upload windows (see scheduler/upload-window.ts); the manager's config for it wins. */
+  uploadWindows: string
+  /** Idle when the 1-minute load average per core (and the CPU busy share) is below this. */
+  idleLoadPerCpu: number
+  /** Idle needs this long without user input, where the platform tells (src/roles/agent/idle.ts). */
+  idleInputSeconds: number
 }
 
 export interface ManagerConfig {
@@ -54,6 +62,20 @@ export interface ManagerConfig {
   pullIntervalSeconds: number
   /** The global pull budget in bytes per second, shared by active pulls. */
   bandwidthBytesPerSecond: number
+  /** Pulls at once (k). */
+  maxConcurrentPulls: number
+  /** A pull's time slice before the next endpoint's turn. */
+  sliceSeconds: number
+  /** An endpoint whose last good backup is older than this is pulled anyway (0 = off). */
+  maxAgeHours: number
+  /** The share of its rate such a pull may use. */
+  maxAgeRateFraction: number
+  /** B by time of day in the manager's local time: `{ "08:00-18:00": "20Mbit" }`. */
+  bandwidthProfiles: Record<string, string>
+  /** Per-endpoint rate caps by name or peer id: `{ "laptop": "2MiB/s" }`. */
+  endpointCaps: Record<string, string>
+  /** Upload windows applied to endpoints: a default for all, and per endpoint by name or peer id. */
+  uploadWindows: { default?: string, endpoints: Record<string, string> }
 }
 
 export interface MdnsConfig {
@@ -89,7 +111,7 @@ function isFolderSpec (f: unknown): boolean {
     Object.keys(r).every(k => k === 'path' || k === 'name' || k === 'ignore')
 }
 
-type Shape = { [key: string]: 'string' | 'number' | 'boolean' | 'string[]' | 'folders' | Shape }
+type Shape = { [key: string]: 'string' | 'number' | 'boolean' | 'string[]' | 'folders' | 'stringMap' | Shape }
 
 const SHAPE: Shape = {
   role: 'string',
@@ -101,8 +123,8 @@ const SHAPE: Shape = {
   mdns: { enabled: 'boolean', queryIntervalSeconds: 'number' },
   staticPeers: 'string[]',
   adminSocket: 'string',
-  agent: { folders: 'folders', scanIntervalSeconds: 'number', settleSeconds: 'number', maxUploadBytesPerSecond: 'number', workers: 'number', spoolCapBytes: 'number', diskReserveBytes: 'number', watch: 'string', watchMaxEntries: 'number', restoreDir: 'string' },
-  manager: { pullIntervalSeconds: 'number', bandwidthBytesPerSecond: 'number' }
+  agent: { folders: 'folders', scanIntervalSeconds: 'number', settleSeconds: 'number', maxUploadBytesPerSecond: 'number', workers: 'number', spoolCapBytes: 'number', diskReserveBytes: 'number', watch: 'string', watchMaxEntries: 'number', restoreDir: 'string', uploadWindows: 'string', idleLoadPerCpu: 'number', idleInputSeconds: 'number' },
+  manager: { pullIntervalSeconds: 'number', bandwidthBytesPerSecond: 'number', maxConcurrentPulls: 'number', sliceSeconds: 'number', maxAgeHours: 'number', maxAgeRateFraction: 'number', bandwidthProfiles: 'stringMap', endpointCaps: 'stringMap', uploadWindows: { default: 'string', endpoints: 'stringMap' } }
 }
 
 function checkShape (value: unknown, shape: Shape, where: string): void {
@@ -119,14 +141,16 @@ function checkShape (value: unknown, shape: Shape, where: string): void {
       ? Array.isArray(v) && v.every(x => typeof x === 'string')
       : expected === 'folders'
         ? Array.isArray(v) && v.every(isFolderSpec)
-        : typeof v === expected && (expected !== 'number' || Number.isFinite(v))
-    if (!ok) throw new HoldfastError('CONFIG_INVALID', `config key '${path}' must be ${expected === 'folders' ? 'a list of paths or {path, name?, ignore?: [globs]}' : expected}`, { key: path })
+        : expected === 'stringMap'
+          ? typeof v === 'object' && v !== null && !Array.isArray(v) && Object.values(v).every(x => typeof x === 'string')
+          : typeof v === expected && (expected !== 'number' || Number.isFinite(v))
+    if (!ok) throw new HoldfastError('CONFIG_INVALID', `config key '${path}' must be ${expected === 'folders' ? 'a list of paths or {path, name?, ignore?: [globs]}' : expected === 'stringMap' ? 'an object of strings' : expected}`, { key: path })
   }
 }
 
 export type ConfigInput = Partial<Omit<HoldfastConfig, 'agent' | 'manager' | 'mdns'>> & {
   agent?: Partial<Omit<AgentConfig, 'folders'>> & { folders?: Array<string | { path: string, name?: string, ignore?: string[] }> }
-  manager?: Partial<ManagerConfig>
+  manager?: Partial<Omit<ManagerConfig, 'uploadWindows'>> & { uploadWindows?: { default?: string, endpoints?: Record<string, string> } }
   mdns?: Partial<MdnsConfig>
 }
 
@@ -170,12 +194,22 @@ export function resolveConfig (input: unknown, baseDir = process.cwd()): Holdfas
       diskReserveBytes: raw.agent?.diskReserveBytes ?? 0,
       watch: raw.agent?.watch ?? 'auto',
       watchMaxEntries: raw.agent?.watchMaxEntries ?? 50_000,
-      restoreDir: raw.agent?.restoreDir === undefined ? join(dataDir, 'restores') : resolve(baseDir, raw.agent.restoreDir)
+      restoreDir: raw.agent?.restoreDir === undefined ? join(dataDir, 'restores') : resolve(baseDir, raw.agent.restoreDir),
+      uploadWindows: raw.agent?.uploadWindows ?? '',
+      idleLoadPerCpu: raw.agent?.idleLoadPerCpu ?? 0.5,
+      idleInputSeconds: raw.agent?.idleInputSeconds ?? 300
     },
     manager: {
       pullIntervalSeconds: raw.manager?.pullIntervalSeconds ?? 60,
       // 10 Mbit/s: one endpoint's share of a 100 Mbit/s link split ten ways
-      bandwidthBytesPerSecond: raw.manager?.bandwidthBytesPerSecond ?? 1_250_000
+      bandwidthBytesPerSecond: raw.manager?.bandwidthBytesPerSecond ?? 1_250_000,
+      maxConcurrentPulls: raw.manager?.maxConcurrentPulls ?? 4,
+      sliceSeconds: raw.manager?.sliceSeconds ?? 300,
+      maxAgeHours: raw.manager?.maxAgeHours ?? 24,
+      maxAgeRateFraction: raw.manager?.maxAgeRateFraction ?? 0.25,
+      bandwidthProfiles: { ...raw.manager?.bandwidthProfiles },
+      endpointCaps: { ...raw.manager?.endpointCaps },
+      uploadWindows: { ...(raw.manager?.uploadWindows?.default === undefined ? {} : { default: raw.manager.uploadWindows.default }), endpoints: { ...raw.manager?.uploadWindows?.endpoints } }
     }
   }
   for (const [key, value, min] of [
@@ -188,14 +222,37 @@ export function resolveConfig (input: unknown, baseDir = process.cwd()): Holdfas
     ['agent.watchMaxEntries', config.agent.watchMaxEntries, 0],
     ['manager.pullIntervalSeconds', config.manager.pullIntervalSeconds, 1],
     ['manager.bandwidthBytesPerSecond', config.manager.bandwidthBytesPerSecond, 1],
-    ['mdns.queryIntervalSeconds', config.mdns.queryIntervalSeconds, 1]
+    ['mdns.queryIntervalSeconds', config.mdns.queryIntervalSeconds, 1],
+    ['agent.idleLoadPerCpu', config.agent.idleLoadPerCpu, 0],
+    ['agent.idleInputSeconds', config.agent.idleInputSeconds, 0],
+    ['manager.maxConcurrentPulls', config.manager.maxConcurrentPulls, 1],
+    ['manager.sliceSeconds', config.manager.sliceSeconds, 1],
+    ['manager.maxAgeHours', config.manager.maxAgeHours, 0],
+    ['manager.maxAgeRateFraction', config.manager.maxAgeRateFraction, 0.001]
   ] as Array<[string, number, number]>) {
     if (value < min) throw new HoldfastError('CONFIG_INVALID', `config key '${key}' must be at least ${min}`)
   }
+  if (config.manager.maxAgeRateFraction > 1) throw new HoldfastError('CONFIG_INVALID', "config key 'manager.maxAgeRateFraction' must be at most 1")
+  if (!Number.isInteger(config.manager.maxConcurrentPulls)) throw new HoldfastError('CONFIG_INVALID', "config key 'manager.maxConcurrentPulls' must be a whole number")
+  // windows and rates are checked now: a typo must fail at load, not at the first pull
+  for (const [key, spec] of [['agent.uploadWindows', config.agent.uploadWindows], ['manager.uploadWindows.default', config.manager.uploadWindows.default ?? ''], ...Object.entries(config.manager.uploadWindows.endpoints).map(([k, v]) => [`manager.uploadWindows.endpoints.${k}`, v])] as Array<[string, string]>) {
+    withKey(key, () => parseUploadWindows(spec))
+  }
+  withKey('manager.bandwidthProfiles', () => parseBudgetProfiles(config.manager.bandwidthProfiles))
+  for (const [k, v] of Object.entries(config.manager.endpointCaps)) withKey(`manager.endpointCaps.${k}`, () => parseRate(v))
   if (!['auto', 'events', 'scan'].includes(config.agent.watch)) throw new HoldfastError('CONFIG_INVALID', `agent.watch must be 'auto', 'events' or 'scan', not '${config.agent.watch}'`)
   if (raw.agent?.restoreDir !== undefined && (raw.agent.restoreDir === '' || raw.agent.restoreDir.includes('\0'))) throw new HoldfastError('CONFIG_INVALID', 'agent.restoreDir must be a directory path')
   if (role === 'agent' && !isAbsolute(config.dataDir)) throw new HoldfastError('CONFIG_INVALID', 'dataDir must resolve to an absolute path')
   return config
+}
+
+function withKey (key: string, fn: () => unknown): void {
+  try {
+    fn()
+  } catch (err) {
+    if (err instanceof HoldfastError) throw new HoldfastError(err.code, `config key '${key}': ${err.message}`, { ...err.details, key })
+    throw err
+  }
 }
 
 export function loadConfig (file: string): HoldfastConfig {

@@ -2,7 +2,12 @@
  * /holdfast/manifest/1 — the manager asks an agent what sealed staging sets it holds, and then
  * for the entries of one set.
  *
- *   list:    → {v, op:'list'}                 ← {v, agentVersion, idle, sets:[SetSummary]}
+ *   list:    → {v, op:'list', windows?}       ← {v, agentVersion, idle, sets:[SetSummary],
+ *                                                 utcOffsetMinutes?, timeZone?, uploadWindows?, load?, inputIdleSeconds?}
+ *
+ * `windows` is the upload-window spec the manager applies to this endpoint (the agent shows it
+ * in its status). The reply's optional fields came later: a manager reading an old agent's
+ * reply without them evaluates windows in UTC, and an old agent ignores `windows`.
  *   entries: → {v, op:'entries', setId}       ← {v, entries:[WireEntry]}* then {v, done:true, count}
  *
  * Entries travel in pages so no single frame grows with the size of a set; the final frame
@@ -19,8 +24,12 @@ import { ProtocolService, type Exchange } from './service.js'
 
 export const MANIFEST_PROTOCOL = protocolId('manifest')
 
+/** Longest upload-window spec on the wire (the parser's own limit). */
+const MAX_WINDOW_CHARS = 512
+
 export const MANIFEST_LIMITS = Object.freeze({
-  maxRequestBytes: 1024,
+  /** A list request carries the manager's window spec (≤ 512 characters); old agents took 1024. */
+  maxRequestBytes: 2048,
   maxFrameBytes: 4 * 1024 * 1024,
   maxSetsPerList: 10_000,
   entriesPerPage: 2000,
@@ -34,14 +43,29 @@ export interface AgentManifest {
   agentVersion: string
   /** The endpoint's name, so a manager that found it as a bare static peer can name it. */
   name?: string
-  /** The endpoint reports whether its user is idle or it is inside its upload window. */
+  /** The endpoint is idle (low CPU load, no recent user input). Old agents always say true. */
   idle: boolean
   sets: SetSummary[]
+  /** Minutes east of UTC now at the endpoint: its upload windows are in this local time. */
+  utcOffsetMinutes?: number
+  /** The endpoint's IANA zone, for a reader that has no offset. */
+  timeZone?: string
+  /** The agent's own upload-window spec (its config), unparsed. */
+  uploadWindows?: string
+  /** CPU load per core behind `idle`, and seconds since the last user input where known. */
+  load?: number
+  inputIdleSeconds?: number
+}
+
+/** What the manager says with a list request. */
+export interface ManifestListRequest {
+  /** The upload-window spec the manager applies to this endpoint. */
+  windows?: string
 }
 
 /** What the agent provides to answer manifest requests. */
 export interface ManifestSource {
-  manifest: () => AgentManifest
+  manifest: (request?: ManifestListRequest) => AgentManifest
   /** Entries of a sealed set in order; throws SET_UNKNOWN when there is no such set. */
   entries: (setId: number) => Iterable<StagedEntry>
 }
@@ -98,6 +122,11 @@ export function entryFromWire (value: unknown): StagedEntry {
   return entry
 }
 
+function signedInt (r: Record<string, unknown>, name: string, bound: number): number {
+  const v = r[name]
+  return field(typeof v === 'number' && Number.isInteger(v) && Math.abs(v) <= bound, name, v as number)
+}
+
 function summaryFromWire (value: unknown): SetSummary {
   if (typeof value !== 'object' || value === null) throw new HoldfastError('FRAME_MALFORMED', 'set summary is not an object')
   const r = value as Record<string, unknown>
@@ -111,11 +140,11 @@ function summaryFromWire (value: unknown): SetSummary {
   }
 }
 
-type ManifestRequest = { op: 'list' } | { op: 'entries', setId: number }
+type ManifestRequest = { op: 'list', windows?: string } | { op: 'entries', setId: number }
 
 function requestFromWire (r: Record<string, unknown>): ManifestRequest {
   const op = str(r, 'op', 16)
-  if (op === 'list') return { op }
+  if (op === 'list') return r.windows === undefined ? { op } : { op, windows: str(r, 'windows', MAX_WINDOW_CHARS) }
   if (op === 'entries') return { op, setId: int(r, 'setId', 1) }
   throw new HoldfastError('FRAME_MALFORMED', `unknown manifest op '${op}'`)
 }
@@ -147,8 +176,8 @@ export class ManifestService {
   private async serve ({ stream, reader, signal }: Exchange): Promise<void> {
     const request = await readJson(reader, MANIFEST_LIMITS.maxRequestBytes, 'the manifest request', requestFromWire)
     if (request.op === 'list') {
-      const m = this.init.source.manifest()
-      await sendJson(stream, { v: WIRE_VERSION, agentVersion: m.agentVersion, name: m.name, idle: m.idle, sets: m.sets.slice(0, MANIFEST_LIMITS.maxSetsPerList) }, MANIFEST_LIMITS.maxFrameBytes, signal)
+      const m = this.init.source.manifest(request.windows === undefined ? {} : { windows: request.windows })
+      await sendJson(stream, { v: WIRE_VERSION, agentVersion: m.agentVersion, name: m.name, idle: m.idle, sets: m.sets.slice(0, MANIFEST_LIMITS.maxSetsPerList), utcOffsetMinutes: m.utcOffsetMinutes, timeZone: m.timeZone, uploadWindows: m.uploadWindows, load: m.load, inputIdleSeconds: m.inputIdleSeconds }, MANIFEST_LIMITS.maxFrameBytes, signal)
     } else {
       // throws SET_UNKNOWN before any page is sent; the helper answers with the error frame
       const entries = this.init.source.entries(request.setId)
@@ -172,6 +201,8 @@ export class ManifestService {
 export interface ManifestClientOptions {
   signal?: AbortSignal
   timeoutMs?: number
+  /** list only: the upload windows the manager applies to this endpoint. */
+  windows?: string
 }
 
 /** The manager's side. */
@@ -182,7 +213,8 @@ export class ManifestClient {
     const signal = deadline(options.timeoutMs ?? MANIFEST_LIMITS.timeoutMs, options.signal)
     const stream = await this.host.dialProtocol(peer, MANIFEST_PROTOCOL, { signal })
     return await runExchange(stream, signal, 'manifest list', async () => {
-      await sendJson(stream, { v: WIRE_VERSION, op: 'list' }, MANIFEST_LIMITS.maxRequestBytes, signal)
+      const request = options.windows === undefined ? { v: WIRE_VERSION, op: 'list' } : { v: WIRE_VERSION, op: 'list', windows: options.windows.slice(0, MAX_WINDOW_CHARS) }
+      await sendJson(stream, request, MANIFEST_LIMITS.maxRequestBytes, signal)
       await stream.close({ signal })
       const reader = new FrameReader(stream)
       return await readJson(reader, MANIFEST_LIMITS.maxFrameBytes, 'the manifest', r => {
@@ -192,6 +224,12 @@ export class ManifestClient {
           sets: arr(r, 'sets', MANIFEST_LIMITS.maxSetsPerList).map(summaryFromWire)
         }
         if (r.name !== undefined) manifest.name = str(r, 'name', 255)
+        // later fields: absent from old agents; out of range is a malformed reply like any other
+        if (r.utcOffsetMinutes !== undefined) manifest.utcOffsetMinutes = signedInt(r, 'utcOffsetMinutes', 14 * 60)
+        if (r.timeZone !== undefined) manifest.timeZone = str(r, 'timeZone', 64)
+        if (r.uploadWindows !== undefined) manifest.uploadWindows = str(r, 'uploadWindows', MAX_WINDOW_CHARS)
+        if (r.load !== undefined) manifest.load = field(typeof r.load === 'number' && Number.isFinite(r.load) && r.load >= 0, 'load', r.load as number)
+        if (r.inputIdleSeconds !== undefined) manifest.inputIdleSeconds = int(r, 'inputIdleSeconds')
         return manifest
       })
     })

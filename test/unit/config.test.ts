@@ -36,8 +36,8 @@ describe('config', () => {
         mdns: { enabled: true, queryIntervalSeconds: 30 },
         staticPeers: [],
         adminSocket: join(dataDir, 'admin.sock'),
-        agent: { folders: [], scanIntervalSeconds: 300, settleSeconds: 2, maxUploadBytesPerSecond: 0, workers: 0, spoolCapBytes: 0, diskReserveBytes: 0, watch: 'auto', watchMaxEntries: 50_000, restoreDir: join(dataDir, 'restores') },
-        manager: { pullIntervalSeconds: 60, bandwidthBytesPerSecond: 1_250_000 }
+        agent: { folders: [], scanIntervalSeconds: 300, settleSeconds: 2, maxUploadBytesPerSecond: 0, workers: 0, spoolCapBytes: 0, diskReserveBytes: 0, watch: 'auto', watchMaxEntries: 50_000, restoreDir: join(dataDir, 'restores'), uploadWindows: '', idleLoadPerCpu: 0.5, idleInputSeconds: 300 },
+        manager: { pullIntervalSeconds: 60, bandwidthBytesPerSecond: 1_250_000, maxConcurrentPulls: 4, sliceSeconds: 300, maxAgeHours: 24, maxAgeRateFraction: 0.25, bandwidthProfiles: {}, endpointCaps: {}, uploadWindows: { endpoints: {} } }
       })
     })
 
@@ -62,7 +62,7 @@ describe('config', () => {
       assert.equal(c.agent.settleSeconds, 0)
       assert.equal(c.agent.workers, 3)
       assert.equal(c.agent.scanIntervalSeconds, 300)
-      assert.deepEqual(c.manager, { pullIntervalSeconds: 60, bandwidthBytesPerSecond: 5 })
+      assert.deepEqual(c.manager, { pullIntervalSeconds: 60, bandwidthBytesPerSecond: 5, maxConcurrentPulls: 4, sliceSeconds: 300, maxAgeHours: 24, maxAgeRateFraction: 0.25, bandwidthProfiles: {}, endpointCaps: {}, uploadWindows: { endpoints: {} } })
     })
 
     it('resolves relative dataDir, adminSocket and folder paths against baseDir', () => {
@@ -140,6 +140,27 @@ describe('config', () => {
       ]
       for (const [input, key] of cases) {
         assert.throws(() => resolveConfig(withKey(input), BASE), holdfastCode('CONFIG_INVALID', `${key}`), JSON.stringify(input))
+      }
+    })
+
+    it('checks scheduler keys at load: windows, profiles, caps, k, fractions', () => {
+      const ok = resolveConfig(withKey({ role: 'manager', manager: { maxConcurrentPulls: 2, bandwidthProfiles: { '08:00-18:00': '20Mbit' }, endpointCaps: { laptop: '2MiB/s' }, uploadWindows: { default: 'Mon-Fri 18:00-07:00; Sat-Sun all', endpoints: { laptop: '12:00-13:00' } } }, agent: { uploadWindows: 'all' } }), BASE)
+      assert.deepEqual(ok.manager.uploadWindows, { default: 'Mon-Fri 18:00-07:00; Sat-Sun all', endpoints: { laptop: '12:00-13:00' } })
+      const cases: Array<[Record<string, unknown>, string, string]> = [
+        [{ manager: { uploadWindows: { default: 'Mon-Fry 12:00-13:00' } } }, 'CONFIG_INVALID', 'manager.uploadWindows.default'],
+        [{ manager: { uploadWindows: { endpoints: { laptop: '25:00-26:00' } } } }, 'CONFIG_INVALID', 'manager.uploadWindows.endpoints.laptop'],
+        [{ manager: { uploadWindows: { endpoints: { laptop: 5 } } } }, 'CONFIG_INVALID', 'manager.uploadWindows.endpoints'],
+        [{ manager: { uploadWindows: { weekdays: 'all' } } }, 'CONFIG_UNKNOWN_KEY', 'manager.uploadWindows.weekdays'],
+        [{ agent: { uploadWindows: 'sometimes' } }, 'CONFIG_INVALID', 'agent.uploadWindows'],
+        [{ manager: { bandwidthProfiles: { '08:00-18:00': '-20Mbit' } } }, 'CONFIG_INVALID', 'manager.bandwidthProfiles'],
+        [{ manager: { endpointCaps: { laptop: 'fast' } } }, 'CONFIG_INVALID', 'manager.endpointCaps.laptop'],
+        [{ manager: { maxConcurrentPulls: 0 } }, 'CONFIG_INVALID', 'manager.maxConcurrentPulls'],
+        [{ manager: { maxConcurrentPulls: 2.5 } }, 'CONFIG_INVALID', 'manager.maxConcurrentPulls'],
+        [{ manager: { maxAgeRateFraction: 2 } }, 'CONFIG_INVALID', 'manager.maxAgeRateFraction'],
+        [{ manager: { maxAgeHours: -1 } }, 'CONFIG_INVALID', 'manager.maxAgeHours']
+      ]
+      for (const [input, code, key] of cases) {
+        assert.throws(() => resolveConfig(withKey(input), BASE), holdfastCode(code as 'CONFIG_INVALID', key), JSON.stringify(input))
       }
     })
 

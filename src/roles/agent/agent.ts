@@ -28,6 +28,7 @@ import { displayPath } from '../../model/entry.js'
 import { FolderWatchers } from '../../staging/watcher.js'
 import { restageBrokenSets } from '../../staging/repair.js'
 import { HOLDFAST_VERSION } from '../../version.js'
+import { IdleMonitor, LinuxIdleProbe, type IdleProbe, type IdleReport } from './idle.js'
 
 export interface AgentStatus {
   peerId: string
@@ -51,6 +52,9 @@ export interface AgentStatus {
   lastAck?: { setId: number, snapshotId: number, at: number, ageSeconds: number }
   errors: Array<{ folder: string, path: string, code: string, message: string, at: number }>
   mdns: boolean
+  /** What the last manifest request reported, and the upload windows in play. */
+  idle?: IdleReport
+  uploadWindows: { fromManager?: string, own: string }
 }
 
 export class Agent {
@@ -71,8 +75,13 @@ export class Agent {
   private readonly watchers: FolderWatchers
   /** A fetch asked for a chunk the spool lacks: look for sets that cannot be served whole. */
   private repairDue = false
+  private readonly idle: IdleMonitor
+  private lastIdle?: IdleReport
+  /** The windows the manager said it applies, from its last manifest request. */
+  private managerWindows?: string
 
-  constructor (readonly config: HoldfastConfig, private readonly clock: Clock, private readonly log: Logger) {
+  constructor (readonly config: HoldfastConfig, private readonly clock: Clock, private readonly log: Logger, deps: { idleProbe?: IdleProbe } = {}) {
+    this.idle = new IdleMonitor(deps.idleProbe ?? new LinuxIdleProbe(clock), { loadPerCpu: config.agent.idleLoadPerCpu, inputIdleMs: config.agent.idleInputSeconds * 1000 }, clock)
     mkdirSync(config.dataDir, { recursive: true, mode: 0o700 })
     this.state = new AgentStateDb(join(config.dataDir, 'agent.db'))
     this.spool = new Spool(join(config.dataDir, 'spool'), this.state)
@@ -113,7 +122,23 @@ export class Agent {
       allow,
       log: this.log,
       source: {
-        manifest: () => ({ agentVersion: HOLDFAST_VERSION, name: this.config.name, idle: true, sets: this.state.sealedSets() }),
+        manifest: (request) => {
+          if (request?.windows !== undefined) this.managerWindows = request.windows
+          const idle = this.idle.report()
+          this.lastIdle = idle
+          return {
+            agentVersion: HOLDFAST_VERSION,
+            name: this.config.name,
+            idle: idle.idle,
+            load: idle.load,
+            inputIdleSeconds: idle.inputIdleSeconds,
+            // the offset now, so the manager needs no zone database and DST is the endpoint's business
+            utcOffsetMinutes: -new Date(this.clock.now()).getTimezoneOffset(),
+            timeZone: Intl.DateTimeFormat().resolvedOptions().timeZone,
+            uploadWindows: this.config.agent.uploadWindows === '' ? undefined : this.config.agent.uploadWindows,
+            sets: this.state.sealedSets()
+          }
+        },
         entries: (setId) => {
           if (this.state.setState(setId) !== 'sealed') throw new HoldfastError('SET_UNKNOWN', `no sealed set ${setId}`)
           return this.state.setEntries(setId)
@@ -244,7 +269,9 @@ export class Agent {
       lastScanAt: this.lastScan?.at,
       lastAck: last === undefined ? undefined : { ...last, ageSeconds: Math.round((this.clock.now() - last.at) / 1000) },
       errors: this.state.pathErrors().map(e => ({ folder: e.folder, path: displayPath(e.path), code: e.code, message: e.message, at: e.at })),
-      mdns: this.discovery?.mdnsEnabled ?? false
+      mdns: this.discovery?.mdnsEnabled ?? false,
+      idle: this.lastIdle,
+      uploadWindows: { fromManager: this.managerWindows, own: this.config.agent.uploadWindows }
     }
   }
 

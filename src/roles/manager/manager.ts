@@ -21,11 +21,16 @@ import { HoldfastError, describeError, isHoldfastError } from '../../util/errors
 import type { Clock } from '../../util/clock.js'
 import type { Logger } from '../../util/log.js'
 import { HOLDFAST_VERSION } from '../../version.js'
-import { PeerTable, type PeerRecord } from './peer-table.js'
+import { PeerTable } from './peer-table.js'
 import { Puller, type PullProgress, type PullResult } from './puller.js'
 import { storeAdminHandlers } from './store-admin.js'
 import { lastHolding, pathAt, resolveSnapshot } from '../../store/queries/browse.js'
 import { ReadWriteLock } from '../../util/mutex.js'
+import { ManifestClient } from '../../protocols/manifest.js'
+import { Scheduler, type PeerScheduleStatus } from './scheduler/scheduler.js'
+import { BandwidthBudget, parseBudgetProfiles, parseRate } from './scheduler/bandwidth-budget.js'
+import { parseUploadWindows } from './scheduler/upload-window.js'
+import { createPullVisit } from './scheduler/visit.js'
 
 export interface PeerListRow {
   peerId: string
@@ -39,6 +44,8 @@ export interface PeerListRow {
   pendingBytes?: number
   pendingSets?: number
   lastError?: string
+  /** What the scheduler is doing with it, and if not backing it up, why. */
+  schedule?: PeerScheduleStatus
 }
 
 export interface RoundResult {
@@ -64,15 +71,15 @@ export class Manager {
   readonly peers: PeerTable
   private readonly controller = new AbortController()
   private peerId = ''
-  private round?: Promise<RoundResult>
+  private scheduler?: Scheduler
+  /** backup-now callers watching progress. */
+  private readonly progressListeners = new Set<(p: PullProgress) => void>()
   /**
    * Pulls and verify read the store (a pull relies on the chunks the catalog says it has);
    * prune deletes from it. Readers share, prune waits for them and holds new ones off.
    */
   private readonly storeLock = new ReadWriteLock()
   private loop?: Promise<void>
-  /** Wakes the schedule loop early: a backed-off peer was announced again. */
-  private wakeLoop?: () => void
   /** The last pull failed because the store's disk is full (cleared by the next pull that commits). */
   private storeFull?: { since: number, error: string }
 
@@ -105,7 +112,7 @@ export class Manager {
         const { isNew, newAddress, record } = this.peers.upsert(peer, this.clock.now())
         if (isNew) this.log.info('found peer', { peer: peer.peerId, role: peer.role, via: peer.source, addrs: peer.addrs.map(String) })
         else if (newAddress) this.log.info('peer announced a new address', { peer: peer.peerId, addrs: record.addrs.map(String) })
-        if (newAddress && record.role === 'agent') this.wakeLoop?.()
+        if (newAddress && record.role === 'agent') this.scheduler?.wake()
       },
       onPeerGone: gone => { this.peers.forget(gone.peerId, gone.addrs) },
       clock: this.clock,
@@ -122,13 +129,13 @@ export class Manager {
     }, this.log)
     await this.admin.start()
     this.log.info('manager started', { peer: this.peerId, listen: node.getMultiaddrs().map(String) })
-    this.loop = this.scheduleLoop()
+    this.scheduler = this.createScheduler(node)
+    this.loop = this.scheduler.run()
   }
 
   async stop (): Promise<void> {
     this.controller.abort(new HoldfastError('ABORTED', 'manager stopping'))
     await this.loop?.catch(() => {})
-    await this.round?.catch(() => {})
     await this.puller?.close()
     await this.admin?.stop()
     this.discovery?.stop()
@@ -150,79 +157,62 @@ export class Manager {
       lastBackup: endpoints.get(p.peerId)?.lastBackup ?? p.lastBackup,
       pendingBytes: p.pendingBytes,
       pendingSets: p.pendingSets,
-      lastError: p.lastError
+      lastError: p.lastError,
+      schedule: p.role === 'agent' ? this.scheduler?.status(p) : undefined
     }))
   }
 
-  /** One round over every agent, in turn. Rounds never overlap. */
-  async runRound (options: { respectBackoff: boolean, onlyRetries?: boolean, signal?: AbortSignal, progress?: (p: PullProgress) => void }): Promise<RoundResult> {
-    if (this.round !== undefined) return await this.round
-    this.round = this.storeLock.read(async () => await this.doRound(options)).finally(() => { this.round = undefined })
-    return await this.round
-  }
-
-  private async doRound (options: { respectBackoff: boolean, onlyRetries?: boolean, signal?: AbortSignal, progress?: (p: PullProgress) => void }): Promise<RoundResult> {
-    const result: RoundResult = { peers: [] }
-    const signal = options.signal === undefined ? this.controller.signal : AbortSignal.any([options.signal, this.controller.signal])
-    this.peers.expire(this.clock.now())
-    for (const peer of this.peers.agents()) {
-      if (signal.aborted) break
-      if (options.respectBackoff && peer.nextAttemptAt > this.clock.now()) continue
-      if (options.onlyRetries === true && peer.failures === 0) continue
-      result.peers.push(await this.pullPeer(peer, signal, options.progress))
+  /**
+   * The scheduler (scheduler/scheduler.ts) with a visit that reads the manifest, applies
+   * windows and idleness, and pulls under the store's read lock at the budget's share.
+   */
+  private createScheduler (node: HoldfastNode): Scheduler {
+    const m = this.config.manager
+    const windows = {
+      default: m.uploadWindows.default === undefined ? undefined : parseUploadWindows(m.uploadWindows.default),
+      endpoints: new Map(Object.entries(m.uploadWindows.endpoints).map(([k, v]) => [k, parseUploadWindows(v)]))
     }
-    return result
-  }
-
-  private async pullPeer (peer: PeerRecord, signal: AbortSignal, progress?: (p: PullProgress) => void): Promise<RoundResult['peers'][number]> {
-    const puller = this.puller as Puller
-    // One pull at a time today, so it gets the whole budget; concurrent pulls will share it.
-    const rate = this.config.manager.bandwidthBytesPerSecond
-    const started = this.clock.now()
-    let answered = false
-    try {
-      const pulled = await puller.pull(peer, {
-        rate,
-        signal,
-        onProgress: p => progress?.(p),
-        onManifest: m => {
-          answered = true
-          peer.lastContact = this.clock.now()
-          peer.version = m.agentVersion
-          if (peer.name === '' && m.name !== undefined) peer.name = m.name
-          peer.pendingSets = m.sets.length
-          peer.pendingBytes = m.sets.reduce((n, s) => n + s.storedBytes, 0)
-        }
-      })
-      peer.failures = 0
-      peer.nextAttemptAt = 0
-      // A set the agent could not serve whole was skipped (the rest were pulled): say so in the
-      // peer list until a pull goes clean, so a stuck set is never silent.
-      const failed = pulled.failedSets
-      peer.lastError = failed.length === 0 ? undefined : `${failed.length} staged set(s) skipped (set ${failed[0].setId}: ${failed[0].message}); the agent re-stages what it can`
-      if (pulled.snapshots.length > 0) this.storeFull = undefined
-      // the last manifest was read after the last ack: what it lists is still waiting
-      peer.pendingSets = pulled.manifest.sets.length
-      peer.pendingBytes = pulled.manifest.sets.reduce((n, s) => n + s.storedBytes, 0)
-      if (pulled.snapshots.length > 0) peer.lastBackup = this.clock.now()
-      return { peerId: peer.peerId, name: peer.name, ok: true, snapshots: pulled.snapshots, bytesPulled: pulled.bytesPulled, ms: this.clock.now() - started }
-    } catch (err) {
-      peer.lastError = describeError(err)
-      // Never got a manifest: the peer was not there (restarted elsewhere, asleep, off). Ask
-      // the network where it is now, and try again soon rather than backing off for hours.
-      const kind = answered || signal.aborted ? 'error' : 'unreachable'
-      if (kind === 'unreachable') this.discovery?.requery()
-      let backoff = this.peers.recordFailure(peer, kind, this.clock.now(), this.config.manager.pullIntervalSeconds * 1000)
-      if (isHoldfastError(err, 'STORE_FULL')) {
-        this.storeFull ??= { since: this.clock.now(), error: peer.lastError }
-        // A full store is not the peer's fault: retry at the plain interval, so backups resume
-        // soon after space returns rather than after an hour of backoff.
-        backoff = this.config.manager.pullIntervalSeconds * 1000
-        peer.nextAttemptAt = this.clock.now() + backoff
+    const caps = new Map(Object.entries(m.endpointCaps).map(([k, v]) => [k, parseRate(v)]))
+    const budget = new BandwidthBudget({ bytesPerSecond: m.bandwidthBytesPerSecond, profiles: parseBudgetProfiles(m.bandwidthProfiles) }, this.clock.now)
+    const visit = createPullVisit({
+      manifests: new ManifestClient(node),
+      puller: this.puller as Puller,
+      clock: this.clock,
+      log: this.log.child('visit'),
+      windows,
+      policy: { maxAgeMs: m.maxAgeHours * 3_600_000, maxAgeRateFraction: m.maxAgeRateFraction },
+      around: async fn => await this.storeLock.read(fn),
+      onProgress: p => { for (const l of this.progressListeners) l(p) },
+      onManifest: (peer, manifest) => {
+        peer.lastContact = this.clock.now()
+        peer.version = manifest.agentVersion
+        if (peer.name === '' && manifest.name !== undefined) peer.name = manifest.name
+        peer.pendingSets = manifest.sets.length
+        peer.pendingBytes = manifest.sets.reduce((n, set) => n + set.storedBytes, 0)
+      },
+      onPulled: (peer, pulled) => {
+        if (pulled.snapshots.length > 0) peer.lastBackup = this.clock.now()
       }
-      this.log.warn('pull failed; will retry', { peer: peer.peerId, err: peer.lastError, reason: kind, retryInSeconds: Math.round(backoff / 1000) })
-      return { peerId: peer.peerId, name: peer.name, ok: false, snapshots: [], bytesPulled: 0, ms: this.clock.now() - started, error: peer.lastError }
-    }
+    })
+    const lastBackups = (): Map<string, number | undefined> => new Map(this.catalog.endpoints().map(e => [e.peerId, e.lastBackup]))
+    return new Scheduler({
+      clock: this.clock,
+      table: this.peers,
+      visit: async (peer, ctx) => {
+        const outcome = await visit(peer, ctx)
+        // never got a manifest: ask the network where the peer is now
+        if (outcome.kind === 'failed' && outcome.failure === 'unreachable') this.discovery?.requery()
+        return outcome
+      },
+      budget,
+      log: this.log.child('schedule'),
+      maxConcurrent: m.maxConcurrentPulls,
+      intervalMs: m.pullIntervalSeconds * 1000,
+      sliceMs: m.sliceSeconds * 1000,
+      maxAgeMs: m.maxAgeHours * 3_600_000,
+      capOf: peer => caps.get(peer.peerId) ?? caps.get(peer.name),
+      lastBackupOf: peer => lastBackups().get(peer.peerId) ?? undefined
+    }, this.controller.signal)
   }
 
   private async backupNow (req: ManagerCommands['backup-now']['request'], progress: (p: PullProgress) => void, signal: AbortSignal): Promise<RoundResult> {
@@ -236,7 +226,31 @@ export class Manager {
       }
       await this.clock.sleep(100, signal)
     }
-    return await this.runRound({ respectBackoff: false, signal, progress })
+    // every agent now, ignoring windows, idleness and backoff; k at a time, each pulled to the end
+    const scheduler = this.scheduler as Scheduler
+    const started = this.clock.now()
+    this.progressListeners.add(progress)
+    try {
+      const aborted = new Promise<never>((_resolve, reject) => {
+        if (signal.aborted) reject(signal.reason)
+        signal.addEventListener('abort', () => { reject(signal.reason) }, { once: true })
+      })
+      aborted.catch(() => {})
+      const visits = await Promise.race([scheduler.visitNow(this.peers.agents()), aborted])
+      return {
+        peers: visits.map(({ peer, outcome }) => {
+          const ms = this.clock.now() - started
+          if (outcome.kind === 'pulled') {
+            const pulled = outcome.detail as PullResult
+            return { peerId: peer.peerId, name: peer.name, ok: true, snapshots: pulled.snapshots, bytesPulled: pulled.bytesPulled, ms }
+          }
+          if (outcome.kind === 'failed') return { peerId: peer.peerId, name: peer.name, ok: false, snapshots: [], bytesPulled: 0, ms, error: outcome.error }
+          return { peerId: peer.peerId, name: peer.name, ok: true, snapshots: [], bytesPulled: 0, ms }
+        })
+      }
+    } finally {
+      this.progressListeners.delete(progress)
+    }
   }
 
   private async restore (req: RestoreRequest, progress: (p: RestoreProgress | RestorePushProgress) => void, signal: AbortSignal): Promise<RestoreSummary | EndpointRestoreSummary> {
@@ -295,39 +309,5 @@ export class Manager {
     }, { signal: AbortSignal.any([signal, this.controller.signal]), onProgress: p => { progress(p) } }))
     this.log.info('restore pushed to endpoint', { peer: peerId, snapshot: snapshotId, label, files: summary.files, errors: summary.errors.length + summary.errorsOmitted })
     return { snapshotId, endpoint: peerId, label, ...summary, ms: this.clock.now() - started }
-  }
-
-  /**
-   * A round every pull interval; in between, wakes for a peer whose short retry is due or that
-   * was announced again after failing, so a restarted agent is not left waiting a whole
-   * interval (or a backoff) to be pulled. A round skips peers still waiting out a failure.
-   */
-  private async scheduleLoop (): Promise<void> {
-    const signal = this.controller.signal
-    const interval = this.config.manager.pullIntervalSeconds * 1000
-    let nextRoundAt = this.clock.now() + interval
-    while (!signal.aborted) {
-      const retryAt = this.peers.nextRetryAt()
-      const wakeAt = retryAt === undefined ? nextRoundAt : Math.min(nextRoundAt, retryAt)
-      const wait = wakeAt - this.clock.now()
-      const early = new AbortController()
-      this.wakeLoop = () => { early.abort() }
-      try {
-        if (wait > 0) await this.clock.sleep(wait, AbortSignal.any([signal, early.signal]))
-      } catch {
-        if (signal.aborted) return
-      }
-      this.wakeLoop = undefined
-      const now = this.clock.now()
-      // an early wake pulls only the peers that failed and are due again; the others wait for their round
-      const full = now >= nextRoundAt
-      if (full) nextRoundAt = now + interval
-      else if (!this.peers.agents().some(p => p.failures > 0 && p.nextAttemptAt <= now)) continue
-      try {
-        await this.runRound({ respectBackoff: true, onlyRetries: !full })
-      } catch (err) {
-        if (!signal.aborted) this.log.error('pull round failed', { err: describeError(err) })
-      }
-    }
   }
 }

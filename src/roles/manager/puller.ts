@@ -18,6 +18,7 @@ import type { Clock } from '../../util/clock.js'
 import type { Logger } from '../../util/log.js'
 import { HoldfastError, describeError, errorCode } from '../../util/errors.js'
 import { testPausePoint } from '../../util/test-pause.js'
+import type { RateLimiter } from '../../util/rate-limiter.js'
 
 export const FETCH_BATCH_IDS = 1024
 /** How often one pull re-reads an agent's manifest for sets sealed while it was pulling. */
@@ -43,6 +44,25 @@ export interface PullResult {
   /** Sets skipped because the agent could not serve them whole (see setCannotBeServed). */
   failedSets: Array<{ setId: number, code: string, message: string }>
   bytesPulled: number
+  /** The pull's time slice ran out after a set; sets may still be waiting. */
+  sliced: boolean
+}
+
+export interface PullOptions {
+  rate: number
+  signal?: AbortSignal
+  onProgress?: (p: PullProgress) => void
+  onManifest?: (m: AgentManifest) => void
+  /** The first manifest, when the caller has read it already (to decide whether to pull). */
+  manifest?: AgentManifest
+  /**
+   * The pull's share of the budget, changed by the manager while it runs: each fetch batch
+   * asks the agent for its current rate, and receipt is paced by it too, so a lowered share
+   * takes hold at once (the agent is held back by flow control) rather than at the next batch.
+   */
+  limiter?: RateLimiter
+  /** Clock time after which the pull stops once the set in hand is committed and acked. */
+  sliceEndsAt?: number
 }
 
 /** Failures that belong to one set (a chunk gone or damaged, the set gone), not to the peer. */
@@ -79,14 +99,14 @@ export class Puller {
     this.verifier = undefined
   }
 
-  async pull (peer: { peerId: string, name: string, addrs: Multiaddr[] }, options: { rate: number, signal?: AbortSignal, onProgress?: (p: PullProgress) => void, onManifest?: (m: AgentManifest) => void }): Promise<PullResult> {
+  async pull (peer: { peerId: string, name: string, addrs: Multiaddr[] }, options: PullOptions): Promise<PullResult> {
     const { catalog, clock } = this.init
     const log = this.init.log.child(peer.peerId.slice(-8))
-    let manifest = await this.manifest.list(peer.addrs, { signal: options.signal })
-    options.onManifest?.(manifest)
+    let manifest = options.manifest ?? await this.manifest.list(peer.addrs, { signal: options.signal })
+    if (options.manifest === undefined) options.onManifest?.(manifest)
     // mDNS carries the endpoint's name; a static peer is named by its own manifest
     const endpointId = catalog.touchEndpoint(peer.peerId, peer.name !== '' ? peer.name : (manifest.name ?? ''), clock.now())
-    const result: PullResult = { peerId: peer.peerId, manifest, snapshots: [], failedSets: [], bytesPulled: 0 }
+    const result: PullResult = { peerId: peer.peerId, manifest, snapshots: [], failedSets: [], bytesPulled: 0, sliced: false }
     const done = new Set<number>()
     // A large first backup is sealed set by set while it is staged: after the sets we knew of,
     // look again and take what was sealed meanwhile. Bounded, so that an endpoint that never
@@ -117,15 +137,18 @@ export class Puller {
         result.snapshots.push(pulled)
         result.bytesPulled += pulled.bytesPulled
         log.info('snapshot committed and acknowledged', { set: set.id, snapshot: pulled.snapshotId, entries: pulled.entries, chunks: pulled.chunksPulled, bytes: pulled.bytesPulled })
+        // the slice is over: the others' turn; what is left waits on the agent for the next one
+        if (options.sliceEndsAt !== undefined && clock.now() >= options.sliceEndsAt) { result.sliced = true; break }
       }
       manifest = await this.manifest.list(peer.addrs, { signal: options.signal })
       options.onManifest?.(manifest)
+      if (result.sliced) break
     }
     result.manifest = manifest
     return result
   }
 
-  private async pullSet (peer: { peerId: string, addrs: Multiaddr[] }, endpointId: number, set: SetSummary, options: { rate: number, signal?: AbortSignal, onProgress?: (p: PullProgress) => void }): Promise<PullResult['snapshots'][number]> {
+  private async pullSet (peer: { peerId: string, addrs: Multiaddr[] }, endpointId: number, set: SetSummary, options: PullOptions): Promise<PullResult['snapshots'][number]> {
     const { catalog, packs, clock } = this.init
     const entries: StagedEntry[] = []
     const wanted = new Map<string, Uint8Array>()
@@ -171,7 +194,9 @@ export class Puller {
     try {
       for (let i = 0; i < missing.length; i += FETCH_BATCH_IDS) {
         const batch = missing.slice(i, i + FETCH_BATCH_IDS)
-        for await (const chunk of this.fetcher.fetch(peer.addrs, { setId: set.id, ids: batch, rate: options.rate }, { signal: options.signal })) {
+        const limiter = options.limiter
+        for await (const chunk of this.fetcher.fetch(peer.addrs, { setId: set.id, ids: batch, rate: limiter?.rate ?? options.rate }, { signal: options.signal })) {
+          if (limiter !== undefined) await limiter.take(chunk.compressed.byteLength + CHUNK_ID_BYTES + 9, options.signal)
           pending.push(chunk)
           pendingBytes += chunk.compressed.byteLength
           bytesPulled += chunk.compressed.byteLength

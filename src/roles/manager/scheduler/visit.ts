@@ -1,0 +1,63 @@
+/**
+ * One scheduled visit of an agent: read its manifest (telling it the windows the manager
+ * applies), decide whether it may upload now (admission.ts), and pull at the share the budget
+ * gives it, until done or its time slice ends.
+ */
+import type { AgentManifest, ManifestClient } from '../../../protocols/manifest.js'
+import { describeError } from '../../../util/errors.js'
+import type { Logger } from '../../../util/log.js'
+import type { Clock } from '../../../util/clock.js'
+import type { PeerRecord } from '../peer-table.js'
+import type { Puller, PullProgress, PullResult } from '../puller.js'
+import { admit, effectiveWindows, type AdmissionPolicy, type ManagerWindows } from './admission.js'
+import type { VisitContext, VisitFn, VisitOutcome } from './scheduler.js'
+
+export interface PullVisitInit {
+  manifests: ManifestClient
+  puller: Puller
+  clock: Clock
+  log: Logger
+  windows: ManagerWindows
+  policy: AdmissionPolicy
+  /** Runs the pull itself (the manager holds its store's read lock around it). */
+  around?: <T>(fn: () => Promise<T>) => Promise<T>
+  onManifest?: (peer: PeerRecord, manifest: AgentManifest) => void
+  onPulled?: (peer: PeerRecord, result: PullResult) => void
+  onProgress?: (p: PullProgress) => void
+}
+
+export function createPullVisit (init: PullVisitInit): VisitFn {
+  const around = init.around ?? (async <T>(fn: () => Promise<T>) => await fn())
+  return async (peer: PeerRecord, ctx: VisitContext): Promise<VisitOutcome> => {
+    // only the manager's own windows travel to the agent; what the agent set it knows
+    const configured = init.windows.endpoints.get(peer.peerId) ?? init.windows.endpoints.get(peer.name) ?? init.windows.default
+    let manifest: AgentManifest
+    try {
+      manifest = await init.manifests.list(peer.addrs, { signal: ctx.signal, windows: configured?.spec })
+    } catch (err) {
+      // no conversation: the peer was not there (restarted elsewhere, asleep, off)
+      return { kind: 'failed', failure: ctx.signal.aborted ? 'error' : 'unreachable', error: describeError(err) }
+    }
+    init.onManifest?.(peer, manifest)
+    const now = init.clock.now()
+    const decision = admit({ manifest, windows: effectiveWindows(peer, manifest, init.windows, init.log), now, lastGoodAt: ctx.lastGoodAt, firstSeen: peer.firstSeen, policy: init.policy, forced: ctx.forced })
+    if (!decision.pull) return { kind: 'skipped', reason: decision.reason, detail: decision.detail, nothingPending: manifest.sets.length === 0 }
+    ctx.setMode(decision.mode)
+    ctx.share.setFraction(decision.fraction)
+    try {
+      const result = await around(async () => await init.puller.pull(peer, {
+        rate: ctx.limiter.rate,
+        limiter: ctx.limiter,
+        manifest,
+        sliceEndsAt: ctx.sliceEndsAt,
+        signal: ctx.signal,
+        onProgress: init.onProgress,
+        onManifest: m => init.onManifest?.(peer, m)
+      }))
+      init.onPulled?.(peer, result)
+      return { kind: 'pulled', mode: decision.mode, more: result.sliced, bytesPulled: result.bytesPulled, snapshots: result.snapshots.length, detail: result }
+    } catch (err) {
+      return { kind: 'failed', failure: 'error', error: describeError(err) }
+    }
+  }
+}

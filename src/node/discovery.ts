@@ -198,6 +198,11 @@ export class Discovery {
       type: MDNS_SERVICE_TYPE,
       protocol: 'tcp',
       port: self.port,
+      // The SRV target and the A/AAAA records are owned by this host name. bonjour-service
+      // defaults it to os.hostname(), which has no `.local` and is the same for every daemon on
+      // one machine (or for cloned machines): a DNS-SD client then resolves every instance to
+      // every such daemon's addresses. A name of our own claimed instance is unique on the link.
+      host: mdnsHostName(name),
       // probed above; bonjour-service's probe would only log a stack and give up
       probe: false,
       txt: { peer: self.peerId, role: self.role, pv: DISCOVERY_PROTOCOL_VERSION, ver: self.version, name: self.name.slice(0, 60), fleet: self.fleetTag, port: String(self.port) }
@@ -275,4 +280,9 @@ export class Discovery {
     if (addrs.length === 0) return
     return { peerId, addrs, txt }
   }
+}
+
+/** The `.local` host name that owns an instance's address records (RFC 6762: letters, digits, hyphens). */
+export function mdnsHostName (instanceName: string): string {
+  return `${instanceName.replace(/[^A-Za-z0-9-]/g, '-').slice(0, 63)}.local`
 }

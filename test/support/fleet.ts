@@ -57,8 +57,8 @@ export class TestFleet {
     this.managerSocket = join(this.managerDir, 'admin.sock')
   }
 
-  async init (options: { bandwidth?: number, mdns?: boolean, staticPeers?: string[], pullInterval?: number } = {}): Promise<void> {
-    const args = ['init', '--data-dir', this.managerDir, '--listen', '/ip4/127.0.0.1/tcp/0', '--name', 'test-manager', '--pull-interval', String(options.pullInterval ?? 3600)]
+  async init (options: { bandwidth?: number, mdns?: boolean, staticPeers?: string[], pullInterval?: number, listen?: string } = {}): Promise<void> {
+    const args = ['init', '--data-dir', this.managerDir, '--listen', options.listen ?? '/ip4/127.0.0.1/tcp/0', '--name', 'test-manager', '--pull-interval', String(options.pullInterval ?? 3600)]
     if (options.bandwidth !== undefined) args.push('--bandwidth', String(options.bandwidth))
     if (options.mdns === false) args.push('--no-mdns')
     for (const p of options.staticPeers ?? []) args.push('--static-peer', p)
@@ -82,20 +82,22 @@ export class TestFleet {
     writeFileSync(file, JSON.stringify(c, null, 2))
   }
 
-  async startManager (): Promise<void> {
-    await this.startDaemon('manager', 'manager', this.managerConfig, this.managerSocket)
+  /** `prefix` runs the daemon through another command, e.g. `ip netns exec NS` (test/support/lan.ts). */
+  async startManager (prefix: string[] = []): Promise<void> {
+    await this.startDaemon('manager', 'manager', this.managerConfig, this.managerSocket, prefix)
   }
 
-  async startAgent (agent: AgentHandle): Promise<void> {
-    await this.startDaemon(`agent-${agent.name}`, 'agent', agent.config, agent.socket)
+  async startAgent (agent: AgentHandle, prefix: string[] = []): Promise<void> {
+    await this.startDaemon(`agent-${agent.name}`, 'agent', agent.config, agent.socket, prefix)
   }
 
   process (key: string): ChildProcess | undefined { return this.children.get(key) }
 
-  async startDaemon (key: string, role: 'manager' | 'agent', config: string, socket: string): Promise<void> {
+  async startDaemon (key: string, role: 'manager' | 'agent', config: string, socket: string, prefix: string[] = []): Promise<void> {
     mkdirSync(this.root, { recursive: true })
     const log = createWriteStream(join(this.root, `${key}.log`), { flags: 'a' })
-    const child = spawn(process.execPath, [HOLDFAST_BIN, role, '--config', config], { stdio: ['ignore', 'pipe', 'pipe'] })
+    const argv = [...prefix, process.execPath, HOLDFAST_BIN, role, '--config', config]
+    const child = spawn(argv[0], argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] })
     child.stdout?.pipe(log)
     child.stderr?.pipe(log)
     this.children.set(key, child)

@@ -26,6 +26,11 @@ import { Puller, type PullProgress, type PullResult } from './puller.js'
 import { storeAdminHandlers } from './store-admin.js'
 import { lastHolding, pathAt, resolveSnapshot } from '../../store/queries/browse.js'
 import { ReadWriteLock } from '../../util/mutex.js'
+import { classifyPullFailure } from './failure-kind.js'
+import { peerIdFromString } from '@libp2p/peer-id'
+
+/** Closing a dead connection must not hold up the round. */
+const HANG_UP_TIMEOUT_MS = 2_000
 
 export interface PeerListRow {
   peerId: string
@@ -202,13 +207,27 @@ export class Manager {
       return { peerId: peer.peerId, name: peer.name, ok: true, snapshots: pulled.snapshots, bytesPulled: pulled.bytesPulled, ms: this.clock.now() - started }
     } catch (err) {
       peer.lastError = describeError(err)
-      // Never got a manifest: the peer was not there (restarted elsewhere, asleep, off). Ask
-      // the network where it is now, and try again soon rather than backing off for hours.
-      const kind = answered || signal.aborted ? 'error' : 'unreachable'
-      if (kind === 'unreachable') this.discovery?.requery()
+      // Never got a manifest, or the connection died under the pull (a link cut): the peer
+      // was not there (restarted elsewhere, asleep, off, unplugged). Ask the network where it
+      // is now, and try again soon rather than backing off for a whole interval or more.
+      const kind = classifyPullFailure(err, answered, signal.aborted)
+      if (kind === 'unreachable') {
+        this.discovery?.requery()
+        // a connection that died silently may still look open: the next pull must dial anew
+        await this.hangUp(peer.peerId)
+      }
       const backoff = this.peers.recordFailure(peer, kind, this.clock.now(), this.config.manager.pullIntervalSeconds * 1000)
       this.log.warn('pull failed; will retry', { peer: peer.peerId, err: peer.lastError, reason: kind, retryInSeconds: Math.round(backoff / 1000) })
       return { peerId: peer.peerId, name: peer.name, ok: false, snapshots: [], bytesPulled: 0, ms: this.clock.now() - started, error: peer.lastError }
+    }
+  }
+
+  /** Closes our connections to a peer, bounded; failing to close is only logged. */
+  private async hangUp (peerId: string): Promise<void> {
+    try {
+      await this.node?.hangUp(peerIdFromString(peerId), { signal: AbortSignal.timeout(HANG_UP_TIMEOUT_MS) })
+    } catch (err) {
+      this.log.debug('closing a dead connection failed', { peer: peerId, err: describeError(err) })
     }
   }
 

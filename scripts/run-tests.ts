@@ -4,6 +4,11 @@
  * namespace can be made, tests that need one skip and say why; in CI (see isCi) that is a
  * failure. `.only` always fails the run (a focused test left in would hide the rest of the
  * suite); in CI so does any pending or skipped test.
+ *
+ * The LAN layer (test/lan) builds its own namespaces with `ip netns add`, which needs real root
+ * and cannot work inside `unshare -rn` (it mounts under /run/netns). So it runs first, in its
+ * own mocha, from the machine's namespace, where it creates nothing but namespaces; the rest
+ * of the suite then runs inside the private namespace.
  */
 import { spawnSync } from 'node:child_process'
 import { dirname, join } from 'node:path'
@@ -14,9 +19,25 @@ import { isCi } from '../test/support/ci.js'
 const self = fileURLToPath(import.meta.url)
 const root = join(dirname(self), '..', '..')
 
+const mocha = join(root, 'node_modules', 'mocha', 'bin', 'mocha.js')
+const forbid = ['--forbid-only', ...(isCi() ? ['--forbid-pending'] : [])]
+const runMocha = (specs: string[]): number => spawnSync(process.execPath, [mocha, '--timeout', '180000', '--exit', ...forbid, ...specs], { stdio: 'inherit', cwd: root }).status ?? 1
+
+const LAN_GLOB = 'dist/test/lan/**/*.test.js'
+const isLan = (spec: string): boolean => /(^|\/)test\/lan(\/|$)/.test(spec)
+const given = process.argv.slice(2)
+let lanStatus = 0
+if (!inPrivateNetns()) {
+  const lanSpecs = given.length === 0 ? [LAN_GLOB] : given.filter(isLan)
+  if (lanSpecs.length > 0) lanStatus = runMocha(lanSpecs)
+  if (given.length > 0 && given.every(isLan)) process.exit(lanStatus)
+}
+const rest = given.filter(s => !isLan(s))
+
 if (!inPrivateNetns()) {
   if (canUnshare()) {
-    process.exit(reexecInPrivateNetns([process.execPath, self, ...process.argv.slice(2)]) ?? 1)
+    const status = reexecInPrivateNetns([process.execPath, self, ...rest]) ?? 1
+    process.exit(lanStatus !== 0 ? lanStatus : status)
   }
   if (isCi()) {
     process.stderr.write(`run-tests: CI=${process.env.CI ?? ''} but no private network namespace can be made (unshare -rn failed); refusing to skip the network tests\n`)
@@ -25,8 +46,6 @@ if (!inPrivateNetns()) {
   process.stderr.write('run-tests: no private network namespace (unshare -rn failed): tests that need mDNS or multiple hosts will skip\n')
 }
 
-const mocha = join(root, 'node_modules', 'mocha', 'bin', 'mocha.js')
-const specs = process.argv.slice(2).length > 0 ? process.argv.slice(2) : ['dist/test/**/*.test.js']
-const forbid = ['--forbid-only', ...(isCi() ? ['--forbid-pending'] : [])]
-const r = spawnSync(process.execPath, [mocha, '--timeout', '180000', '--exit', ...forbid, ...specs], { stdio: 'inherit', cwd: root })
-process.exit(r.status ?? 1)
+const specs = rest.length > 0 ? rest : ['dist/test/**/*.test.js', '--ignore', LAN_GLOB]
+const status = runMocha(specs)
+process.exit(lanStatus !== 0 ? lanStatus : status)

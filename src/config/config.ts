@@ -7,8 +7,8 @@ import { hostname } from 'node:os'
 import { isAbsolute, join, resolve, dirname, basename } from 'node:path'
 import { HoldfastError } from '../util/errors.js'
 import { writeFileDurable } from '../util/durable-file.js'
-import { parseUploadWindows } from '../roles/manager/scheduler/upload-window.js'
-import { parseBudgetProfiles, parseRate } from '../roles/manager/scheduler/bandwidth-budget.js'
+import { parseUploadWindows } from '../model/upload-window.js'
+import { parseBudgetProfiles, parseRate } from '../model/quantities.js'
 
 export type Role = 'agent' | 'manager'
 

@@ -6,6 +6,7 @@
  */
 import { Bonjour, type Browser, type Service } from 'bonjour-service'
 import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
+import { networkInterfaces } from 'node:os'
 import type { Clock } from '../util/clock.js'
 import type { Logger } from '../util/log.js'
 import type { Role } from '../config/config.js'
@@ -50,6 +51,8 @@ const PROBE_SPACING_MS = 250
 const MAX_NAME_TRIES = 8
 /** Longest TTL of the records that claim a name (SRV, 120 s): a stale claimant is gone by then. */
 const STALE_RECORD_WAIT_MS = 120_000
+/** How often the host's addresses are compared, to announce again when they change (a link back up). */
+const INTERFACE_CHECK_MS = 1_000
 /** A burst of dial failures asks the network again at most this often. */
 const MIN_REQUERY_SPACING_MS = 1_000
 
@@ -101,6 +104,7 @@ export class Discovery {
       this.mdnsActive = true
       void this.announceLoop()
       void this.requeryLoop()
+      void this.interfaceLoop()
     } catch (err) {
       this.init.log.warn('mDNS could not start; discovery continues with static peers only', { err: String(err) })
       this.stopMdns()
@@ -198,6 +202,11 @@ export class Discovery {
       type: MDNS_SERVICE_TYPE,
       protocol: 'tcp',
       port: self.port,
+      // The SRV target and the A/AAAA records are owned by this host name. bonjour-service
+      // defaults it to os.hostname(), which has no `.local` and is the same for every daemon on
+      // one machine (or for cloned machines): a DNS-SD client then resolves every instance to
+      // every such daemon's addresses. A name of our own claimed instance is unique on the link.
+      host: mdnsHostName(name),
       // probed above; bonjour-service's probe would only log a stack and give up
       probe: false,
       txt: { peer: self.peerId, role: self.role, pv: DISCOVERY_PROTOCOL_VERSION, ver: self.version, name: self.name.slice(0, 60), fleet: self.fleetTag, port: String(self.port) }
@@ -205,6 +214,31 @@ export class Discovery {
     service?.on('error', (err: unknown) => { this.init.log.warn('mDNS announcement failed', { name, err: String(err) }) })
     this.publishedName = name
     this.init.log.info('announcing over mDNS', { name, port: self.port })
+  }
+
+  /**
+   * Announces again when the host's addresses change: a cable plugged back in, a laptop
+   * woken on another network. (The OS lists an interface's addresses only while it is up.)
+   */
+  private async interfaceLoop (): Promise<void> {
+    const signal = this.controller.signal
+    let last = addressSignature()
+    while (!signal.aborted && this.mdnsActive) {
+      try { await this.init.clock.sleep(INTERFACE_CHECK_MS, signal) } catch { return }
+      const now = addressSignature()
+      if (now === last) continue
+      last = now
+      const name = this.publishedName
+      if (name === undefined || this.bonjour === undefined) continue
+      this.init.log.info('network addresses changed; announcing again', { name, addresses: now })
+      // A goodbye, then a fresh announcement (with the A records of the addresses we have
+      // now). bonjour-service tells its browsers nothing of an announcement that repeats
+      // records they hold, so without the goodbye a manager that lost us would not hear that
+      // we are back until it asked again; this way it sees us come up and pulls at once.
+      this.bonjour.unpublishAll(() => {
+        if (!signal.aborted && this.mdnsActive && this.publishedName === name) this.publish(name)
+      })
+    }
   }
 
   /** bonjour-service keeps its multicast socket private; the probe needs to query on it. */
@@ -275,4 +309,18 @@ export class Discovery {
     if (addrs.length === 0) return
     return { peerId, addrs, txt }
   }
+}
+
+/** The `.local` host name that owns an instance's address records (RFC 6762: letters, digits, hyphens). */
+export function mdnsHostName (instanceName: string): string {
+  return `${instanceName.replace(/[^A-Za-z0-9-]/g, '-').slice(0, 63)}.local`
+}
+
+/** The host's non-loopback addresses, as one comparable string. */
+function addressSignature (): string {
+  const out: string[] = []
+  for (const [name, addrs] of Object.entries(networkInterfaces())) {
+    for (const a of addrs ?? []) if (!a.internal) out.push(`${name}/${a.address}`)
+  }
+  return out.sort().join(' ')
 }

@@ -256,7 +256,7 @@ describe('end to end: kill -9 crash rounds', function () {
           // A planned kill: restart the agent with its kill point armed before the mutations,
           // so its own scan at start finds nothing to stage and the pause comes in ours.
           await f.stop(AGENT_KEY)
-          await f.startAgent(agent, { HOLDFAST_TEST_PAUSE_AT: A_PHASES[aim] })
+          await f.startAgent(agent, { env: { HOLDFAST_TEST_PAUSE_AT: A_PHASES[aim] } })
           await firstScanDone(agent)
         }
         // round 0 calibrates on a round with large files in it
@@ -397,7 +397,7 @@ describe('end to end: kill -9 crash rounds', function () {
           // A planned kill: restart the manager with its kill point armed. Every set so far is
           // acknowledged, so nothing reaches the step before this round's backup-now.
           await f.stop('manager')
-          await f.startManager({ HOLDFAST_TEST_PAUSE_AT: B_PHASES[aim] })
+          await f.startManager({ env: { HOLDFAST_TEST_PAUSE_AT: B_PHASES[aim] } })
         }
         const m = model.mutate(round, plan)
         assert.deepEqual(model.check(), [], 'the folder holds what the model says')

@@ -28,7 +28,7 @@ import { PeerTable, type PeerRecord } from '../../src/roles/manager/peer-table.j
 import { Scheduler, type VisitOutcome } from '../../src/roles/manager/scheduler/scheduler.js'
 import { BandwidthBudget } from '../../src/roles/manager/scheduler/bandwidth-budget.js'
 import { createPullVisit } from '../../src/roles/manager/scheduler/visit.js'
-import { parseUploadWindows } from '../../src/roles/manager/scheduler/upload-window.js'
+import { parseUploadWindows } from '../../src/model/upload-window.js'
 import { until } from '../support/wait.js'
 
 const LOOPBACK = '/ip4/127.0.0.1/tcp/0'

@@ -43,6 +43,9 @@ export async function cliJsonStatus<T> (args: string[], options: { timeoutMs?: n
 
 export interface AgentHandle { name: string, dataDir: string, config: string, socket: string, folder: string, peerId: string }
 
+/** How a daemon is started: extra environment, and a command to run it through. */
+export interface DaemonStart { env?: NodeJS.ProcessEnv, prefix?: string[] }
+
 export class TestFleet {
   readonly managerDir: string
   readonly managerConfig: string
@@ -57,8 +60,8 @@ export class TestFleet {
     this.managerSocket = join(this.managerDir, 'admin.sock')
   }
 
-  async init (options: { bandwidth?: number, mdns?: boolean, staticPeers?: string[], pullInterval?: number } = {}): Promise<void> {
-    const args = ['init', '--data-dir', this.managerDir, '--listen', '/ip4/127.0.0.1/tcp/0', '--name', 'test-manager', '--pull-interval', String(options.pullInterval ?? 3600)]
+  async init (options: { bandwidth?: number, mdns?: boolean, staticPeers?: string[], pullInterval?: number, listen?: string } = {}): Promise<void> {
+    const args = ['init', '--data-dir', this.managerDir, '--listen', options.listen ?? '/ip4/127.0.0.1/tcp/0', '--name', 'test-manager', '--pull-interval', String(options.pullInterval ?? 3600)]
     if (options.bandwidth !== undefined) args.push('--bandwidth', String(options.bandwidth))
     if (options.mdns === false) args.push('--no-mdns')
     for (const p of options.staticPeers ?? []) args.push('--static-peer', p)
@@ -82,21 +85,25 @@ export class TestFleet {
     writeFileSync(file, JSON.stringify(c, null, 2))
   }
 
-  /** `env` is added to the daemon's environment (e.g. HOLDFAST_TEST_PAUSE_AT for one start). */
-  async startManager (env?: NodeJS.ProcessEnv): Promise<void> {
-    await this.startDaemon('manager', 'manager', this.managerConfig, this.managerSocket, env)
+  /**
+   * `env` is added to the daemon's environment (e.g. HOLDFAST_TEST_PAUSE_AT for one start);
+   * `prefix` runs it through another command, e.g. `ip netns exec NS` (test/support/lan.ts).
+   */
+  async startManager (options: DaemonStart = {}): Promise<void> {
+    await this.startDaemon('manager', 'manager', this.managerConfig, this.managerSocket, options)
   }
 
-  async startAgent (agent: AgentHandle, env?: NodeJS.ProcessEnv): Promise<void> {
-    await this.startDaemon(`agent-${agent.name}`, 'agent', agent.config, agent.socket, env)
+  async startAgent (agent: AgentHandle, options: DaemonStart = {}): Promise<void> {
+    await this.startDaemon(`agent-${agent.name}`, 'agent', agent.config, agent.socket, options)
   }
 
   process (key: string): ChildProcess | undefined { return this.children.get(key) }
 
-  async startDaemon (key: string, role: 'manager' | 'agent', config: string, socket: string, env?: NodeJS.ProcessEnv): Promise<void> {
+  async startDaemon (key: string, role: 'manager' | 'agent', config: string, socket: string, options: DaemonStart = {}): Promise<void> {
     mkdirSync(this.root, { recursive: true })
     const log = createWriteStream(join(this.root, `${key}.log`), { flags: 'a' })
-    const child = spawn(process.execPath, [HOLDFAST_BIN, role, '--config', config], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } })
+    const argv = [...(options.prefix ?? []), process.execPath, HOLDFAST_BIN, role, '--config', config]
+    const child = spawn(argv[0], argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...options.env } })
     child.stdout?.pipe(log)
     child.stderr?.pipe(log)
     this.children.set(key, child)

@@ -5,7 +5,7 @@
  */
 import { strict as assert } from 'node:assert'
 import { admit, effectiveWindows, type ManagerWindows } from '../../src/roles/manager/scheduler/admission.js'
-import { NO_WINDOWS, parseUploadWindows } from '../../src/roles/manager/scheduler/upload-window.js'
+import { NO_WINDOWS, parseUploadWindows } from '../../src/model/upload-window.js'
 import type { AgentManifest } from '../../src/protocols/manifest.js'
 import type { Logger } from '../../src/util/log.js'
 import { silentLogger } from '../../src/util/log.js'

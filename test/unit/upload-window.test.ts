@@ -3,7 +3,7 @@
  * time, given as the UTC offset it reports (so the manager's zone and DST never matter).
  */
 import { strict as assert } from 'node:assert'
-import { insideWindow, parseUploadWindows, zoneOffsetMinutes } from '../../src/roles/manager/scheduler/upload-window.js'
+import { insideWindow, parseUploadWindows, zoneOffsetMinutes } from '../../src/model/upload-window.js'
 import { holdfastCode } from './helpers.js'
 
 /** A UTC instant for a local wall time at an offset: 2025-06-02 is a Monday. */

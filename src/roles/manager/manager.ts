@@ -17,7 +17,7 @@ import { MANAGER_API, type ManagerCommands, type RestoreRequest } from '../../ad
 import { RestoreClient, type AgentRestoreSummary, type RestorePushProgress } from '../../protocols/restore.js'
 import { toHex } from '../../model/entry.js'
 import { AdminServer } from '../../admin/admin-socket.js'
-import { HoldfastError, describeError, isHoldfastError } from '../../util/errors.js'
+import { HoldfastError, describeError } from '../../util/errors.js'
 import type { Clock } from '../../util/clock.js'
 import type { Logger } from '../../util/log.js'
 import { HOLDFAST_VERSION } from '../../version.js'
@@ -29,8 +29,12 @@ import { ReadWriteLock } from '../../util/mutex.js'
 import { ManifestClient } from '../../protocols/manifest.js'
 import { Scheduler, type PeerScheduleStatus } from './scheduler/scheduler.js'
 import { BandwidthBudget, parseBudgetProfiles, parseRate } from './scheduler/bandwidth-budget.js'
-import { parseUploadWindows } from './scheduler/upload-window.js'
+import { parseUploadWindows } from '../../model/upload-window.js'
 import { createPullVisit } from './scheduler/visit.js'
+import { peerIdFromString } from '@libp2p/peer-id'
+
+/** Closing a dead connection must not hold up the round. */
+const HANG_UP_TIMEOUT_MS = 2_000
 
 export interface PeerListRow {
   peerId: string
@@ -191,7 +195,10 @@ export class Manager {
         peer.pendingBytes = manifest.sets.reduce((n, set) => n + set.storedBytes, 0)
       },
       onPulled: (peer, pulled) => {
-        if (pulled.snapshots.length > 0) peer.lastBackup = this.clock.now()
+        if (pulled.snapshots.length > 0) {
+          peer.lastBackup = this.clock.now()
+          this.storeFull = undefined
+        }
       }
     })
     const lastBackups = (): Map<string, number | undefined> => new Map(this.catalog.endpoints().map(e => [e.peerId, e.lastBackup]))
@@ -200,8 +207,13 @@ export class Manager {
       table: this.peers,
       visit: async (peer, ctx) => {
         const outcome = await visit(peer, ctx)
-        // never got a manifest: ask the network where the peer is now
-        if (outcome.kind === 'failed' && outcome.failure === 'unreachable') this.discovery?.requery()
+        if (outcome.kind === 'failed' && outcome.failure === 'unreachable') {
+          // not there, or the connection died under the pull: ask the network where the peer
+          // is now, and close what may still look open so the next pull dials anew
+          this.discovery?.requery()
+          await this.hangUp(peer.peerId)
+        }
+        if (outcome.kind === 'failed' && outcome.code === 'STORE_FULL') this.storeFull ??= { since: this.clock.now(), error: outcome.error }
         return outcome
       },
       budget,
@@ -213,6 +225,15 @@ export class Manager {
       capOf: peer => caps.get(peer.peerId) ?? caps.get(peer.name),
       lastBackupOf: peer => lastBackups().get(peer.peerId) ?? undefined
     }, this.controller.signal)
+  }
+
+  /** Closes our connections to a peer, bounded; failing to close is only logged. */
+  private async hangUp (peerId: string): Promise<void> {
+    try {
+      await this.node?.hangUp(peerIdFromString(peerId), { signal: AbortSignal.timeout(HANG_UP_TIMEOUT_MS) })
+    } catch (err) {
+      this.log.debug('closing a dead connection failed', { peer: peerId, err: describeError(err) })
+    }
   }
 
   private async backupNow (req: ManagerCommands['backup-now']['request'], progress: (p: PullProgress) => void, signal: AbortSignal): Promise<RoundResult> {

@@ -30,8 +30,10 @@ export interface PeerRecord {
 export type FailureKind =
   /** No conversation happened (dial refused, reset, timed out): the peer may have moved or be asleep. */
   | 'unreachable'
-  /** The peer answered and then something went wrong (protocol, data, store). */
+  /** The peer answered and then something went wrong (protocol, data). */
   | 'error'
+  /** The manager's own fault (its store is full): not the peer's, so no growing backoff. */
+  | 'local'
 
 /** First retry after a peer could not be reached: soon, since a restarted agent is back in seconds. */
 export const UNREACHABLE_FIRST_RETRY_MS = 2_000
@@ -120,7 +122,9 @@ export class PeerTable {
   recordFailure (record: PeerRecord, kind: FailureKind, now: number, intervalMs: number): number {
     record.failures++
     const n = Math.min(record.failures - 1, 20)
-    const delay = kind === 'unreachable'
+    const delay = kind === 'local'
+      ? intervalMs
+      : kind === 'unreachable'
       ? Math.min(Math.max(intervalMs, UNREACHABLE_FIRST_RETRY_MS), UNREACHABLE_FIRST_RETRY_MS * 2 ** n)
       : Math.min(MAX_ERROR_BACKOFF_MS, intervalMs * 2 ** n)
     record.nextAttemptAt = now + delay

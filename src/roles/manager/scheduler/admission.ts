@@ -7,7 +7,7 @@
 import type { AgentManifest } from '../../../protocols/manifest.js'
 import type { Logger } from '../../../util/log.js'
 import { describeError } from '../../../util/errors.js'
-import { MAX_UTC_OFFSET_MINUTES, NO_WINDOWS, insideWindow, parseUploadWindows, zoneOffsetMinutes, type UploadWindows } from './upload-window.js'
+import { MAX_UTC_OFFSET_MINUTES, NO_WINDOWS, insideWindow, parseUploadWindows, zoneOffsetMinutes, type UploadWindows } from '../../../model/upload-window.js'
 
 export type AdmitMode = 'idle' | 'window' | 'max-age' | 'forced'
 

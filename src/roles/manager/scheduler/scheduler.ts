@@ -39,10 +39,11 @@ export interface VisitContext {
 }
 
 export type VisitOutcome =
-  | { kind: 'pulled', mode: AdmitMode, more: boolean, bytesPulled: number, snapshots: number, detail?: unknown }
+  /** warning: the pull went through but something is still wrong (a set skipped), for the peer list. */
+  | { kind: 'pulled', mode: AdmitMode, more: boolean, bytesPulled: number, snapshots: number, detail?: unknown, warning?: string }
   /** The endpoint answered and has nothing waiting, or may not upload now. */
   | { kind: 'skipped', reason: 'outside-window-not-idle', detail: string, nothingPending: boolean }
-  | { kind: 'failed', failure: FailureKind, error: string }
+  | { kind: 'failed', failure: FailureKind, error: string, code?: string }
 
 export type VisitFn = (peer: PeerRecord, ctx: VisitContext) => Promise<VisitOutcome>
 
@@ -293,7 +294,7 @@ export class Scheduler {
     }
     peer.failures = 0
     peer.nextAttemptAt = 0
-    peer.lastError = undefined
+    peer.lastError = outcome.kind === 'pulled' ? outcome.warning : undefined
     if (outcome.kind === 'skipped') {
       s.skip = { reason: outcome.reason, detail: outcome.detail }
       if (outcome.nothingPending) s.lastGoodAt = now

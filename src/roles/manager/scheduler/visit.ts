@@ -4,7 +4,8 @@
  * gives it, until done or its time slice ends.
  */
 import type { AgentManifest, ManifestClient } from '../../../protocols/manifest.js'
-import { describeError } from '../../../util/errors.js'
+import { describeError, isHoldfastError } from '../../../util/errors.js'
+import { classifyPullFailure } from '../failure-kind.js'
 import type { Logger } from '../../../util/log.js'
 import type { Clock } from '../../../util/clock.js'
 import type { PeerRecord } from '../peer-table.js'
@@ -55,9 +56,16 @@ export function createPullVisit (init: PullVisitInit): VisitFn {
         onManifest: m => init.onManifest?.(peer, m)
       }))
       init.onPulled?.(peer, result)
-      return { kind: 'pulled', mode: decision.mode, more: result.sliced, bytesPulled: result.bytesPulled, snapshots: result.snapshots.length, detail: result }
+      // A set the agent could not serve whole was skipped (the rest were pulled): the peer list
+      // says so until a pull goes clean, so a stuck set is never silent.
+      const failed = result.failedSets
+      const warning = failed.length === 0 ? undefined : `${failed.length} staged set(s) skipped (set ${failed[0].setId}: ${failed[0].message}); the agent re-stages what it can`
+      return { kind: 'pulled', mode: decision.mode, more: result.sliced, bytesPulled: result.bytesPulled, snapshots: result.snapshots.length, detail: result, warning }
     } catch (err) {
-      return { kind: 'failed', failure: 'error', error: describeError(err) }
+      // A full store is the manager's fault, retried at the plain interval; a connection that
+      // died under the pull (a link cut) is retried soon, like a peer that was not there.
+      const failure = isHoldfastError(err, 'STORE_FULL') ? 'local' : classifyPullFailure(err, true, ctx.signal.aborted)
+      return { kind: 'failed', failure, error: describeError(err), code: isHoldfastError(err) ? err.code : undefined }
     }
   }
 }

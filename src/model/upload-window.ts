@@ -14,7 +14,7 @@
  * not by a time zone database on the manager: the endpoint knows whether DST is in force, and
  * the manager's own zone and DST rules do not matter.
  */
-import { HoldfastError } from '../../../util/errors.js'
+import { HoldfastError } from '../util/errors.js'
 
 export const DAY_NAMES = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat'] as const
 const MINUTES_PER_DAY = 24 * 60

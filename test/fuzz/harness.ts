@@ -42,7 +42,7 @@ const registry: Registered[] = []
 /** This property's share of FUZZ_TOTAL (every property is registered before the first runs). */
 function runsFor (weight: number): number {
   const sum = registry.reduce((a, r) => a + r.weight, 0)
-  return Math.max(20, Math.round(FUZZ_TOTAL * weight / sum))
+  return Math.max(20, Math.ceil(FUZZ_TOTAL * weight / sum))
 }
 
 /** A decoder's outcome is fine when it returned, or threw one of our typed errors. */
@@ -192,7 +192,10 @@ function applyMutation (root: Json, m: Mutation): Json {
   const target = keys.length === 0 ? m.key : keys[(m.path[m.path.length - 1] ?? 0) % keys.length]
   const rec = node as Record<string, Json>
   switch (m.kind) {
-    case 'drop': if (Array.isArray(node)) node.splice(Number(target), 1); else Reflect.deleteProperty(rec, target); break
+    case 'drop':
+      // not splice: a mutation may have set 'constructor' on the array, which splice consults
+      if (Array.isArray(node) && /^[0-9]+$/.test(target)) { node.copyWithin(Number(target), Number(target) + 1); node.length = Math.max(0, node.length - 1) } else Reflect.deleteProperty(rec, target)
+      break
     case 'set': Object.defineProperty(rec, target, { value: m.value, enumerable: true, writable: true, configurable: true }); break
     case 'add': Object.defineProperty(rec, m.key, { value: m.value, enumerable: true, writable: true, configurable: true }); break
     case 'wrap': Object.defineProperty(rec, target, { value: [rec[target]], enumerable: true, writable: true, configurable: true }); break

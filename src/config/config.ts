@@ -262,13 +262,22 @@ export function loadConfig (file: string): HoldfastConfig {
   } catch (err) {
     throw new HoldfastError('CONFIG_INVALID', `cannot read config file ${file}: ${(err as Error).message}`)
   }
+  return parseConfigText(text, dirname(resolve(file)), `config file ${file}`)
+}
+
+/** A config file is a few KiB; one far larger is not a config (and is not parsed). */
+export const MAX_CONFIG_CHARS = 1024 * 1024
+
+/** Parses and resolves a config from its JSON text; `what` names it in errors. */
+export function parseConfigText (text: string, baseDir: string, what = 'config'): HoldfastConfig {
+  if (text.length > MAX_CONFIG_CHARS) throw new HoldfastError('CONFIG_INVALID', `${what} is larger than ${MAX_CONFIG_CHARS} characters`)
   let parsed: unknown
   try {
     parsed = JSON.parse(text)
   } catch (err) {
-    throw new HoldfastError('CONFIG_INVALID', `config file ${file} is not valid JSON: ${(err as Error).message}`)
+    throw new HoldfastError('CONFIG_INVALID', `${what} is not valid JSON: ${(err as Error).message}`)
   }
-  return resolveConfig(parsed, dirname(resolve(file)))
+  return resolveConfig(parsed, baseDir)
 }
 
 /**

@@ -7,6 +7,8 @@
 import { Bonjour, type Browser, type Service } from 'bonjour-service'
 import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
 import { networkInterfaces } from 'node:os'
+import { peerIdFromString } from '@libp2p/peer-id'
+import { isIP } from 'node:net'
 import type { Clock } from '../util/clock.js'
 import type { Logger } from '../util/log.js'
 import type { Role } from '../config/config.js'
@@ -263,51 +265,18 @@ export class Discovery {
   }
 
   private onServiceDown (service: Service): void {
-    const found = this.dialable(service)
-    if (found === undefined) return
-    this.init.onPeerGone?.({ peerId: found.peerId, addrs: found.addrs })
+    const check = peerFromRecord(service, this.init.self)
+    if (!check.ok) return
+    this.init.onPeerGone?.({ peerId: check.peer.peerId, addrs: check.peer.addrs })
   }
 
   private onService (service: Service): void {
-    const found = this.dialable(service)
-    if (found === undefined) return
-    const { peerId, addrs, txt } = found
-    const role = txt.role === 'agent' || txt.role === 'manager' || txt.role === 'node' ? txt.role : 'node'
-    this.init.onPeer({
-      peerId,
-      addrs,
-      role,
-      version: typeof txt.ver === 'string' ? txt.ver : '',
-      name: typeof txt.name === 'string' ? txt.name : '',
-      source: 'mdns'
-    })
-  }
-
-  /** A service of our fleet, not ourselves, with the addresses it can be dialled at. */
-  private dialable (service: Service): { peerId: string, addrs: Multiaddr[], txt: Record<string, unknown> } | undefined {
-    const txt = (service.txt ?? {}) as Record<string, unknown>
-    const peerId = typeof txt.peer === 'string' ? txt.peer : undefined
-    if (peerId === undefined || peerId === this.init.self.peerId) return
-    if (txt.fleet !== this.init.self.fleetTag) {
-      this.init.log.debug('ignoring an mDNS service of another fleet', { peer: peerId })
+    const check = peerFromRecord(service, this.init.self)
+    if (!check.ok) {
+      if (!check.ignored) this.init.log.debug('dropping a malformed mDNS record', { reason: check.reason })
       return
     }
-    const port = Number(txt.port ?? service.port)
-    if (!Number.isInteger(port) || port <= 0 || port > 65535) return
-    const hosts = new Set<string>()
-    for (const a of service.addresses ?? []) hosts.add(a)
-    if (service.referer?.address !== undefined) hosts.add(service.referer.address)
-    const addrs: Multiaddr[] = []
-    for (const host of hosts) {
-      if (host.includes(':')) {
-        if (host.startsWith('fe80')) continue // link-local needs a zone id libp2p cannot dial
-        addrs.push(multiaddr(`/ip6/${host}/tcp/${port}/p2p/${peerId}`))
-      } else {
-        addrs.push(multiaddr(`/ip4/${host}/tcp/${port}/p2p/${peerId}`))
-      }
-    }
-    if (addrs.length === 0) return
-    return { peerId, addrs, txt }
+    this.init.onPeer(check.peer)
   }
 }
 
@@ -323,4 +292,94 @@ function addressSignature (): string {
     for (const a of addrs ?? []) if (!a.internal) out.push(`${name}/${a.address}`)
   }
   return out.sort().join(' ')
+}
+
+/** What of a bonjour-service Service the record check reads (all of it untrusted). */
+export interface ServiceRecordView {
+  txt?: unknown
+  port?: unknown
+  addresses?: unknown
+  referer?: { address?: unknown } | undefined
+}
+
+/**
+ * A record turned into a peer, or why not. `ignored` marks records that are fine but not for
+ * us (our own, another fleet's), so they are not logged as malformed.
+ */
+export type RecordCheck =
+  | { ok: true, peer: DiscoveredPeer }
+  | { ok: false, ignored: boolean, reason: string }
+
+/** Limits on what a TXT record may carry (a TXT string is at most 255 bytes anyway). */
+export const RECORD_LIMITS = Object.freeze({
+  maxPeerIdChars: 128,
+  maxVersionChars: 64,
+  maxNameChars: 255,
+  /** Addresses taken from one record; the rest are not dialled. */
+  maxAddrs: 16
+})
+
+const ROLES: ReadonlySet<string> = new Set(['agent', 'manager', 'node'])
+/** No control characters and no lone surrogates (they break logs and the peer list). */
+const PRINTABLE = /^[^\p{Cc}\p{Cs}]*$/u
+
+function printable (value: unknown, max: number): value is string {
+  return typeof value === 'string' && value.length <= max && PRINTABLE.test(value)
+}
+
+/**
+ * Checks an mDNS record field by field and makes the peer it announces: the peer id parses as
+ * a libp2p peer id, the role is one we know, version and name are short printable text, the
+ * port is 1..65535 and every address is an IP. A record of ours or of another fleet is
+ * ignored; anything else wrong drops the record. Pure: the caller logs.
+ */
+export function peerFromRecord (service: ServiceRecordView, self: { peerId: string, fleetTag: string }): RecordCheck {
+  const bad = (reason: string): RecordCheck => ({ ok: false, ignored: false, reason })
+  if (typeof service !== 'object' || service === null) return bad('not a service record')
+  const txt = service.txt
+  if (typeof txt !== 'object' || txt === null || Array.isArray(txt)) return bad('no TXT record')
+  const t = txt as Record<string, unknown>
+  const peerId = Object.hasOwn(t, 'peer') ? t.peer : undefined
+  if (typeof peerId !== 'string' || peerId.length === 0 || peerId.length > RECORD_LIMITS.maxPeerIdChars) return bad('peer id missing or too long')
+  if (peerId === self.peerId) return { ok: false, ignored: true, reason: 'our own record' }
+  if (t.fleet !== self.fleetTag) return { ok: false, ignored: true, reason: 'another fleet' }
+  try {
+    // the canonical form only: one peer must not appear under two spellings
+    if (peerIdFromString(peerId).toString() !== peerId) return bad('peer id is not in canonical form')
+  } catch {
+    return bad('peer id does not parse')
+  }
+  const role = t.role
+  if (typeof role !== 'string' || !ROLES.has(role)) return bad('role is not agent, manager or node')
+  const version = t.ver === undefined ? '' : t.ver
+  if (!printable(version, RECORD_LIMITS.maxVersionChars)) return bad('version is too long or not printable')
+  const name = t.name === undefined ? '' : t.name
+  if (!printable(name, RECORD_LIMITS.maxNameChars)) return bad('name is too long or not printable')
+  const portText = t.port === undefined ? service.port : t.port
+  const port = typeof portText === 'number' ? portText : typeof portText === 'string' && /^[0-9]{1,5}$/.test(portText) ? Number(portText) : NaN
+  if (!Number.isInteger(port) || port < 1 || port > 65535) return bad('port is not 1..65535')
+  const hosts = new Set<string>()
+  const addresses = service.addresses ?? []
+  if (!Array.isArray(addresses)) return bad('addresses is not a list')
+  for (const a of addresses as unknown[]) {
+    if (typeof a !== 'string' || isIP(a) === 0) return bad('an address is not an IP')
+    hosts.add(a)
+  }
+  const referer = typeof service.referer === 'object' && service.referer !== null ? service.referer.address : undefined
+  if (referer !== undefined) {
+    if (typeof referer !== 'string' || isIP(referer) === 0) return bad('the sender address is not an IP')
+    hosts.add(referer)
+  }
+  const addrs: Multiaddr[] = []
+  for (const host of hosts) {
+    if (addrs.length >= RECORD_LIMITS.maxAddrs) break
+    if (isIP(host) === 6) {
+      if (host.toLowerCase().startsWith('fe80')) continue // link-local needs a zone id libp2p cannot dial
+      addrs.push(multiaddr(`/ip6/${host}/tcp/${port}/p2p/${peerId}`))
+    } else {
+      addrs.push(multiaddr(`/ip4/${host}/tcp/${port}/p2p/${peerId}`))
+    }
+  }
+  if (addrs.length === 0) return bad('no dialable address')
+  return { ok: true, peer: { peerId, addrs, role: role as Role | 'node', version, name, source: 'mdns' } }
 }

@@ -4,6 +4,7 @@
  * prologue and the mDNS fleet tag are derived from it with HKDF and distinct labels.
  */
 import { hkdfSync, randomBytes } from 'node:crypto'
+import { peerIdFromString } from '@libp2p/peer-id'
 import { HoldfastError } from '../util/errors.js'
 
 export function newFleetKey (): string {
@@ -35,7 +36,11 @@ export function encodeJoinToken (token: JoinToken): string {
   return TOKEN_PREFIX + Buffer.from(JSON.stringify({ k: token.fleetKey, m: token.managerPeerId })).toString('base64url')
 }
 
+/** A token is about 150 characters; the bound is checked before anything is decoded. */
+export const MAX_JOIN_TOKEN_CHARS = 1024
+
 export function decodeJoinToken (text: string): JoinToken {
+  if (text.length > MAX_JOIN_TOKEN_CHARS) throw new HoldfastError('CONFIG_INVALID', `join token is longer than ${MAX_JOIN_TOKEN_CHARS} characters`)
   if (!text.startsWith(TOKEN_PREFIX)) throw new HoldfastError('CONFIG_INVALID', 'not a Holdfast join token (it should start with hfj1.)')
   let value: unknown
   try {
@@ -44,8 +49,18 @@ export function decodeJoinToken (text: string): JoinToken {
     throw new HoldfastError('CONFIG_INVALID', 'join token is damaged')
   }
   const r = value as Record<string, unknown>
-  if (typeof r?.k !== 'string' || !/^[0-9a-f]{64}$/.test(r.k) || typeof r.m !== 'string' || r.m.length < 10) {
+  if (typeof r?.k !== 'string' || !/^[0-9a-f]{64}$/.test(r.k) || typeof r.m !== 'string' || !isPeerId(r.m)) {
     throw new HoldfastError('CONFIG_INVALID', 'join token is damaged')
   }
   return { fleetKey: r.k, managerPeerId: r.m }
+}
+
+/** The manager id must be a libp2p peer id in its canonical spelling (it is pinned as text). */
+function isPeerId (text: string): boolean {
+  if (text.length > 128) return false
+  try {
+    return peerIdFromString(text).toString() === text
+  } catch {
+    return false
+  }
 }

@@ -93,14 +93,24 @@ export function decodeJson<T> (payload: Uint8Array, validate: (value: Record<str
   }
   const record = value as Record<string, unknown>
   if (record.v !== WIRE_VERSION) {
-    throw new HoldfastError('UNSUPPORTED_VERSION', `message version ${String(record.v)} is not supported (this node speaks ${WIRE_VERSION})`)
+    throw new HoldfastError('UNSUPPORTED_VERSION', `message version ${wireText(record.v, 32)} is not supported (this node speaks ${WIRE_VERSION})`)
   }
   const error = record.error
   if (typeof error === 'object' && error !== null) {
     const e = error as Record<string, unknown>
-    throw new HoldfastError('REMOTE_ERROR', `remote: ${String(e.code)}: ${String(e.message)}`, { remoteCode: e.code })
+    const remoteCode = wireText(e.code, 64)
+    throw new HoldfastError('REMOTE_ERROR', `remote: ${remoteCode}: ${wireText(e.message, 4096)}`, { remoteCode })
   }
   return validate(record)
+}
+
+/**
+ * A remote's value as text for a message, cut to `max` characters. Never String() on it:
+ * JSON like {"toString":1} makes String() throw a TypeError instead of our error.
+ */
+export function wireText (value: unknown, max: number): string {
+  const text = typeof value === 'string' ? value : typeof value === 'number' || typeof value === 'boolean' || value === null || value === undefined ? String(value) : `(${Array.isArray(value) ? 'array' : 'object'})`
+  return text.length > max ? text.slice(0, max) + '…' : text
 }
 
 export function errorMessage (err: unknown): { v: number, error: { code: string, message: string } } {

@@ -18,6 +18,7 @@ import { HoldfastError } from '../util/errors.js'
 import type { Logger } from '../util/log.js'
 import type { Clock } from '../util/clock.js'
 import { RateLimiter } from '../util/rate-limiter.js'
+import { checkRawLength } from '../codec/chunk-codec.js'
 import { CHUNK_ID_BYTES, fromHex, toHex } from '../model/entry.js'
 import { FrameBatcher, FrameReader } from './framing.js'
 import { arr, deadline, decodeJson, int, protocolId, readJson, runExchange, sendJson, field, WIRE_VERSION, type PeerGate, type ProtocolHost } from './exchange.js'
@@ -199,6 +200,8 @@ export class FetchClient {
         if (kind === FRAME_MISSING) throw new HoldfastError('CHUNK_MISSING', `agent no longer holds chunk ${toHex(id)}`, { id: toHex(id) })
         if (frame.byteLength < 1 + CHUNK_ID_BYTES + 4) throw new HoldfastError('FRAME_MALFORMED', 'chunk frame too short')
         const rawLength = new DataView(frame.buffer, frame.byteOffset, frame.byteLength).getUint32(1 + CHUNK_ID_BYTES, false)
+        // refused here, before anyone decompresses by it (the agent's word is not a bound)
+        checkRawLength(rawLength)
         index++
         yield { id: expected, rawLength, compressed: frame.subarray(1 + CHUNK_ID_BYTES + 4) }
       }

@@ -22,7 +22,7 @@ import type { Multiaddr } from '@multiformats/multiaddr'
 import { HoldfastError, describeError } from '../util/errors.js'
 import type { Logger } from '../util/log.js'
 import { CHUNK_ID_BYTES, toHex, type StagedEntry } from '../model/entry.js'
-import { verifyChunk } from '../codec/chunk-codec.js'
+import { checkRawLength, verifyChunk } from '../codec/chunk-codec.js'
 import { FrameBatcher, FrameReader } from './framing.js'
 import { entryFromWire, entryToWire, MANIFEST_LIMITS } from './manifest.js'
 import { arr, bool, decodeJson, deadline, encodeJson, field, IdleDeadline, int, protocolId, readJson, runExchange, sendJson, str, WIRE_VERSION, type PeerGate, type ProtocolHost } from './exchange.js'
@@ -221,6 +221,7 @@ function parseChunk (frame: Uint8Array): { id: Uint8Array, rawLength: number, co
   if (frame[0] !== FRAME_CHUNK) throw new HoldfastError('FRAME_MALFORMED', `expected a chunk frame, got type ${String(frame[0])}`)
   if (frame.byteLength < 1 + CHUNK_ID_BYTES + 4) throw new HoldfastError('FRAME_MALFORMED', 'chunk frame too short')
   const rawLength = new DataView(frame.buffer, frame.byteOffset, frame.byteLength).getUint32(1 + CHUNK_ID_BYTES, false)
+  checkRawLength(rawLength)
   return { id: frame.subarray(1, 1 + CHUNK_ID_BYTES), rawLength, compressed: frame.subarray(1 + CHUNK_ID_BYTES + 4) }
 }
 

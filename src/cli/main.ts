@@ -15,6 +15,7 @@ import { age, bytes, shortId, table } from './format.js'
 import { HOLDFAST_VERSION } from '../version.js'
 import type { Command } from './command.js'
 import { intOption, selection, storeCommands } from './commands/store.js'
+import { peerCommands } from './commands/peers.js'
 import { defaultDataDir, print, socketHelp, socketOptions, socketPath } from './socket.js'
 import type { AgentStatus } from '../admin/api.js'
 import { runDaemonThread } from '../daemon/run-daemon.js'
@@ -119,19 +120,6 @@ and the folders to protect.
     options: { config: { type: 'string' } },
     run: async (values) => await runDaemon('agent', values)
   },
-  peers: {
-    summary: 'list the peers the manager knows',
-    usage: `holdfast peers [options]\n${SOCKET_HELP}`,
-    options: socketOptions,
-    run: async (values) => {
-      const rows = await callManager(socketPath(values, 'manager'), 'peers', {})
-      print(values, rows, () => rows.length === 0
-        ? 'no peers found yet'
-        : table(['PEER', 'NAME', 'ROLE', 'VERSION', 'ADDRESS', 'LAST SEEN', 'LAST BACKUP', 'PENDING', 'ERROR'],
-          rows.map(r => [shortId(r.peerId), r.name, r.role, r.version || '-', r.addresses[0]?.replace(/\/p2p\/.*$/, '') ?? '-', age(r.lastSeen), age(r.lastBackup), r.pendingBytes === undefined ? '-' : bytes(r.pendingBytes), r.lastError ?? ''])))
-      return 0
-    }
-  },
   snapshots: {
     summary: 'list backups (snapshots) in the manager\'s store',
     usage: `holdfast snapshots [--endpoint PEER|NAME] [options]\n${SOCKET_HELP}`,
@@ -228,7 +216,7 @@ ${SOCKET_HELP}`,
   }
 }
 commands.backups = { ...commands.snapshots, summary: 'same as snapshots' }
-Object.assign(commands, storeCommands)
+Object.assign(commands, storeCommands, peerCommands)
 
 function agentStatusText (s: AgentStatus): string {
   return [

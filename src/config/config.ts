@@ -9,6 +9,7 @@ import { HoldfastError } from '../util/errors.js'
 import { writeFileDurable } from '../util/durable-file.js'
 import { parseUploadWindows } from '../model/upload-window.js'
 import { parseBudgetProfiles, parseRate } from '../model/quantities.js'
+import { parseListenAddress } from '../model/listen-address.js'
 
 export type Role = 'agent' | 'manager'
 
@@ -76,6 +77,10 @@ export interface ManagerConfig {
   endpointCaps: Record<string, string>
   /** Upload windows applied to endpoints: a default for all, and per endpoint by name or peer id. */
   uploadWindows: { default?: string, endpoints: Record<string, string> }
+  /** `holdfast peers` flags an endpoint overdue when its last good backup is older than this (0 = never). */
+  overdueAfterHours: number
+  /** The Prometheus endpoint: "<ip>:<port>", or a port (loopback); "" (the default) = off. */
+  metrics: { listen: string }
 }
 
 export interface MdnsConfig {
@@ -124,7 +129,7 @@ const SHAPE: Shape = {
   staticPeers: 'string[]',
   adminSocket: 'string',
   agent: { folders: 'folders', scanIntervalSeconds: 'number', settleSeconds: 'number', maxUploadBytesPerSecond: 'number', workers: 'number', spoolCapBytes: 'number', diskReserveBytes: 'number', watch: 'string', watchMaxEntries: 'number', restoreDir: 'string', uploadWindows: 'string', idleLoadPerCpu: 'number', idleInputSeconds: 'number' },
-  manager: { pullIntervalSeconds: 'number', bandwidthBytesPerSecond: 'number', maxConcurrentPulls: 'number', sliceSeconds: 'number', maxAgeHours: 'number', maxAgeRateFraction: 'number', bandwidthProfiles: 'stringMap', endpointCaps: 'stringMap', uploadWindows: { default: 'string', endpoints: 'stringMap' } }
+  manager: { pullIntervalSeconds: 'number', bandwidthBytesPerSecond: 'number', maxConcurrentPulls: 'number', sliceSeconds: 'number', maxAgeHours: 'number', maxAgeRateFraction: 'number', bandwidthProfiles: 'stringMap', endpointCaps: 'stringMap', uploadWindows: { default: 'string', endpoints: 'stringMap' }, overdueAfterHours: 'number', metrics: { listen: 'string' } }
 }
 
 function checkShape (value: unknown, shape: Shape, where: string): void {
@@ -150,7 +155,7 @@ function checkShape (value: unknown, shape: Shape, where: string): void {
 
 export type ConfigInput = Partial<Omit<HoldfastConfig, 'agent' | 'manager' | 'mdns'>> & {
   agent?: Partial<Omit<AgentConfig, 'folders'>> & { folders?: Array<string | { path: string, name?: string, ignore?: string[] }> }
-  manager?: Partial<Omit<ManagerConfig, 'uploadWindows'>> & { uploadWindows?: { default?: string, endpoints?: Record<string, string> } }
+  manager?: Partial<Omit<ManagerConfig, 'uploadWindows' | 'metrics'>> & { uploadWindows?: { default?: string, endpoints?: Record<string, string> }, metrics?: { listen?: string } }
   mdns?: Partial<MdnsConfig>
 }
 
@@ -209,7 +214,9 @@ export function resolveConfig (input: unknown, baseDir = process.cwd()): Holdfas
       maxAgeRateFraction: raw.manager?.maxAgeRateFraction ?? 0.25,
       bandwidthProfiles: { ...raw.manager?.bandwidthProfiles },
       endpointCaps: { ...raw.manager?.endpointCaps },
-      uploadWindows: { ...(raw.manager?.uploadWindows?.default === undefined ? {} : { default: raw.manager.uploadWindows.default }), endpoints: { ...raw.manager?.uploadWindows?.endpoints } }
+      uploadWindows: { ...(raw.manager?.uploadWindows?.default === undefined ? {} : { default: raw.manager.uploadWindows.default }), endpoints: { ...raw.manager?.uploadWindows?.endpoints } },
+      overdueAfterHours: raw.manager?.overdueAfterHours ?? 48,
+      metrics: { listen: raw.manager?.metrics?.listen ?? '' }
     }
   }
   for (const [key, value, min] of [
@@ -228,7 +235,8 @@ export function resolveConfig (input: unknown, baseDir = process.cwd()): Holdfas
     ['manager.maxConcurrentPulls', config.manager.maxConcurrentPulls, 1],
     ['manager.sliceSeconds', config.manager.sliceSeconds, 1],
     ['manager.maxAgeHours', config.manager.maxAgeHours, 0],
-    ['manager.maxAgeRateFraction', config.manager.maxAgeRateFraction, 0.001]
+    ['manager.maxAgeRateFraction', config.manager.maxAgeRateFraction, 0.001],
+    ['manager.overdueAfterHours', config.manager.overdueAfterHours, 0]
   ] as Array<[string, number, number]>) {
     if (value < min) throw new HoldfastError('CONFIG_INVALID', `config key '${key}' must be at least ${min}`)
   }
@@ -240,6 +248,7 @@ export function resolveConfig (input: unknown, baseDir = process.cwd()): Holdfas
   }
   withKey('manager.bandwidthProfiles', () => parseBudgetProfiles(config.manager.bandwidthProfiles))
   for (const [k, v] of Object.entries(config.manager.endpointCaps)) withKey(`manager.endpointCaps.${k}`, () => parseRate(v))
+  if (config.manager.metrics.listen !== '') withKey('manager.metrics.listen', () => parseListenAddress(config.manager.metrics.listen))
   if (!['auto', 'events', 'scan'].includes(config.agent.watch)) throw new HoldfastError('CONFIG_INVALID', `agent.watch must be 'auto', 'events' or 'scan', not '${config.agent.watch}'`)
   if (raw.agent?.restoreDir !== undefined && (raw.agent.restoreDir === '' || raw.agent.restoreDir.includes('\0'))) throw new HoldfastError('CONFIG_INVALID', 'agent.restoreDir must be a directory path')
   if (role === 'agent' && !isAbsolute(config.dataDir)) throw new HoldfastError('CONFIG_INVALID', 'dataDir must resolve to an absolute path')

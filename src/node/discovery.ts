@@ -80,16 +80,7 @@ export class Discovery {
   get mdnsEnabled (): boolean { return this.mdnsActive }
 
   start (): void {
-    for (const text of this.init.staticPeers) {
-      try {
-        const ma = multiaddr(text)
-        const peerId = ma.getComponents().find(c => c.name === 'p2p')?.value
-        if (peerId === undefined) { this.init.log.warn('static peer has no /p2p/<peer id>; ignored', { addr: text }); continue }
-        this.init.onPeer({ peerId, addrs: [ma], role: 'agent', version: '', name: '', source: 'static' })
-      } catch (err) {
-        this.init.log.warn('static peer is not a valid multiaddr; ignored', { addr: text, err: String(err) })
-      }
-    }
+    for (const text of this.init.staticPeers) this.addStatic(text)
     if (!this.init.mdns) {
       this.init.log.info('mDNS discovery is off; using static peers only', { staticPeers: this.init.staticPeers.length })
       return
@@ -110,6 +101,23 @@ export class Discovery {
     } catch (err) {
       this.init.log.warn('mDNS could not start; discovery continues with static peers only', { err: String(err) })
       this.stopMdns()
+    }
+  }
+
+  /**
+   * A static peer (from the config, or added by an admin at runtime): fed to the peer table as
+   * an agent at that address, which never expires. Returns its peer id, or undefined (logged)
+   * when the text is not a dialable multiaddr with /p2p/<peer id>.
+   */
+  addStatic (text: string): string | undefined {
+    try {
+      const ma = multiaddr(text)
+      const peerId = ma.getComponents().find(c => c.name === 'p2p')?.value
+      if (peerId === undefined) { this.init.log.warn('static peer has no /p2p/<peer id>; ignored', { addr: text }); return }
+      this.init.onPeer({ peerId, addrs: [ma], role: 'agent', version: '', name: '', source: 'static' })
+      return peerId
+    } catch (err) {
+      this.init.log.warn('static peer is not a valid multiaddr; ignored', { addr: text, err: String(err) })
     }
   }
 

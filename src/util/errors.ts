@@ -45,6 +45,8 @@ export type HoldfastErrorCode =
   | 'STORE_FULL'
   /** The restore would not fit in the free space of its target's file system; nothing was written. */
   | 'RESTORE_NO_SPACE'
+  /** The metrics endpoint (manager.metrics.listen) could not listen: the address is taken or not ours. */
+  | 'METRICS_LISTEN_FAILED'
 
 /** An operating system's error code (ENOENT, EACCES, ENOSPC…), kept as the system gave it. */
 export type ErrnoCode = `E${string}`

@@ -32,6 +32,11 @@ import { BandwidthBudget, parseBudgetProfiles, parseRate } from './scheduler/ban
 import { parseUploadWindows } from '../../model/upload-window.js'
 import { createPullVisit } from './scheduler/visit.js'
 import { peerIdFromString } from '@libp2p/peer-id'
+import { StaticPeerFile, parseStaticPeer } from './static-peers.js'
+import { endpointHealth, type EndpointHealth } from './health/fleet-health.js'
+import { RateMeter } from './health/rate-meter.js'
+import { ManagerMetrics, MetricsServer, type EndpointFigures, type ManagerFigures } from './health/metrics.js'
+import { parseListenAddress } from '../../model/listen-address.js'
 
 /** Closing a dead connection must not hold up the round. */
 const HANG_UP_TIMEOUT_MS = 2_000
@@ -44,12 +49,16 @@ export interface PeerListRow {
   addresses: string[]
   source: string
   lastSeen: number
+  /** Last time it answered the manager (a manifest); for a static peer the only sign of life. */
+  lastContact?: number
   lastBackup?: number
   pendingBytes?: number
   pendingSets?: number
   lastError?: string
   /** What the scheduler is doing with it, and if not backing it up, why. */
   schedule?: PeerScheduleStatus
+  /** Agents: state, why, last good backup, rate and overdue, as `holdfast peers` shows them (health/fleet-health.ts). */
+  health?: EndpointHealth
 }
 
 export interface RoundResult {
@@ -76,6 +85,7 @@ export class Manager {
   private readonly controller = new AbortController()
   private peerId = ''
   private scheduler?: Scheduler
+  private budget?: BandwidthBudget
   /** backup-now callers watching progress. */
   private readonly progressListeners = new Set<(p: PullProgress) => void>()
   /**
@@ -86,6 +96,12 @@ export class Manager {
   private loop?: Promise<void>
   /** The last pull failed because the store's disk is full (cleared by the next pull that commits). */
   private storeFull?: { since: number, error: string }
+  /** Peers added by hand at runtime (`holdfast peers add`), persisted in the data dir. */
+  private staticPeerFile?: StaticPeerFile
+  private readonly rates: RateMeter
+  private metrics?: ManagerMetrics
+  private metricsServer?: MetricsServer
+  private metricsUrl?: string
 
   constructor (readonly config: HoldfastConfig, private readonly clock: Clock, private readonly log: Logger) {
     mkdirSync(config.dataDir, { recursive: true, mode: 0o700 })
@@ -93,11 +109,21 @@ export class Manager {
     this.packs = new PackStore(join(config.dataDir, 'packs'))
     // a live peer answers every re-query; three missed in a row (or two minutes, the SRV TTL) means it moved
     this.peers = new PeerTable({ addressTtlMs: Math.max(120_000, 3 * config.mdns.queryIntervalSeconds * 1000) })
+    this.rates = new RateMeter(clock.now)
   }
 
   get id (): string { return this.peerId }
 
   async start (): Promise<void> {
+    // First: an address that cannot be had fails the start loudly, before a node or socket is
+    // open that would keep a failed daemon alive. Figures are read at each scrape, so a scrape
+    // before the scheduler exists sees an empty fleet.
+    this.metrics = new ManagerMetrics({ endpoints: () => this.endpointFigures(), manager: () => this.managerFigures() })
+    if (this.config.manager.metrics.listen !== '') {
+      this.metricsServer = new MetricsServer(this.metrics, this.log.child('metrics'))
+      this.metricsUrl = await this.metricsServer.start(parseListenAddress(this.config.manager.metrics.listen))
+      this.log.info('metrics endpoint listening', { url: this.metricsUrl })
+    }
     const recovered = this.packs.recover(this.catalog.packExtents())
     if (recovered.removedPacks.length > 0 || recovered.truncatedBytes > 0) {
       this.log.info('recovered packs after an interrupted pull', { removedPacks: recovered.removedPacks.length, truncatedBytes: recovered.truncatedBytes })
@@ -107,16 +133,18 @@ export class Manager {
     const node = await createHoldfastNode({ privateKey: identity.privateKey, fleetKey: this.config.fleetKey, listen: this.config.listen })
     this.node = node
     this.puller = new Puller({ host: node, catalog: this.catalog, packs: this.packs, clock: this.clock, log: this.log.child('pull') })
+    const staticPeerFile = new StaticPeerFile(this.config.dataDir)
+    this.staticPeerFile = staticPeerFile
     this.discovery = new Discovery({
       self: { peerId: this.peerId, role: 'manager', version: HOLDFAST_VERSION, name: this.config.name, port: listenPort(node), fleetTag: fleetTag(this.config.fleetKey) },
       mdns: this.config.mdns.enabled,
       queryIntervalMs: this.config.mdns.queryIntervalSeconds * 1000,
-      staticPeers: this.config.staticPeers,
+      staticPeers: [...this.config.staticPeers, ...staticPeerFile.list().map(p => p.address)],
       onPeer: peer => {
         const { isNew, newAddress, record } = this.peers.upsert(peer, this.clock.now())
         if (isNew) this.log.info('found peer', { peer: peer.peerId, role: peer.role, via: peer.source, addrs: peer.addrs.map(String) })
         else if (newAddress) this.log.info('peer announced a new address', { peer: peer.peerId, addrs: record.addrs.map(String) })
-        if (newAddress && record.role === 'agent') this.scheduler?.wake()
+        if (newAddress && record.role === 'agent') this.scheduler?.returned(record)
       },
       onPeerGone: gone => { this.peers.forget(gone.peerId, gone.addrs) },
       clock: this.clock,
@@ -125,15 +153,17 @@ export class Manager {
     this.discovery.start()
     this.admin = new AdminServer(this.config.adminSocket, MANAGER_API, {
       ...storeAdminHandlers(this.catalog, this.packs, { exclusive: async (fn) => await this.storeLock.write(fn), shared: async (fn) => await this.storeLock.read(fn) }),
-      peers: async () => this.peerList(),
+      peers: async (req) => this.peerList(req.overdueAfterMs),
+      'peers-add': async (req) => this.addStaticPeer(req.address),
+      'peers-remove': async (req) => this.removeStaticPeer(req.target),
       snapshots: async (req) => this.catalog.snapshots(req.endpoint === undefined ? undefined : this.catalog.findEndpoint(req.endpoint).id),
       restore: async (req, ctx) => await this.restore(req, ctx.progress, ctx.signal),
       'backup-now': async (req, ctx) => await this.backupNow(req, ctx.progress, ctx.signal),
-      status: async () => ({ peerId: this.peerId, name: this.config.name, listen: node.getMultiaddrs().map(String), mdns: this.discovery?.mdnsEnabled ?? false, peers: this.peers.all().length, snapshots: this.catalog.snapshotCount(), storedBytes: this.catalog.storedBytes(), store: this.storeFull === undefined ? 'ok' : 'store full', storeError: this.storeFull?.error })
+      status: async () => ({ peerId: this.peerId, name: this.config.name, listen: node.getMultiaddrs().map(String), mdns: this.discovery?.mdnsEnabled ?? false, peers: this.peers.all().length, snapshots: this.catalog.snapshotCount(), storedBytes: this.catalog.storedBytes(), store: this.storeFull === undefined ? 'ok' : 'store full', storeError: this.storeFull?.error, metrics: this.metricsUrl })
     }, this.log)
+    this.scheduler = this.createScheduler(node)
     await this.admin.start()
     this.log.info('manager started', { peer: this.peerId, listen: node.getMultiaddrs().map(String) })
-    this.scheduler = this.createScheduler(node)
     this.loop = this.scheduler.run()
   }
 
@@ -141,6 +171,7 @@ export class Manager {
     this.controller.abort(new HoldfastError('ABORTED', 'manager stopping'))
     await this.loop?.catch(() => {})
     await this.puller?.close()
+    await this.metricsServer?.stop()
     await this.admin?.stop()
     this.discovery?.stop()
     await this.node?.stop()
@@ -148,22 +179,75 @@ export class Manager {
     this.catalog.close()
   }
 
-  peerList (): PeerListRow[] {
+  peerList (overdueAfterMs = this.config.manager.overdueAfterHours * 3_600_000): PeerListRow[] {
     const endpoints = new Map(this.catalog.endpoints().map(e => [e.peerId, e]))
-    return this.peers.all().map(p => ({
+    const now = this.clock.now()
+    return this.peers.all().map(p => {
+      const schedule = p.role === 'agent' ? this.scheduler?.status(p) : undefined
+      const storeLastBackup = endpoints.get(p.peerId)?.lastBackup ?? p.lastBackup
+      return {
       peerId: p.peerId,
       name: p.name,
       role: p.role,
       version: p.version,
       addresses: p.addrs.map(String),
       source: p.source,
-      lastSeen: p.lastSeen,
-      lastBackup: endpoints.get(p.peerId)?.lastBackup ?? p.lastBackup,
+      lastSeen: Math.max(p.lastSeen, p.lastContact ?? 0),
+      lastContact: p.lastContact,
+      lastBackup: storeLastBackup,
       pendingBytes: p.pendingBytes,
       pendingSets: p.pendingSets,
       lastError: p.lastError,
-      schedule: p.role === 'agent' ? this.scheduler?.status(p) : undefined
-    }))
+      schedule,
+      health: p.role !== 'agent'
+        ? undefined
+        : endpointHealth({ addrs: p.addrs.length, firstSeen: p.firstSeen, failures: p.failures, lastFailure: p.lastFailure, lastError: p.lastError, schedule, storeLastBackup, rate: this.rates.rate(p.peerId) }, now, overdueAfterMs)
+      }
+    })
+  }
+
+  /** `holdfast peers add`: persisted first, then dialled like a config static peer. */
+  private addStaticPeer (address: string): ManagerCommands['peers-add']['reply'] {
+    const peer = parseStaticPeer(address)
+    if (peer.peerId === this.peerId) throw new HoldfastError('ADMIN_BAD_REQUEST', `'${address}' is this manager itself`)
+    const added = (this.staticPeerFile as StaticPeerFile).add(peer)
+    this.discovery?.addStatic(peer.address)
+    this.log.info(added ? 'static peer added' : 'static peer was listed already', { peer: peer.peerId, addr: peer.address })
+    return { peerId: peer.peerId, address: peer.address, added }
+  }
+
+  /** `holdfast peers remove`: a peer (by id or multiaddr) added by hand; the config's are the config's. */
+  private removeStaticPeer (target: string): ManagerCommands['peers-remove']['reply'] {
+    const gone = (this.staticPeerFile as StaticPeerFile).remove(target.trim())
+    if (gone.length === 0) {
+      const inConfig = this.config.staticPeers.some(a => a === target || a.endsWith(`/p2p/${target}`))
+      if (inConfig) throw new HoldfastError('ADMIN_BAD_REQUEST', `'${target}' is listed in manager.json's staticPeers; remove it there and restart the manager`)
+      throw new HoldfastError('PEER_UNKNOWN', `no peer added with 'peers add' matches '${target}' (give its peer id or the multiaddr it was added with)`)
+    }
+    for (const p of gone) {
+      // a config entry for the same address keeps it
+      if (this.config.staticPeers.includes(p.address)) continue
+      const addrs = this.peers.get(p.peerId)?.addrs.filter(m => m.toString() === p.address) ?? []
+      this.peers.dropStatic(p.peerId, addrs)
+    }
+    this.log.info('static peer removed', { target, addrs: gone.map(p => p.address) })
+    return { removed: gone.map(p => p.address) }
+  }
+
+  private endpointFigures (): EndpointFigures[] {
+    return this.peerList().flatMap(r => r.health === undefined ? [] : [{ peerId: r.peerId, name: r.name, state: r.health.state, lastGoodAt: r.health.lastGoodAt, lastGoodAgeMs: r.health.lastGoodAgeMs, pendingBytes: r.pendingBytes, rate: r.health.rate, overdue: r.health.overdue }])
+  }
+
+  private managerFigures (): ManagerFigures {
+    const scheduler = this.scheduler
+    let queued = 0
+    if (scheduler !== undefined) {
+      for (const p of this.peers.agents()) {
+        const state = scheduler.status(p).schedule.state
+        if (state === 'waiting-for-slot' || state === 'budget-exhausted') queued++
+      }
+    }
+    return { activePulls: scheduler?.activeVisits ?? 0, queueLength: queued, budgetBytesPerSecond: this.budget?.total() ?? 0 }
   }
 
   /**
@@ -178,6 +262,7 @@ export class Manager {
     }
     const caps = new Map(Object.entries(m.endpointCaps).map(([k, v]) => [k, parseRate(v)]))
     const budget = new BandwidthBudget({ bytesPerSecond: m.bandwidthBytesPerSecond, profiles: parseBudgetProfiles(m.bandwidthProfiles) }, this.clock.now)
+    this.budget = budget
     const visit = createPullVisit({
       manifests: new ManifestClient(node),
       puller: this.puller as Puller,
@@ -186,7 +271,10 @@ export class Manager {
       windows,
       policy: { maxAgeMs: m.maxAgeHours * 3_600_000, maxAgeRateFraction: m.maxAgeRateFraction },
       around: async fn => await this.storeLock.read(fn),
-      onProgress: p => { for (const l of this.progressListeners) l(p) },
+      onProgress: p => {
+        this.rates.record(p)
+        for (const l of this.progressListeners) l(p)
+      },
       onManifest: (peer, manifest) => {
         peer.lastContact = this.clock.now()
         peer.version = manifest.agentVersion
@@ -206,7 +294,16 @@ export class Manager {
       clock: this.clock,
       table: this.peers,
       visit: async (peer, ctx) => {
-        const outcome = await visit(peer, ctx)
+        const started = this.clock.now()
+        this.metrics?.pullStarted()
+        let outcome: Awaited<ReturnType<typeof visit>>
+        try {
+          outcome = await visit(peer, ctx)
+        } finally {
+          this.rates.end(peer.peerId)
+        }
+        const ms = this.clock.now() - started
+        this.metrics?.pullEnded(outcome.kind === 'pulled' ? { ok: true, bytes: outcome.bytesPulled, ms } : outcome.kind === 'skipped' ? { ok: 'skipped', ms } : { ok: false, code: outcome.code ?? errorCodeOf(outcome.error, outcome.failure), ms })
         if (outcome.kind === 'failed' && outcome.failure === 'unreachable') {
           // not there, or the connection died under the pull: ask the network where the peer
           // is now, and close what may still look open so the next pull dials anew
@@ -331,4 +428,9 @@ export class Manager {
     this.log.info('restore pushed to endpoint', { peer: peerId, snapshot: snapshotId, label, files: summary.files, errors: summary.errors.length + summary.errorsOmitted })
     return { snapshotId, endpoint: peerId, label, ...summary, ms: this.clock.now() - started }
   }
+}
+
+/** A failed visit's error code for the metrics: the code its message starts with, else its kind. */
+function errorCodeOf (error: string, failure: string): string {
+  return /^([A-Z][A-Z0-9_]{1,40}):/.exec(error)?.[1] ?? failure.toUpperCase()
 }

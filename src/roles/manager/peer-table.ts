@@ -23,6 +23,8 @@ export interface PeerRecord {
   lastError?: string
   /** Consecutive failed rounds, for backoff. */
   failures: number
+  /** What the last failure was (meaningful while failures > 0): the peer list tells offline from erring. */
+  lastFailure?: FailureKind
   nextAttemptAt: number
 }
 
@@ -109,6 +111,28 @@ export class PeerTable {
     record.addrs = order(seen)
   }
 
+  /**
+   * An admin removed a static peer: its static addresses go (those given, or all), and a peer
+   * that then has no address and was never announced over mDNS goes with them. True when the
+   * table held any of it.
+   */
+  dropStatic (peerId: string, addrs?: Multiaddr[]): boolean {
+    const seen = this.seen.get(peerId)
+    const record = this.peers.get(peerId)
+    if (seen === undefined || record === undefined) return false
+    const keys = addrs === undefined ? undefined : new Set(addrs.map(String))
+    let dropped = false
+    for (const [key, s] of seen) {
+      if (s.static && (keys === undefined || keys.has(key))) { seen.delete(key); dropped = true }
+    }
+    record.addrs = order(seen)
+    if (seen.size === 0 && record.source === 'static') {
+      this.peers.delete(peerId)
+      this.seen.delete(peerId)
+    }
+    return dropped
+  }
+
   /** Drops every peer's mDNS addresses not announced within the TTL. */
   expire (now: number): void {
     for (const record of this.peers.values()) this.refreshAddrs(record, now)
@@ -121,6 +145,7 @@ export class PeerTable {
    */
   recordFailure (record: PeerRecord, kind: FailureKind, now: number, intervalMs: number): number {
     record.failures++
+    record.lastFailure = kind
     const n = Math.min(record.failures - 1, 20)
     const delay = kind === 'local'
       ? intervalMs

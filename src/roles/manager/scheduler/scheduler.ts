@@ -168,6 +168,21 @@ export class Scheduler {
   /** Makes the run loop tick now (a slot came free, a peer was announced again). */
   wake (): void { this.wakeController.abort() }
 
+  /**
+   * A peer was announced at a new address: a laptop back on the network, an agent restarted
+   * elsewhere. If it missed a backup while it was away (its last good one is older than the
+   * interval, or past the max-age limit), it is due now, not at the time set before it left:
+   * a laptop is often back for less time than an interval.
+   */
+  returned (peer: PeerRecord): void {
+    const now = this.init.clock.now()
+    const s = this.stateOf(peer, now)
+    const last = s.lastGoodAt ?? peer.firstSeen
+    const missed = now - last >= this.init.intervalMs || isOverdue(s.lastGoodAt, peer.firstSeen, now, this.init.maxAgeMs)
+    if (s.running === undefined && missed && s.dueAt > now) s.dueAt = now
+    this.wake()
+  }
+
   /** Waits for every running visit to end. */
   async drain (): Promise<void> {
     while (this.running.size > 0) await Promise.allSettled([...this.running])

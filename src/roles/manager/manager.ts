@@ -35,6 +35,11 @@ import { peerIdFromString } from '@libp2p/peer-id'
 
 /** Closing a dead connection must not hold up the round. */
 const HANG_UP_TIMEOUT_MS = 2_000
+/**
+ * Longest prune waits for running pulls before it cuts them (LOCK_PREEMPTED; they resume next
+ * round, asking only for what the store lacks). See docs/architecture.md, "Store lock".
+ */
+export const PRUNE_PREEMPTS_PULLS_AFTER_MS = 60_000
 
 export interface PeerListRow {
   peerId: string
@@ -82,7 +87,7 @@ export class Manager {
    * Pulls and verify read the store (a pull relies on the chunks the catalog says it has);
    * prune deletes from it. Readers share, prune waits for them and holds new ones off.
    */
-  private readonly storeLock = new ReadWriteLock()
+  private readonly storeLock: ReadWriteLock
   private loop?: Promise<void>
   /** The last pull failed because the store's disk is full (cleared by the next pull that commits). */
   private storeFull?: { since: number, error: string }
@@ -91,6 +96,7 @@ export class Manager {
     mkdirSync(config.dataDir, { recursive: true, mode: 0o700 })
     this.catalog = new Catalog(join(config.dataDir, 'catalog.db'))
     this.packs = new PackStore(join(config.dataDir, 'packs'))
+    this.storeLock = new ReadWriteLock(clock)
     // a live peer answers every re-query; three missed in a row (or two minutes, the SRV TTL) means it moved
     this.peers = new PeerTable({ addressTtlMs: Math.max(120_000, 3 * config.mdns.queryIntervalSeconds * 1000) })
   }
@@ -124,7 +130,7 @@ export class Manager {
     })
     this.discovery.start()
     this.admin = new AdminServer(this.config.adminSocket, MANAGER_API, {
-      ...storeAdminHandlers(this.catalog, this.packs, { exclusive: async (fn) => await this.storeLock.write(fn), shared: async (fn) => await this.storeLock.read(fn) }),
+      ...storeAdminHandlers(this.catalog, this.packs, { exclusive: async (fn) => await this.storeLock.write(fn, { preemptReadersAfterMs: PRUNE_PREEMPTS_PULLS_AFTER_MS }), shared: async (fn) => await this.storeLock.read(fn) }),
       peers: async () => this.peerList(),
       snapshots: async (req) => this.catalog.snapshots(req.endpoint === undefined ? undefined : this.catalog.findEndpoint(req.endpoint).id),
       restore: async (req, ctx) => await this.restore(req, ctx.progress, ctx.signal),
@@ -185,7 +191,8 @@ export class Manager {
       log: this.log.child('visit'),
       windows,
       policy: { maxAgeMs: m.maxAgeHours * 3_600_000, maxAgeRateFraction: m.maxAgeRateFraction },
-      around: async fn => await this.storeLock.read(fn),
+      around: async fn => await this.storeLock.read(fn, { preemptible: true }),
+      onViolation: async peer => { await this.hangUp(peer.peerId) },
       onProgress: p => { for (const l of this.progressListeners) l(p) },
       onManifest: (peer, manifest) => {
         peer.lastContact = this.clock.now()

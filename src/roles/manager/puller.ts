@@ -195,7 +195,7 @@ export class Puller {
       for (let i = 0; i < missing.length; i += FETCH_BATCH_IDS) {
         const batch = missing.slice(i, i + FETCH_BATCH_IDS)
         const limiter = options.limiter
-        for await (const chunk of this.fetcher.fetch(peer.addrs, { setId: set.id, ids: batch, rate: limiter?.rate ?? options.rate }, { signal: options.signal })) {
+        for await (const chunk of this.fetcher.fetch(peer.addrs, { setId: set.id, ids: batch, rate: limiter?.rate ?? options.rate }, { signal: options.signal, clock })) {
           if (limiter !== undefined) await limiter.take(chunk.compressed.byteLength + CHUNK_ID_BYTES + 9, options.signal)
           pending.push(chunk)
           pendingBytes += chunk.compressed.byteLength

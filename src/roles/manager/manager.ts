@@ -128,6 +128,12 @@ export class Manager {
       clock: this.clock,
       log: this.log.child('discovery')
     })
+    // A dial that reached a peer (Noise proved its id) is what lets a new address displace the
+    // one that worked; a record alone never does (peer-table.ts, confirm).
+    node.addEventListener('connection:open', evt => {
+      const c = evt.detail
+      if (c.direction === 'outbound') this.peers.confirm(c.remotePeer.toString(), c.remoteAddr, this.clock.now())
+    })
     this.discovery.start()
     this.admin = new AdminServer(this.config.adminSocket, MANAGER_API, {
       ...storeAdminHandlers(this.catalog, this.packs, { exclusive: async (fn) => await this.storeLock.write(fn, { preemptReadersAfterMs: PRUNE_PREEMPTS_PULLS_AFTER_MS }), shared: async (fn) => await this.storeLock.read(fn) }),

@@ -15,6 +15,7 @@ import { age, bytes, shortId, table } from './format.js'
 import { HOLDFAST_VERSION } from '../version.js'
 import type { Command } from './command.js'
 import { intOption, selection, storeCommands } from './commands/store.js'
+import { auditCommand } from './commands/audit.js'
 import { defaultDataDir, print, socketHelp, socketOptions, socketPath } from './socket.js'
 import type { AgentStatus } from '../admin/api.js'
 import { runDaemonThread } from '../daemon/run-daemon.js'
@@ -229,6 +230,7 @@ ${SOCKET_HELP}`,
 }
 commands.backups = { ...commands.snapshots, summary: 'same as snapshots' }
 Object.assign(commands, storeCommands)
+commands.audit = auditCommand
 
 function agentStatusText (s: AgentStatus): string {
   return [

@@ -32,6 +32,7 @@ import { BandwidthBudget, parseBudgetProfiles, parseRate } from './scheduler/ban
 import { parseUploadWindows } from '../../model/upload-window.js'
 import { createPullVisit } from './scheduler/visit.js'
 import { peerIdFromString } from '@libp2p/peer-id'
+import { AuditLog, audited } from './audit-log.js'
 
 /** Closing a dead connection must not hold up the round. */
 const HANG_UP_TIMEOUT_MS = 2_000
@@ -91,12 +92,14 @@ export class Manager {
   private loop?: Promise<void>
   /** The last pull failed because the store's disk is full (cleared by the next pull that commits). */
   private storeFull?: { since: number, error: string }
+  readonly audit: AuditLog
 
   constructor (readonly config: HoldfastConfig, private readonly clock: Clock, private readonly log: Logger) {
     mkdirSync(config.dataDir, { recursive: true, mode: 0o700 })
     this.catalog = new Catalog(join(config.dataDir, 'catalog.db'))
     this.packs = new PackStore(join(config.dataDir, 'packs'))
     this.storeLock = new ReadWriteLock(clock)
+    this.audit = new AuditLog(join(config.dataDir, 'audit.log'))
     // a live peer answers every re-query; three missed in a row (or two minutes, the SRV TTL) means it moved
     this.peers = new PeerTable({ addressTtlMs: Math.max(120_000, 3 * config.mdns.queryIntervalSeconds * 1000) })
   }
@@ -135,12 +138,18 @@ export class Manager {
       if (c.direction === 'outbound') this.peers.confirm(c.remotePeer.toString(), c.remoteAddr, this.clock.now())
     })
     this.discovery.start()
+    const store = storeAdminHandlers(this.catalog, this.packs, { exclusive: async (fn) => await this.storeLock.write(fn, { preemptReadersAfterMs: PRUNE_PREEMPTS_PULLS_AFTER_MS }), shared: async (fn) => await this.storeLock.read(fn) })
+    const now = this.clock.now
     this.admin = new AdminServer(this.config.adminSocket, MANAGER_API, {
-      ...storeAdminHandlers(this.catalog, this.packs, { exclusive: async (fn) => await this.storeLock.write(fn, { preemptReadersAfterMs: PRUNE_PREEMPTS_PULLS_AFTER_MS }), shared: async (fn) => await this.storeLock.read(fn) }),
+      ...store,
+      // what changes the store or reads an endpoint's data out of it is recorded (audit-log.ts)
+      prune: audited(this.audit, now, 'prune', () => 'store', store.prune, req => req.dryRun === true),
+      'retention-set': audited(this.audit, now, 'retention-set', req => req.endpoint ?? 'fleet default', store['retention-set']),
+      audit: async (req) => this.audit.read(req.since),
       peers: async () => this.peerList(),
       snapshots: async (req) => this.catalog.snapshots(req.endpoint === undefined ? undefined : this.catalog.findEndpoint(req.endpoint).id),
-      restore: async (req, ctx) => await this.restore(req, ctx.progress, ctx.signal),
-      'backup-now': async (req, ctx) => await this.backupNow(req, ctx.progress, ctx.signal),
+      restore: audited(this.audit, now, 'restore', req => `${req.endpoint}${req.snapshot !== undefined ? ` snapshot ${req.snapshot}` : ''}${req.path !== undefined ? ` path ${req.path}` : ''} → ${req.toEndpoint === true ? 'the endpoint' : req.target ?? ''}`, async (req, ctx) => await this.restore(req, ctx.progress, ctx.signal)),
+      'backup-now': audited(this.audit, now, 'backup-now', () => 'all agents', async (req, ctx) => await this.backupNow(req, ctx.progress, ctx.signal)),
       status: async () => ({ peerId: this.peerId, name: this.config.name, listen: node.getMultiaddrs().map(String), mdns: this.discovery?.mdnsEnabled ?? false, peers: this.peers.all().length, snapshots: this.catalog.snapshotCount(), storedBytes: this.catalog.storedBytes(), store: this.storeFull === undefined ? 'ok' : 'store full', storeError: this.storeFull?.error })
     }, this.log)
     await this.admin.start()

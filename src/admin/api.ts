@@ -22,11 +22,13 @@ import type { ListResult, VersionsResult, FindResult } from '../store/queries/br
 import type { StoreStats } from '../store/queries/stats.js'
 import type { VerifyReport, VerifyProgress } from '../store/maintenance/verify.js'
 import type { PruneProgress } from '../store/maintenance/prune.js'
+import type { AuditEntry } from '../roles/manager/audit-log.js'
 
 // The reply types, for the CLI (and tests) to print and read.
 export type { PeerListRow, RoundResult, EndpointRestoreSummary, RetentionShow, PruneResult, AgentStatus, SnapshotRow, RestoreSummary, StoreStats, VerifyReport, VerifyProgress, PruneProgress, RetentionRules }
 export type { ListResult, VersionsResult, FindResult, TreeEntry } from '../store/queries/browse.js'
 export type { PruneEndpoint } from '../store/maintenance/prune.js'
+export type { AuditEntry }
 // What the CLI needs to turn --keep-* flags into the rules retention-set takes.
 export { RULE_KEYS, UNLIMITED, parseDuration, ruleFlag } from '../store/maintenance/retention.js'
 
@@ -90,6 +92,8 @@ export type ManagerCommands = {
   'retention-set': Cmd<{ endpoint?: string, rules?: RetentionRules | null, hold?: boolean }, RetentionShow>
   /** repackThreshold: the dead fraction (0..1) at which a pack is repacked. */
   prune: Cmd<{ dryRun?: boolean, repackThreshold?: number, utc?: boolean }, PruneResult, PruneProgress>
+  /** The audit log's entries at or after `since` (ms), oldest first. */
+  audit: Cmd<{ since?: number }, AuditEntry[]>
 }
 
 /** The agent's commands. */
@@ -213,7 +217,8 @@ export const MANAGER_API: RequestDecoders<ManagerCommands> = {
     const t = args.repackThreshold
     if (t !== undefined && (typeof t !== 'number' || !(t >= 0 && t <= 1))) throw f.bad("'repackThreshold' must be a number within 0..1")
     return defined({ dryRun: f.bool('dryRun'), repackThreshold: t, utc: f.bool('utc') })
-  }
+  },
+  audit: args => defined({ since: new Fields('audit', args, ['since']).int('since') })
 }
 
 export const AGENT_API: RequestDecoders<AgentCommands> = {

@@ -16,6 +16,7 @@ import { HOLDFAST_VERSION } from '../version.js'
 import type { Command } from './command.js'
 import { intOption, selection, storeCommands } from './commands/store.js'
 import { peerCommands } from './commands/peers.js'
+import { auditCommand } from './commands/audit.js'
 import { defaultDataDir, print, socketHelp, socketOptions, socketPath } from './socket.js'
 import type { AgentStatus } from '../admin/api.js'
 import { runDaemonThread } from '../daemon/run-daemon.js'
@@ -217,6 +218,7 @@ ${SOCKET_HELP}`,
 }
 commands.backups = { ...commands.snapshots, summary: 'same as snapshots' }
 Object.assign(commands, storeCommands, peerCommands)
+commands.audit = auditCommand
 
 function agentStatusText (s: AgentStatus): string {
   return [

@@ -90,9 +90,9 @@ export class Discovery {
         this.init.log.warn('mDNS failed; discovery continues with static peers only', { err: String(err) })
         this.stopMdns()
       })
-      this.browser = this.bonjour.find({ type: MDNS_SERVICE_TYPE, protocol: 'tcp' }, service => { this.onService(service) })
-      this.browser.on('txt-update', (service: Service) => { this.onService(service) })
-      this.browser.on('srv-update', (service: Service) => { this.onService(service) })
+      this.browser = this.bonjour.find({ type: MDNS_SERVICE_TYPE, protocol: 'tcp' }, service => { this.onRecord(service) })
+      this.browser.on('txt-update', (service: Service) => { this.onRecord(service) })
+      this.browser.on('srv-update', (service: Service) => { this.onRecord(service) })
       this.browser.on('down', (service: Service) => { this.onServiceDown(service) })
       this.mdnsActive = true
       void this.announceLoop()
@@ -278,7 +278,12 @@ export class Discovery {
     this.init.onPeerGone?.({ peerId: check.peer.peerId, addrs: check.peer.addrs })
   }
 
-  private onService (service: Service): void {
+  /**
+   * The record path: every mDNS record heard goes through here (and tests feed synthesized
+   * ones). It only checks and forwards; what is kept, and how much, is the peer table's
+   * business (bounded there).
+   */
+  onRecord (service: ServiceRecordView): void {
     const check = peerFromRecord(service, this.init.self)
     if (!check.ok) {
       if (!check.ignored) this.init.log.debug('dropping a malformed mDNS record', { reason: check.reason })

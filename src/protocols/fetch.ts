@@ -20,7 +20,7 @@ import type { PeerId } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'
 import { HoldfastError } from '../util/errors.js'
 import type { Logger } from '../util/log.js'
-import type { Clock } from '../util/clock.js'
+import { systemClock, type Clock } from '../util/clock.js'
 import { RateLimiter } from '../util/rate-limiter.js'
 import { checkRawLength } from '../codec/chunk-codec.js'
 import { CHUNK_ID_BYTES, fromHex, toHex } from '../model/entry.js'
@@ -28,6 +28,7 @@ import { Uint8ArrayList } from 'uint8arraylist'
 import { encodeFrame, FrameBatcher, FrameReader, type ByteStream } from './framing.js'
 import { arr, deadline, decodeJson, int, protocolId, readJson, runExchange, sendJson, field, WIRE_VERSION, type PeerGate, type ProtocolHost } from './exchange.js'
 import { ProtocolService, type Exchange } from './service.js'
+import { MinRateWatch, type MinRateLimit } from './min-rate.js'
 
 export const FETCH_PROTOCOL = protocolId('fetch')
 
@@ -47,7 +48,17 @@ export const FETCH_LIMITS = Object.freeze({
   /** How often the client looks whether the pull's rate changed. */
   rateCheckMs: 100,
   /** How long the agent waits, after its end frame, for the manager to close its side. */
-  closeGraceMs: 10_000
+  closeGraceMs: 10_000,
+  /**
+   * A reply slower than max(16 KiB/s, 10% of the asked rate) over 20 s of waiting is cut with
+   * TRANSFER_TOO_SLOW: a drip-feeding agent must not hold a pull slot and the store for the
+   * whole batch deadline (min-rate.ts).
+   */
+  minRate: Object.freeze({ windowMs: 20_000, floorBytesPerSecond: 16 * 1024, fractionOfAsked: 0.1 }),
+  /** Fetch streams one manager may have open on an agent at once, over all its connections. */
+  maxStreamsPerPeer: 8,
+  /** Fetch streams an agent serves at once, whoever asks. */
+  maxInboundStreams: 8
 })
 
 /**
@@ -103,7 +114,7 @@ export class FetchService {
     this.service = new ProtocolService(host, {
       protocol: FETCH_PROTOCOL,
       name: 'fetch',
-      limits: { maxInboundStreams: 8, maxOutboundStreams: 8, timeoutMs: FETCH_LIMITS.timeoutMs, maxErrorFrameBytes: FETCH_LIMITS.maxChunkFrameBytes },
+      limits: { maxInboundStreams: FETCH_LIMITS.maxInboundStreams, maxOutboundStreams: FETCH_LIMITS.maxInboundStreams, maxStreamsPerPeer: FETCH_LIMITS.maxStreamsPerPeer, timeoutMs: FETCH_LIMITS.timeoutMs, maxErrorFrameBytes: FETCH_LIMITS.maxChunkFrameBytes },
       refusal: 'this agent serves only its pinned manager',
       // every reply frame starts with its type, so an error is `0xFF | JSON`, never bare JSON
       errorFrame: json => concat([FRAME_ERROR], json),
@@ -239,6 +250,10 @@ export interface FetchOptions {
    * sent to the agent at once. Without it the request's rate holds for the whole batch.
    */
   rate?: { current: () => number, clock: Clock }
+  /** Times the minimum-rate window (default: the system clock). */
+  clock?: Clock
+  /** Only for tests and benchmarks: FETCH_LIMITS.minRate is the limit. */
+  minRate?: MinRateLimit
 }
 
 export class FetchClient {
@@ -287,11 +302,13 @@ export class FetchClient {
     // One idle timer, pushed back on every frame (a new signal per frame costs more than the frame).
     const idleController = new AbortController()
     const idleTimer = setTimeout(() => { idleController.abort(new DOMException(`no frame for ${FETCH_LIMITS.idleTimeoutMs} ms`, 'TimeoutError')) }, FETCH_LIMITS.idleTimeoutMs)
-    const idle = AbortSignal.any([signal, idleController.signal])
+    const watch = new MinRateWatch(options.minRate ?? FETCH_LIMITS.minRate, request.rate, options.clock ?? systemClock, `fetch of ${request.ids.length} chunks`)
+    const idle = AbortSignal.any([signal, idleController.signal, watch.signal])
     try {
       for (;;) {
         idleTimer.refresh()
         const frame = await runExchange(stream, idle, 'fetch reply', async () => await reader.expect(FETCH_LIMITS.maxChunkFrameBytes, `the end frame (after ${index} of ${request.ids.length} chunks)`))
+        watch.observe(frame.byteLength + 4)
         const kind = frame[0]
         if (kind === FRAME_END) {
           const count = frame.byteLength >= 5 ? new DataView(frame.buffer, frame.byteOffset, frame.byteLength).getUint32(1, false) : -1
@@ -321,15 +338,21 @@ export class FetchClient {
         // refused here, before anyone decompresses by it (the agent's word is not a bound)
         checkRawLength(rawLength)
         index++
+        // the caller's own work (verifying, pacing) is not the agent's slowness
+        watch.away()
         yield { id: expected, rawLength, compressed: frame.subarray(1 + CHUNK_ID_BYTES + 4) }
+        watch.back()
       }
     } catch (err) {
-      stream.abort(err instanceof Error ? err : new HoldfastError('ABORTED', String(err)))
-      throw err
+      // the typed reason, not runExchange's generic ABORTED: the caller backs the peer off for it
+      const cause = watch.reason ?? err
+      stream.abort(cause instanceof Error ? cause : new HoldfastError('ABORTED', String(cause)))
+      throw cause
     } finally {
       clearTimeout(idleTimer)
       // also when the consumer stops early (a generator's return): no update outlives its batch
       await finishUpdates()
+      watch.stop()
     }
   }
 }

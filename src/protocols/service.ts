@@ -16,6 +16,11 @@ export interface ServiceLimits {
   maxInboundStreams: number
   /** Streams this node may open on this protocol at once. */
   maxOutboundStreams: number
+  /**
+   * Exchanges one remote peer may have running at once, over all its connections (libp2p's
+   * stream limits count per connection, and a peer can open several). Default: maxInboundStreams.
+   */
+  maxStreamsPerPeer?: number
   /** Deadline for one whole exchange. */
   timeoutMs: number
   /** If set, the exchange fails when the handler goes this long without `touch()`. */
@@ -71,6 +76,8 @@ const ERROR_GRACE_MS = 2000
 /** Registers `spec` on `host`; start and stop are idempotent. */
 export class ProtocolService {
   private started = false
+  /** Running exchanges by remote peer id; an entry is removed when its count drops to zero. */
+  private readonly perPeer = new Map<string, number>()
 
   constructor (private readonly host: ProtocolHost, private readonly spec: ServiceSpec, private readonly init: ServiceInit) {}
 
@@ -99,26 +106,44 @@ export class ProtocolService {
         await this.answerWithError(stream, new HoldfastError('PEER_NOT_ALLOWED', this.spec.refusal), AbortSignal.timeout(ERROR_GRACE_MS))
         return
       }
-      const signal = deadline(limits.timeoutMs)
-      const idle = limits.idleTimeoutMs === undefined ? undefined : new IdleDeadline(limits.idleTimeoutMs, signal)
-      const watched = idle?.signal ?? signal
+      const running = this.perPeer.get(remote) ?? 0
+      if (running >= (limits.maxStreamsPerPeer ?? limits.maxInboundStreams)) {
+        log.warn(`refused a ${name} stream: the peer already has ${running} running`)
+        await this.answerWithError(stream, new HoldfastError('TOO_MANY_STREAMS', `at most ${running} ${name} exchanges at once per peer`), AbortSignal.timeout(ERROR_GRACE_MS))
+        return
+      }
+      this.perPeer.set(remote, running + 1)
       try {
-        await runExchange(stream, watched, name, async () => {
-          try {
-            await this.spec.handle({ stream, reader, remote, signal, touch: () => { idle?.touch() }, log })
-          } catch (err) {
-            // past the deadline runExchange resets the stream: there is no one left to tell
-            if (watched.aborted) throw err
-            log.info(`${name} failed; answered with an error frame`, { err: String(err) })
-            await this.answerWithError(stream, err, signal)
-          }
-        })
+        await this.serveExchange(stream, reader, remote, log)
       } finally {
-        idle?.clear()
+        const left = (this.perPeer.get(remote) ?? 1) - 1
+        if (left <= 0) this.perPeer.delete(remote)
+        else this.perPeer.set(remote, left)
       }
     } catch (err) {
       // runExchange has already reset the stream; a handler must never throw into libp2p
       log.debug(`${name} exchange failed`, { err: String(err) })
+    }
+  }
+
+  private async serveExchange (stream: Stream, reader: FrameReader, remote: string, log: Logger): Promise<void> {
+    const { name, limits } = this.spec
+    const signal = deadline(limits.timeoutMs)
+    const idle = limits.idleTimeoutMs === undefined ? undefined : new IdleDeadline(limits.idleTimeoutMs, signal)
+    const watched = idle?.signal ?? signal
+    try {
+      await runExchange(stream, watched, name, async () => {
+        try {
+          await this.spec.handle({ stream, reader, remote, signal, touch: () => { idle?.touch() }, log })
+        } catch (err) {
+          // past the deadline runExchange resets the stream: there is no one left to tell
+          if (watched.aborted) throw err
+          log.info(`${name} failed; answered with an error frame`, { err: String(err) })
+          await this.answerWithError(stream, err, signal)
+        }
+      })
+    } finally {
+      idle?.clear()
     }
   }
 

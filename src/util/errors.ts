@@ -17,6 +17,12 @@ export type HoldfastErrorCode =
   /** A chunk's declared plaintext length is above the chunk maximum (refused before decompressing). */
   | 'CHUNK_TOO_LARGE'
   | 'PEER_NOT_ALLOWED'
+  /** A peer sent slower than the protocol's minimum sustained rate over its window: cut and backed off. */
+  | 'TRANSFER_TOO_SLOW'
+  /** A peer opened more streams of one protocol than its per-peer limit (over all its connections). */
+  | 'TOO_MANY_STREAMS'
+  /** A read holder of the store (a pull) was cut because prune waited longer than its bound. */
+  | 'LOCK_PREEMPTED'
   | 'PEER_UNKNOWN'
   | 'SET_UNKNOWN'
   | 'FOLDER_UNREADABLE'
@@ -47,6 +53,8 @@ export type HoldfastErrorCode =
   | 'RESTORE_NO_SPACE'
   /** The metrics endpoint (manager.metrics.listen) could not listen: the address is taken or not ours. */
   | 'METRICS_LISTEN_FAILED'
+  /** The audit log could not be written or read. */
+  | 'AUDIT_LOG_FAILED'
 
 /** An operating system's error code (ENOENT, EACCES, ENOSPC…), kept as the system gave it. */
 export type ErrnoCode = `E${string}`

@@ -37,9 +37,15 @@ import { endpointHealth, type EndpointHealth } from './health/fleet-health.js'
 import { RateMeter } from './health/rate-meter.js'
 import { ManagerMetrics, MetricsServer, type EndpointFigures, type ManagerFigures } from './health/metrics.js'
 import { parseListenAddress } from '../../model/listen-address.js'
+import { AuditLog, audited } from './audit-log.js'
 
 /** Closing a dead connection must not hold up the round. */
 const HANG_UP_TIMEOUT_MS = 2_000
+/**
+ * Longest prune waits for running pulls before it cuts them (LOCK_PREEMPTED; they resume next
+ * round, asking only for what the store lacks). See docs/architecture.md, "Store lock".
+ */
+export const PRUNE_PREEMPTS_PULLS_AFTER_MS = 60_000
 
 export interface PeerListRow {
   peerId: string
@@ -92,7 +98,7 @@ export class Manager {
    * Pulls and verify read the store (a pull relies on the chunks the catalog says it has);
    * prune deletes from it. Readers share, prune waits for them and holds new ones off.
    */
-  private readonly storeLock = new ReadWriteLock()
+  private readonly storeLock: ReadWriteLock
   private loop?: Promise<void>
   /** The last pull failed because the store's disk is full (cleared by the next pull that commits). */
   private storeFull?: { since: number, error: string }
@@ -102,11 +108,14 @@ export class Manager {
   private metrics?: ManagerMetrics
   private metricsServer?: MetricsServer
   private metricsUrl?: string
+  readonly audit: AuditLog
 
   constructor (readonly config: HoldfastConfig, private readonly clock: Clock, private readonly log: Logger) {
     mkdirSync(config.dataDir, { recursive: true, mode: 0o700 })
     this.catalog = new Catalog(join(config.dataDir, 'catalog.db'))
     this.packs = new PackStore(join(config.dataDir, 'packs'))
+    this.storeLock = new ReadWriteLock(clock)
+    this.audit = new AuditLog(join(config.dataDir, 'audit.log'))
     // a live peer answers every re-query; three missed in a row (or two minutes, the SRV TTL) means it moved
     this.peers = new PeerTable({ addressTtlMs: Math.max(120_000, 3 * config.mdns.queryIntervalSeconds * 1000) })
     this.rates = new RateMeter(clock.now)
@@ -150,15 +159,27 @@ export class Manager {
       clock: this.clock,
       log: this.log.child('discovery')
     })
+    // A dial that reached a peer (Noise proved its id) is what lets a new address displace the
+    // one that worked; a record alone never does (peer-table.ts, confirm).
+    node.addEventListener('connection:open', evt => {
+      const c = evt.detail
+      if (c.direction === 'outbound') this.peers.confirm(c.remotePeer.toString(), c.remoteAddr, this.clock.now())
+    })
     this.discovery.start()
+    const store = storeAdminHandlers(this.catalog, this.packs, { exclusive: async (fn) => await this.storeLock.write(fn, { preemptReadersAfterMs: PRUNE_PREEMPTS_PULLS_AFTER_MS }), shared: async (fn) => await this.storeLock.read(fn) })
+    const now = this.clock.now
     this.admin = new AdminServer(this.config.adminSocket, MANAGER_API, {
-      ...storeAdminHandlers(this.catalog, this.packs, { exclusive: async (fn) => await this.storeLock.write(fn), shared: async (fn) => await this.storeLock.read(fn) }),
+      ...store,
+      // what changes the store or reads an endpoint's data out of it is recorded (audit-log.ts)
+      prune: audited(this.audit, now, 'prune', () => 'store', store.prune, req => req.dryRun === true),
+      'retention-set': audited(this.audit, now, 'retention-set', req => req.endpoint ?? 'fleet default', store['retention-set']),
+      audit: async (req) => this.audit.read(req.since),
       peers: async (req) => this.peerList(req.overdueAfterMs),
-      'peers-add': async (req) => this.addStaticPeer(req.address),
-      'peers-remove': async (req) => this.removeStaticPeer(req.target),
+      'peers-add': audited(this.audit, now, 'peers-add', req => req.address, async (req) => this.addStaticPeer(req.address)),
+      'peers-remove': audited(this.audit, now, 'peers-remove', req => req.target, async (req) => this.removeStaticPeer(req.target)),
       snapshots: async (req) => this.catalog.snapshots(req.endpoint === undefined ? undefined : this.catalog.findEndpoint(req.endpoint).id),
-      restore: async (req, ctx) => await this.restore(req, ctx.progress, ctx.signal),
-      'backup-now': async (req, ctx) => await this.backupNow(req, ctx.progress, ctx.signal),
+      restore: audited(this.audit, now, 'restore', req => `${req.endpoint}${req.snapshot !== undefined ? ` snapshot ${req.snapshot}` : ''}${req.path !== undefined ? ` path ${req.path}` : ''} → ${req.toEndpoint === true ? 'the endpoint' : req.target ?? ''}`, async (req, ctx) => await this.restore(req, ctx.progress, ctx.signal)),
+      'backup-now': audited(this.audit, now, 'backup-now', () => 'all agents', async (req, ctx) => await this.backupNow(req, ctx.progress, ctx.signal)),
       status: async () => ({ peerId: this.peerId, name: this.config.name, listen: node.getMultiaddrs().map(String), mdns: this.discovery?.mdnsEnabled ?? false, peers: this.peers.all().length, snapshots: this.catalog.snapshotCount(), storedBytes: this.catalog.storedBytes(), store: this.storeFull === undefined ? 'ok' : 'store full', storeError: this.storeFull?.error, metrics: this.metricsUrl })
     }, this.log)
     this.scheduler = this.createScheduler(node)
@@ -270,7 +291,8 @@ export class Manager {
       log: this.log.child('visit'),
       windows,
       policy: { maxAgeMs: m.maxAgeHours * 3_600_000, maxAgeRateFraction: m.maxAgeRateFraction },
-      around: async fn => await this.storeLock.read(fn),
+      around: async fn => await this.storeLock.read(fn, { preemptible: true }),
+      onViolation: async peer => { await this.hangUp(peer.peerId) },
       onProgress: p => {
         this.rates.record(p)
         for (const l of this.progressListeners) l(p)

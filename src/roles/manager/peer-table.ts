@@ -45,9 +45,24 @@ export const MAX_ERROR_BACKOFF_MS = 60 * 60_000
 export interface PeerTableOptions {
   /**
    * An mDNS address not announced again within this long is dropped: a restarted agent
-   * listens elsewhere, and its old address would only fail. Static addresses never expire.
+   * listens elsewhere, and its old address would only fail. Static addresses never expire,
+   * nor does the address a dial last proved (see confirm) until another one is proved.
    */
   addressTtlMs: number
+  /**
+   * Most peers held; past it the least recently seen peer that never answered a dial is
+   * dropped first (then the least recently seen of any). Anyone on the LAN can send records.
+   */
+  maxPeers?: number
+  /** An mDNS peer not announced within this long is dropped (static peers stay). */
+  peerTtlMs?: number
+}
+
+export const PEER_TABLE_DEFAULTS = Object.freeze({ maxPeers: 10_000, peerTtlMs: 24 * 3_600_000 })
+
+/** A peer that answered us (a dial proved its id) or that the config names. */
+export function isProven (record: PeerRecord): boolean {
+  return record.source === 'static' || record.lastContact !== undefined
 }
 
 export interface UpsertResult {
@@ -57,13 +72,25 @@ export interface UpsertResult {
   newAddress: boolean
 }
 
-interface AddressSeen { addr: Multiaddr, seenAt: number, static: boolean }
+/** `proven`: a dial to this address reached the peer (Noise proved its id there). */
+interface AddressSeen { addr: Multiaddr, seenAt: number, static: boolean, proven: boolean }
+
+/** Addresses held per peer: a record's own limit (RECORD_LIMITS.maxAddrs) times a few announcements. */
+const MAX_ADDRS_PER_PEER = 64
 
 export class PeerTable {
+  /** In order of last sighting, oldest first (re-inserted on every upsert): the LRU order. */
   private readonly peers = new Map<string, PeerRecord>()
   private readonly seen = new Map<string, Map<string, AddressSeen>>()
+  private readonly maxPeers: number
+  private readonly peerTtlMs: number
 
-  constructor (private readonly options: PeerTableOptions = { addressTtlMs: 10 * 60_000 }) {}
+  constructor (private readonly options: PeerTableOptions = { addressTtlMs: 10 * 60_000 }) {
+    this.maxPeers = options.maxPeers ?? PEER_TABLE_DEFAULTS.maxPeers
+    this.peerTtlMs = options.peerTtlMs ?? PEER_TABLE_DEFAULTS.peerTtlMs
+  }
+
+  get size (): number { return this.peers.size }
 
   upsert (found: DiscoveredPeer, now: number): UpsertResult {
     const addrs = this.seen.get(found.peerId) ?? new Map<string, AddressSeen>()
@@ -73,12 +100,22 @@ export class PeerTable {
       const key = addr.toString()
       const before = addrs.get(key)
       if (before === undefined) newAddress = true
-      addrs.set(key, { addr, seenAt: now, static: found.source === 'static' || before?.static === true })
+      addrs.set(key, { addr, seenAt: now, static: found.source === 'static' || before?.static === true, proven: before?.proven === true })
+    }
+    // bounded even against one peer id announced from ever new addresses: the oldest unproven go
+    if (addrs.size > MAX_ADDRS_PER_PEER) {
+      const drop = [...addrs.entries()].filter(([, s]) => !s.static && !s.proven).sort((a, b) => a[1].seenAt - b[1].seenAt)
+      for (const [key] of drop.slice(0, addrs.size - MAX_ADDRS_PER_PEER)) addrs.delete(key)
     }
     const existing = this.peers.get(found.peerId)
     if (existing !== undefined) {
+      // to the back of the LRU order
+      this.peers.delete(found.peerId)
+      this.peers.set(found.peerId, existing)
       if (found.source === 'mdns' || existing.source === 'static') {
-        existing.role = found.role === 'node' && existing.role !== 'node' ? existing.role : found.role
+        // A record may name the role of a peer we knew only as a node, never change a known
+        // one: anyone can send a record under any peer id, and it is not proof (a dial is).
+        if (existing.role === 'node') existing.role = found.role
         existing.version = found.version || existing.version
         existing.name = found.name || existing.name
         existing.source = found.source
@@ -96,7 +133,28 @@ export class PeerTable {
     const record: PeerRecord = { ...found, addrs: [], firstSeen: now, lastSeen: now, failures: 0, nextAttemptAt: 0 }
     this.peers.set(found.peerId, record)
     this.refreshAddrs(record, now)
+    this.evictOverflow()
     return { record, isNew: true, newAddress }
+  }
+
+  /**
+   * A dial to `addr` reached `peerId` (Noise proved the id): this address is now the one to
+   * dial first, and it alone is kept past the TTL. Until then a record naming new addresses for
+   * a known peer only adds them behind the proven one; it never displaces it.
+   */
+  confirm (peerId: string, addr: Multiaddr, now: number): void {
+    const seen = this.seen.get(peerId)
+    const record = this.peers.get(peerId)
+    if (seen === undefined || record === undefined) return
+    const key = withoutPeerId(addr.toString())
+    let match: AddressSeen | undefined
+    for (const [k, s] of seen) if (withoutPeerId(k) === key) match = s
+    if (match === undefined) return // a dial to an address we never listed (an inbound one, an old one)
+    for (const s of seen.values()) s.proven = false
+    match.proven = true
+    match.seenAt = Math.max(match.seenAt, now)
+    record.lastContact ??= now
+    record.addrs = order(seen)
   }
 
   /** The peer said goodbye for these addresses (mDNS TTL 0), or they are known to be dead. */
@@ -105,8 +163,9 @@ export class PeerTable {
     const record = this.peers.get(peerId)
     if (seen === undefined || record === undefined) return
     for (const addr of addrs) {
+      // a goodbye is a record too: it cannot take away the address a dial proved
       const s = seen.get(addr.toString())
-      if (s !== undefined && !s.static) seen.delete(addr.toString())
+      if (s !== undefined && !s.static && !s.proven) seen.delete(addr.toString())
     }
     record.addrs = order(seen)
   }
@@ -133,9 +192,15 @@ export class PeerTable {
     return dropped
   }
 
-  /** Drops every peer's mDNS addresses not announced within the TTL. */
+  /** Drops every peer's mDNS addresses not announced within the TTL, and peers not seen within theirs. */
   expire (now: number): void {
-    for (const record of this.peers.values()) this.refreshAddrs(record, now)
+    for (const record of [...this.peers.values()]) {
+      if (record.source !== 'static' && now - record.lastSeen > this.peerTtlMs) {
+        this.remove(record.peerId)
+        continue
+      }
+      this.refreshAddrs(record, now)
+    }
   }
 
   /**
@@ -169,17 +234,46 @@ export class PeerTable {
 
   agents (): PeerRecord[] { return this.all().filter(p => p.role === 'agent') }
 
+  private remove (peerId: string): void {
+    this.peers.delete(peerId)
+    this.seen.delete(peerId)
+  }
+
+  /**
+   * Keeps the table at maxPeers: drops the least recently seen peer that never answered, or,
+   * when every peer has, the least recently seen one (static peers are never dropped).
+   */
+  private evictOverflow (): void {
+    while (this.peers.size > this.maxPeers) {
+      let victim: string | undefined
+      let fallback: string | undefined
+      for (const [id, r] of this.peers) {
+        if (r.source === 'static') continue
+        fallback ??= id
+        if (!isProven(r)) { victim = id; break }
+      }
+      const drop = victim ?? fallback
+      if (drop === undefined) return
+      this.remove(drop)
+    }
+  }
+
   private refreshAddrs (record: PeerRecord, now: number): void {
     const seen = this.seen.get(record.peerId)
     if (seen === undefined) return
     // the newest address stays even when old: with nothing fresher, it is still the best guess
     const newest = [...seen.values()].filter(s => !s.static).sort((a, b) => b.seenAt - a.seenAt)[0]?.addr.toString()
-    for (const [key, s] of seen) if (!s.static && key !== newest && now - s.seenAt > this.options.addressTtlMs) seen.delete(key)
+    for (const [key, s] of seen) if (!s.static && !s.proven && key !== newest && now - s.seenAt > this.options.addressTtlMs) seen.delete(key)
     record.addrs = order(seen)
   }
 }
 
-/** Most recently announced first: the likeliest to be where the peer listens now. */
+/** The proven address first (a dial reached the peer there), then most recently announced first. */
 function order (seen: Map<string, AddressSeen>): Multiaddr[] {
-  return [...seen.values()].sort((a, b) => b.seenAt - a.seenAt).map(s => s.addr)
+  return [...seen.values()].sort((a, b) => Number(b.proven) - Number(a.proven) || b.seenAt - a.seenAt).map(s => s.addr)
+}
+
+function withoutPeerId (addr: string): string {
+  const at = addr.indexOf('/p2p/')
+  return at < 0 ? addr : addr.slice(0, at)
 }

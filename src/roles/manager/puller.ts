@@ -203,7 +203,7 @@ export class Puller {
         const batch = missing.slice(i, i + FETCH_BATCH_IDS)
         const limiter = options.limiter
         const live = limiter === undefined ? undefined : { current: () => limiter.rate, clock }
-        for await (const chunk of this.fetcher.fetch(peer.addrs, { setId: set.id, ids: batch, rate: limiter?.rate ?? options.rate }, { signal: options.signal, rate: live })) {
+        for await (const chunk of this.fetcher.fetch(peer.addrs, { setId: set.id, ids: batch, rate: limiter?.rate ?? options.rate }, { signal: options.signal, rate: live, clock })) {
           if (guard !== undefined && limiter !== undefined) {
             guard.setRate(limiter.rate * RECEIPT_SLACK)
             await guard.take(chunk.compressed.byteLength + CHUNK_ID_BYTES + 9, options.signal)

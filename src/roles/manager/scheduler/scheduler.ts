@@ -20,7 +20,8 @@ import type { Clock } from '../../../util/clock.js'
 import type { Logger } from '../../../util/log.js'
 import { describeError } from '../../../util/errors.js'
 import { RateLimiter } from '../../../util/rate-limiter.js'
-import { MAX_ERROR_BACKOFF_MS, type FailureKind, type PeerRecord, type PeerTable } from '../peer-table.js'
+import { MAX_ERROR_BACKOFF_MS, isProven, type FailureKind, type PeerRecord, type PeerTable } from '../peer-table.js'
+import { DIAL_BUDGET_DEFAULTS, DialBudget, type DialBudgetLimits } from './dial-budget.js'
 import type { BandwidthBudget, BudgetShare } from './bandwidth-budget.js'
 import { isOverdue, type AdmitMode } from './admission.js'
 
@@ -89,13 +90,15 @@ export interface SchedulerInit {
   lastBackupOf?: (peer: PeerRecord) => number | undefined
   /** Longest the run loop sleeps between ticks: bounds what a clock jump or a profile change costs. */
   maxSleepMs?: number
+  /** What visits of peers that never answered may cost (dial-budget.ts); they also get at most half the slots. */
+  dialBudget?: DialBudgetLimits
 }
 
 interface PeerState {
   dueAt: number
   /** Queue position: lower goes first; a finished visit takes a new, highest number. */
   turn: number
-  running?: { since: number, share: BudgetShare, forced: boolean, mode?: AdmitMode }
+  running?: { since: number, share: BudgetShare, forced: boolean, mode?: AdmitMode, unproven: boolean }
   waitingSince?: number
   forcedWaiters: Array<(o: VisitOutcome) => void>
   lastVisitAt?: number
@@ -111,10 +114,12 @@ export class Scheduler {
   private wakeController = new AbortController()
   private readonly random: () => number
   private readonly jitterMs: number
+  private readonly dialBudget: DialBudget
 
   constructor (private readonly init: SchedulerInit, private readonly signal: AbortSignal = new AbortController().signal) {
     this.random = init.random ?? Math.random
     this.jitterMs = Math.round(init.intervalMs * (init.jitterFraction ?? 0.1))
+    this.dialBudget = new DialBudget(init.dialBudget ?? DIAL_BUDGET_DEFAULTS, init.clock)
   }
 
   get activeVisits (): number { return this.running.size }
@@ -127,19 +132,32 @@ export class Scheduler {
     if (budget.changed()) budget.rebalance()
     const agents = table.agents()
     for (const peer of agents) this.stateOf(peer, now)
+    // peers the table dropped (expired, evicted) leave no state behind: memory stays bounded
+    if (this.states.size > agents.length) {
+      const listed = new Set(agents.map(p => p.peerId))
+      for (const [id, s] of this.states) if (!listed.has(id) && s.running === undefined && s.forcedWaiters.length === 0) this.states.delete(id)
+    }
     const free = (): boolean => this.running.size < this.init.maxConcurrent
     // an admin's backup-now goes first, then due peers in queue order
     const forced = agents.filter(p => { const s = this.states.get(p.peerId) as PeerState; return s.running === undefined && s.forcedWaiters.length > 0 })
     const due = agents.filter(p => { const s = this.states.get(p.peerId) as PeerState; return s.running === undefined && s.forcedWaiters.length === 0 && this.isDue(p, s, now) })
-    const byTurn = (a: PeerRecord, b: PeerRecord): number => (this.states.get(a.peerId) as PeerState).turn - (this.states.get(b.peerId) as PeerState).turn
+    // peers that answered before go first: records are free to send, dials are not
+    const byTurn = (a: PeerRecord, b: PeerRecord): number => Number(isProven(b)) - Number(isProven(a)) || (this.states.get(a.peerId) as PeerState).turn - (this.states.get(b.peerId) as PeerState).turn
     for (const peer of forced.sort(byTurn)) {
       if (!free()) break
       this.start(peer, true)
     }
     const paused = budget.total(now) <= 0
+    const unprovenSlots = Math.max(1, Math.floor(this.init.maxConcurrent / 2))
+    let unprovenRunning = 0
+    for (const s of this.states.values()) if (s.running?.unproven === true) unprovenRunning++
     for (const peer of due.sort(byTurn)) {
       const s = this.states.get(peer.peerId) as PeerState
       if (paused || !free()) { s.waitingSince ??= now; continue }
+      if (!isProven(peer)) {
+        if (unprovenRunning >= unprovenSlots || !this.dialBudget.tryTake()) { s.waitingSince ??= now; continue }
+        unprovenRunning++
+      }
       this.start(peer, false)
     }
   }
@@ -264,7 +282,7 @@ export class Scheduler {
     // the budget sets the real rate before the visit sees the limiter
     const limiter = new RateLimiter(1, clock)
     const share = budget.attach(peer.peerId, limiter, { cap: this.init.capOf?.(peer) })
-    s.running = { since: now, share, forced }
+    s.running = { since: now, share, forced, unproven: !isProven(peer) }
     s.waitingSince = undefined
     const ctx: VisitContext = {
       signal: this.signal,
@@ -309,6 +327,8 @@ export class Scheduler {
     }
     peer.failures = 0
     peer.nextAttemptAt = 0
+    // it answered: no longer limited by the dial budget for strangers
+    peer.lastContact ??= now
     peer.lastError = outcome.kind === 'pulled' ? outcome.warning : undefined
     if (outcome.kind === 'skipped') {
       s.skip = { reason: outcome.reason, detail: outcome.detail }

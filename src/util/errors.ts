@@ -16,9 +16,13 @@ export type HoldfastErrorCode =
   | 'CHUNK_MISSING'
   /** A chunk's declared plaintext length is above the chunk maximum (refused before decompressing). */
   | 'CHUNK_TOO_LARGE'
+  /** A snapshot or restore names a chunk its endpoint has not sent (docs/security.md, ownership). */
+  | 'CHUNK_NOT_OWNED'
   | 'PEER_NOT_ALLOWED'
   | 'PEER_UNKNOWN'
   | 'SET_UNKNOWN'
+  /** The agent refused an ack: the set is unknown or not sealed; nothing was freed. */
+  | 'ACK_REFUSED'
   | 'FOLDER_UNREADABLE'
   | 'RESTORE_TARGET_NOT_EMPTY'
   | 'RESTORE_PATH_UNSAFE'

@@ -5,10 +5,11 @@
  * version is a deletion). The store never imports the network.
  */
 import { ensureColumn, openDatabase, statementCache, transaction, type DatabaseSync } from '../../util/sqlite.js'
-import type { EntryType, StagedEntry } from '../../model/entry.js'
+import { CHUNK_ID_BYTES, toHex, type EntryType, type StagedEntry } from '../../model/entry.js'
 import type { PackLocation } from './packs.js'
 import { HoldfastError } from '../../util/errors.js'
 import { RULE_KEYS, type RetentionPolicyRow, type RetentionRules } from '../maintenance/retention.js'
+import { CHUNK_REF, ensureSeq, maxChunksPerVersion } from './chunk-refs.js'
 
 const RULE_COLUMNS: Record<typeof RULE_KEYS[number], string> = {
   keepLast: 'keep_last', keepHourly: 'keep_hourly', keepDaily: 'keep_daily', keepWeekly: 'keep_weekly', keepMonthly: 'keep_monthly', keepYearly: 'keep_yearly'
@@ -102,6 +103,24 @@ CREATE TABLE IF NOT EXISTS pruned_snapshots (
 CREATE INDEX IF NOT EXISTS pruned_snapshots_by_endpoint ON pruned_snapshots (endpoint_id, set_id);
 `
 
+/**
+ * Chunk ownership (docs/security.md, "Ownership before dedup"): which endpoint has sent (and so
+ * holds) which chunk. Dedup of storage is global, but an endpoint may only reference, and only
+ * be restored, chunks it owns; a chunk it does not own is fetched from it like any new chunk,
+ * whether the store holds it or not. Keyed chunk first so that prune's deletion of a chunk
+ * (the trigger) and the per-endpoint lookup share the one index.
+ */
+const OWNERSHIP_SCHEMA = `
+CREATE TABLE chunk_owners (
+  chunk BLOB NOT NULL,
+  endpoint_id INTEGER NOT NULL,
+  PRIMARY KEY (chunk, endpoint_id)
+) WITHOUT ROWID;
+CREATE TRIGGER chunk_owners_follow_chunks AFTER DELETE ON chunks BEGIN
+  DELETE FROM chunk_owners WHERE chunk = old.id;
+END;
+`
+
 export interface EndpointRow {
   id: number
   peerId: string
@@ -142,7 +161,25 @@ export class Catalog {
     this.db.exec(SCHEMA)
     this.db.exec(RETENTION_SCHEMA)
     ensureColumn(this.db, 'file_versions', 'link_key', 'TEXT') // added in 0.1.0 after the first schema
+    this.addOwnership()
     this.sql = statementCache(this.db)
+  }
+
+  /**
+   * Creates the ownership table on a catalog made before it, backfilled from the file
+   * versions: each endpoint owns what its committed versions reference. Those commits were
+   * trusted when they were made (the old puller took any chunk id an agent listed), so a
+   * reference stolen through dedup before this version is carried over; docs/security.md.
+   */
+  private addOwnership (): void {
+    if (this.db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'chunk_owners'").get() !== undefined) return
+    transaction(this.db, () => {
+      this.db.exec(OWNERSHIP_SCHEMA)
+      ensureSeq(this.db, maxChunksPerVersion(this.db))
+      this.db.exec(`INSERT OR IGNORE INTO chunk_owners (chunk, endpoint_id)
+        SELECT ${CHUNK_REF}, fv.endpoint_id FROM file_versions fv CROSS JOIN temp.hf_seq n ON n.k < length(fv.chunks) / 32
+        WHERE ${CHUNK_REF} IN (SELECT id FROM chunks)`)
+    })
   }
 
   close (): void { this.db.close() }
@@ -187,7 +224,11 @@ export class Catalog {
     return r === undefined ? undefined : Number(r.id)
   }
 
-  /** Which of these chunk ids the store lacks. One read transaction for the batch. */
+  /**
+   * Which of these chunk ids the store lacks. The store's own view, for maintenance and
+   * tests: never use it to decide what to ask an agent for (it tells which chunks exist
+   * anywhere in the fleet); that is unownedChunks. One read transaction for the batch.
+   */
   missingChunks (ids: Iterable<Uint8Array>): Uint8Array[] {
     const stmt = this.db.prepare('SELECT 1 FROM chunks WHERE id = ?')
     const missing: Uint8Array[] = []
@@ -200,6 +241,29 @@ export class Catalog {
     return missing
   }
 
+  /**
+   * Which of these chunk ids the endpoint has not sent (or whose data the store no longer
+   * holds): the ones a pull must fetch from it, whether another endpoint's copy is stored or
+   * not, so that neither what it may reference nor what it is asked for depends on the
+   * others' data. One read transaction for the batch.
+   */
+  unownedChunks (endpointId: number, ids: Iterable<Uint8Array>): Uint8Array[] {
+    const stmt = this.sql('SELECT 1 FROM chunk_owners o JOIN chunks c ON c.id = o.chunk WHERE o.chunk = ? AND o.endpoint_id = ?')
+    const unowned: Uint8Array[] = []
+    this.db.exec('BEGIN')
+    try {
+      for (const id of ids) if (stmt.get(id, endpointId) === undefined) unowned.push(id)
+    } finally {
+      this.db.exec('COMMIT')
+    }
+    return unowned
+  }
+
+  /** Whether the endpoint owns a stored chunk (it sent it, or its versions did before ownership). */
+  owns (endpointId: number, id: Uint8Array): boolean {
+    return this.sql('SELECT 1 FROM chunk_owners o JOIN chunks c ON c.id = o.chunk WHERE o.chunk = ? AND o.endpoint_id = ?').get(id, endpointId) !== undefined
+  }
+
   chunkLocation (id: Uint8Array): (PackLocation & { rawlen: number }) | undefined {
     const r = this.sql('SELECT pack, offset, clen, rawlen FROM chunks WHERE id = ?').get(id)
     if (r === undefined) return undefined
@@ -207,18 +271,53 @@ export class Catalog {
   }
 
   /**
+   * Where a chunk is, for a restore of one endpoint's data: CHUNK_NOT_OWNED when the store
+   * holds it but the endpoint never sent it (a version that names another endpoint's chunk
+   * must not hand that endpoint's bytes over), CHUNK_MISSING when the store lacks it.
+   */
+  ownedChunkLocation (endpointId: number, id: Uint8Array): PackLocation & { rawlen: number } {
+    const r = this.sql(`SELECT c.pack, c.offset, c.clen, c.rawlen FROM chunks c JOIN chunk_owners o ON o.chunk = c.id AND o.endpoint_id = ?
+      WHERE c.id = ?`).get(endpointId, id)
+    if (r !== undefined) return { pack: r.pack as string, offset: Number(r.offset), clen: Number(r.clen), rawlen: Number(r.rawlen) }
+    if (this.chunkLocation(id) === undefined) throw new HoldfastError('CHUNK_MISSING', `chunk ${toHex(id)} is not in the store`)
+    throw new HoldfastError('CHUNK_NOT_OWNED', `chunk ${toHex(id)} was never sent by endpoint #${endpointId}; not restored from another endpoint's data`, { id: toHex(id) })
+  }
+
+  /**
    * Commits a snapshot with its file versions and new chunks in one transaction. The packs
    * holding the chunks must already be fsynced. Returns the snapshot id.
+   *
+   * The endpoint comes to own `chunks` (it sent them, stored now) and `proven` (it sent them,
+   * verified, but another endpoint's copy was stored already). Every chunk the entries
+   * reference must then be owned by the endpoint: otherwise nothing is committed
+   * (CHUNK_NOT_OWNED), since the entries would let a restore of this endpoint read another's
+   * data. A set id committed before is never replaced: its snapshot id is returned as it is.
    */
-  commitSnapshot (input: { endpointId: number, setId: number, sealedAt: number, committedAt: number, entries: StagedEntry[], chunks: NewChunk[] }): number {
+  commitSnapshot (input: { endpointId: number, setId: number, sealedAt: number, committedAt: number, entries: StagedEntry[], chunks: NewChunk[], proven?: Uint8Array[] }): number {
     return transaction(this.db, () => {
       const existing = this.hasSnapshotFor(input.endpointId, input.setId)
       if (existing !== undefined) return existing
       const insertChunk = this.sql('INSERT OR IGNORE INTO chunks (id, pack, offset, clen, rawlen) VALUES (?, ?, ?, ?, ?)')
+      const insertOwner = this.sql('INSERT OR IGNORE INTO chunk_owners (chunk, endpoint_id) VALUES (?, ?)')
+      const sent = new Set<string>()
       let newBytes = 0
       for (const c of input.chunks) {
         const r = insertChunk.run(c.id, c.pack, c.offset, c.clen, c.rawlen)
         if (Number(r.changes) > 0) newBytes += c.clen
+        insertOwner.run(c.id, input.endpointId)
+        sent.add(Buffer.from(c.id).toString('latin1'))
+      }
+      for (const id of input.proven ?? []) {
+        insertOwner.run(id, input.endpointId)
+        sent.add(Buffer.from(id).toString('latin1'))
+      }
+      // what was sent in this commit is owned; anything else must have been owned before
+      for (const e of input.entries) {
+        for (let i = 0; i < e.chunks.byteLength; i += CHUNK_ID_BYTES) {
+          const id = e.chunks.subarray(i, i + CHUNK_ID_BYTES)
+          if (sent.has(Buffer.from(id).toString('latin1')) || this.owns(input.endpointId, id)) continue
+          throw new HoldfastError('CHUNK_NOT_OWNED', `set ${input.setId} references chunk ${toHex(id)}, which this endpoint has not sent; nothing committed`, { setId: input.setId, id: toHex(id) })
+        }
       }
       const rawBytes = input.entries.reduce((n, e) => n + (e.type === 'file' ? e.size : 0), 0)
       const snap = this.sql('INSERT INTO snapshots (endpoint_id, set_id, sealed_at, committed_at, entries, raw_bytes, new_bytes) VALUES (?, ?, ?, ?, ?, ?, ?)')

@@ -125,9 +125,9 @@ describe('integration: chunk ownership in the store', function () {
     commitFile(b, 1, 'b.bin', fileB)
     c.close()
     catalog = undefined
-    // back to the old schema: no ownership table, no trigger
+    // back to the old schema: no ownership table, no trigger, no sent_by
     const raw = new DatabaseSync(join(dir, 'catalog.db'))
-    raw.exec('DROP TRIGGER chunk_owners_follow_chunks; DROP TABLE chunk_owners')
+    raw.exec('DROP TRIGGER chunk_owners_follow_chunks; DROP TABLE chunk_owners; ALTER TABLE chunks DROP COLUMN sent_by')
     raw.close()
     catalog = new Catalog(join(dir, 'catalog.db'))
     assert.deepEqual(catalog.unownedChunks(a, [chunkId(fileA), chunkId(fileB)]).map(toHex), [toHex(chunkId(fileB))])

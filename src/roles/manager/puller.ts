@@ -166,7 +166,10 @@ export class Puller {
     // Every chunk this endpoint has not sent is fetched, stored elsewhere or not: dedup across
     // endpoints saves storage, never a fetch, so an agent can neither reference another's
     // data unseen nor learn from the request which chunks exist (docs/security.md).
-    const missing = catalog.unownedChunks(endpointId, wanted.values())
+    // (those another endpoint's copy stores already are verified all the same, but not stored
+    // again; a pull of another endpoint that stores one meanwhile costs a dead copy in a pack,
+    // as before ownership)
+    const { fetch: missing, storedElsewhere } = catalog.fetchPlan(endpointId, wanted.values())
     const newChunks: NewChunk[] = []
     /** Sent and verified, but another endpoint's copy is stored already: owned, not stored again. */
     const proven: Uint8Array[] = []
@@ -181,7 +184,7 @@ export class Puller {
       if (oldest === undefined) return
       await oldest.done
       for (const chunk of oldest.chunks) {
-        if (catalog.chunkLocation(chunk.id) !== undefined) { proven.push(chunk.id); continue }
+        if (storedElsewhere.size > 0 && storedElsewhere.has(Buffer.from(chunk.id).toString('latin1'))) { proven.push(chunk.id); continue }
         const loc = packs.append(chunk.id, chunk.rawLength, chunk.compressed)
         newChunks.push({ ...loc, id: chunk.id, rawlen: chunk.rawLength })
       }

@@ -88,7 +88,8 @@ function build (root: string): Built {
     }
     packs.sync()
     const at = T0 + setId * HOUR + endpointId * 1000
-    catalog.commitSnapshot({ endpointId, setId, sealedAt: at - 500, committedAt: at, entries, chunks })
+    // every chunk the set lists counts as sent by it (a puller fetches what the endpoint does not own)
+    catalog.commitSnapshot({ endpointId, setId, sealedAt: at - 500, committedAt: at, entries, chunks, proven: [...pending.values()].map(p => p.id) })
   }
   for (let e = 0; e < ENDPOINTS; e++) {
     const endpointId = catalog.touchEndpoint(`12D3KooWBench${String(e).padStart(4, '0')}`, `host-${e}`, T0)

@@ -218,7 +218,7 @@ async function main (): Promise<number> {
     const packs = new PackStore(join(storeDir, 'packs'))
     const endpointId = catalog.touchEndpoint('bench-peer', 'bench', Date.now())
     t = performance.now()
-    const missing = catalog.missingChunks(ids)
+    const missing = catalog.unownedChunks(endpointId, ids) // what the puller asks (ownership: docs/security.md)
     const missingMs = ms(t)
     let verifyMs = 0
     let appendMs = 0

@@ -4,8 +4,9 @@
  *   → {v, setId, snapshotId}     ← {v, ok:true}
  *
  * Sent only after the snapshot is committed in the catalog (DESIGN.md §1); the agent marks
- * the set's entries backed up and frees its spool. An ack for a set the agent no longer holds
- * is answered ok (acks are idempotent: a lost reply leads to a second ack).
+ * the set's entries backed up and frees its spool. An ack for a set already acked is answered
+ * ok (acks are idempotent: a lost reply leads to a second ack); one for a set the agent does
+ * not hold sealed is refused with ACK_REFUSED and frees nothing (docs/security.md).
  */
 import type { PeerId } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'

@@ -8,7 +8,7 @@
  */
 import { ensureColumn, openDatabase, statementCache, transaction, type DatabaseSync } from '../util/sqlite.js'
 import type { EntryType, SetSummary, StagedEntry } from '../model/entry.js'
-import type { ProblemCode } from '../util/errors.js'
+import { HoldfastError, type ProblemCode } from '../util/errors.js'
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS files (
@@ -266,6 +266,9 @@ export class AgentStateDb {
   /** Marks a sealed set acknowledged; returns the segments no unacked set needs any more. */
   acknowledge (setId: number, snapshotId: number, now: number): string[] {
     return transaction(this.db, () => {
+      // checked in the transaction too: a set being staged must never lose its spool rows
+      const state = this.setState(setId)
+      if (state !== 'sealed') throw new HoldfastError('ACK_REFUSED', `set ${setId} is ${state ?? 'unknown'}, not sealed`, { setId, snapshotId })
       const segments = this.segmentsOnlyOf(setId)
       this.sql('UPDATE files SET acked = 1 WHERE set_id = ?').run(setId)
       this.sql('DELETE FROM spool_chunks WHERE set_id = ?').run(setId)

@@ -3,7 +3,7 @@
  * or subtree), read from the catalog and packs and written by the restore writer
  * (restore-writer/restore-sink.ts).
  */
-import { displayPath, toHex, type StagedEntry } from '../model/entry.js'
+import { displayPath, type StagedEntry } from '../model/entry.js'
 import { parsePathSpec, specCovers, type PathSpec } from '../model/path-spec.js'
 import { pathAt } from './queries/browse.js'
 import { verifyChunk } from '../codec/chunk-codec.js'
@@ -36,11 +36,13 @@ export interface RestoreSummary extends SinkSummary {
   snapshotId: number
 }
 
-/** A ChunkProvider reading from the manager's store, re-hashing each chunk. */
-export function storeChunks (catalog: Catalog, packs: PackStore): ChunkProvider {
+/**
+ * A ChunkProvider reading one endpoint's chunks from the manager's store, re-hashing each.
+ * Only chunks the endpoint owns (has sent) are read: CHUNK_NOT_OWNED otherwise.
+ */
+export function storeChunks (catalog: Catalog, packs: PackStore, endpointId: number): ChunkProvider {
   return async (_index, id) => {
-    const loc = catalog.chunkLocation(id)
-    if (loc === undefined) throw new HoldfastError('CHUNK_MISSING', `chunk ${toHex(id)} is not in the store`)
+    const loc = catalog.ownedChunkLocation(endpointId, id)
     return verifyChunk(id, packs.read(loc), loc.rawlen)
   }
 }
@@ -57,7 +59,7 @@ export async function restoreSnapshot (catalog: Catalog, packs: PackStore, req: 
   for (const e of catalog.treeAt(req.endpointId, req.snapshotId)) if (e.type === 'file' && (filter === undefined || filter(e))) bytes += e.size
   checkFreeSpace(req.target, bytes, req.freeSpace)
   const sink = new RestoreSink({ target: req.target, signal: req.signal, onProgress: req.onProgress })
-  const chunks = storeChunks(catalog, packs)
+  const chunks = storeChunks(catalog, packs, req.endpointId)
   let matched = 0
   for (const e of catalog.treeAt(req.endpointId, req.snapshotId)) {
     if (filter !== undefined && !filter(e)) continue

@@ -16,6 +16,8 @@ export type HoldfastErrorCode =
   | 'CHUNK_MISSING'
   /** A chunk's declared plaintext length is above the chunk maximum (refused before decompressing). */
   | 'CHUNK_TOO_LARGE'
+  /** A snapshot or restore names a chunk its endpoint has not sent (docs/security.md, ownership). */
+  | 'CHUNK_NOT_OWNED'
   | 'PEER_NOT_ALLOWED'
   /** A peer sent slower than the protocol's minimum sustained rate over its window: cut and backed off. */
   | 'TRANSFER_TOO_SLOW'
@@ -25,6 +27,8 @@ export type HoldfastErrorCode =
   | 'LOCK_PREEMPTED'
   | 'PEER_UNKNOWN'
   | 'SET_UNKNOWN'
+  /** The agent refused an ack: the set is unknown or not sealed; nothing was freed. */
+  | 'ACK_REFUSED'
   | 'FOLDER_UNREADABLE'
   | 'RESTORE_TARGET_NOT_EMPTY'
   | 'RESTORE_PATH_UNSAFE'

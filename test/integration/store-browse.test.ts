@@ -60,7 +60,7 @@ class Store {
     this.packs.sync()
     const setId = (this.nextSet.get(endpointId) ?? 0) + 1
     this.nextSet.set(endpointId, setId)
-    return this.catalog.commitSnapshot({ endpointId, setId, sealedAt: committedAt - 1000, committedAt, entries, chunks })
+    return this.catalog.commitSnapshot({ endpointId, setId, sealedAt: committedAt - 1000, committedAt, entries, chunks, proven: ids })
   }
 
   dispose (): void {

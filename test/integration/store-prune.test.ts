@@ -105,7 +105,7 @@ class TestStore {
     this.packs.sync()
     const setId = this.nextSet.get(endpointId) ?? 1
     this.nextSet.set(endpointId, setId + 1)
-    return this.catalog.commitSnapshot({ endpointId, setId, sealedAt: committedAt, committedAt, entries, chunks })
+    return this.catalog.commitSnapshot({ endpointId, setId, sealedAt: committedAt, committedAt, entries, chunks, proven: ids })
   }
 
   /** Opens the store again the way the manager starts: recovery before anything else. */

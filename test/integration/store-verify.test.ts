@@ -57,7 +57,7 @@ class Store {
     this.packs.sync()
     const setId = (this.sets.get(endpointId) ?? 0) + 1
     this.sets.set(endpointId, setId)
-    return this.catalog.commitSnapshot({ endpointId, setId, sealedAt: setId, committedAt: Date.now(), entries, chunks })
+    return this.catalog.commitSnapshot({ endpointId, setId, sealedAt: setId, committedAt: Date.now(), entries, chunks, proven: [...ids, ...extraEntries.flatMap(e => Array.from({ length: e.chunks.byteLength / 32 }, (_, i) => e.chunks.subarray(i * 32, i * 32 + 32)))] })
   }
 
   location (content: Buffer, index: number): { pack: string, offset: number, clen: number, file: string, id: string } {

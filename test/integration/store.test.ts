@@ -89,7 +89,7 @@ class Store {
     }
     this.packs.sync()
     const setId = options.setId ?? this.nextSet++
-    const snapshotId = this.catalog.commitSnapshot({ endpointId, setId, sealedAt: 1000 + setId, committedAt: 2000 + setId, entries, chunks })
+    const snapshotId = this.catalog.commitSnapshot({ endpointId, setId, sealedAt: 1000 + setId, committedAt: 2000 + setId, entries, chunks, proven: ids })
     return { snapshotId, appended: chunks.length }
   }
 
@@ -467,7 +467,8 @@ describe('integration: store (packs, catalog, restore)', function () {
     // a version whose chunk the catalog never got
     const ghost = randomBytes(500)
     const { entry } = entryOf({ path: 'ghost', type: 'file', content: ghost }, 'home')
-    const snap = store.catalog.commitSnapshot({ endpointId: ep, setId: 99, sealedAt: 1, committedAt: 2, entries: [entry], chunks: [] })
+    // (`proven`: as if the puller had fetched it, so that the commit takes it; it never reached the index)
+    const snap = store.catalog.commitSnapshot({ endpointId: ep, setId: 99, sealedAt: 1, committedAt: 2, entries: [entry], chunks: [], proven: [entry.chunks] })
     const t3 = newDir()
     const missing = await restoreSnapshot(store.catalog, store.packs, { endpointId: ep, snapshotId: snap, target: t3, path: 'home/ghost' })
     assert.deepEqual(missing.errors.map(e => [e.path, e.code]), [['home/ghost', 'CHUNK_MISSING']])

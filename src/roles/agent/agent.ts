@@ -152,7 +152,13 @@ export class Agent {
       sink: {
         acknowledge: async (setId, snapshotId, manager) => {
           const state = this.state.setState(setId)
-          if (state === 'acked' || state === undefined) return
+          if (state === 'acked') return // a repeat (the reply to the first was lost)
+          // The spool is freed only for a set this agent sealed and served; an ack for any
+          // other set is a manager's bug or a forgery, and freeing on it would lose data.
+          if (state !== 'sealed') {
+            this.log.warn('refused an ack for a set that is not sealed here; nothing freed', { set: setId, snapshot: snapshotId, state: state ?? 'unknown', manager: manager.slice(-8) })
+            throw new HoldfastError('ACK_REFUSED', `set ${setId} is ${state === undefined ? 'unknown' : `'${state}'`} here; only a sealed set is acknowledged`, { setId, snapshotId })
+          }
           const segments = this.state.acknowledge(setId, snapshotId, this.clock.now())
           this.spool.remove(segments)
           // space came back: staging that stopped at the spool cap can go on

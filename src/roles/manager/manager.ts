@@ -15,7 +15,6 @@ import { pathFilter, restoreSnapshot, type RestoreProgress, type RestoreSummary 
 import { parsePathSpec, type PathSpec } from '../../model/path-spec.js'
 import { MANAGER_API, type ManagerCommands, type RestoreRequest } from '../../admin/api.js'
 import { RestoreClient, type AgentRestoreSummary, type RestorePushProgress } from '../../protocols/restore.js'
-import { toHex } from '../../model/entry.js'
 import { AdminServer } from '../../admin/admin-socket.js'
 import { HoldfastError, describeError } from '../../util/errors.js'
 import type { Clock } from '../../util/clock.js'
@@ -442,8 +441,8 @@ export class Manager {
         for (const e of catalog.treeAt(endpointId, snapshotId)) if (filter === undefined || filter(e)) yield e
       },
       chunk: id => {
-        const loc = catalog.chunkLocation(id)
-        if (loc === undefined) throw new HoldfastError('CHUNK_MISSING', `chunk ${toHex(id)} is not in the store`)
+        // only what this endpoint sent: never another endpoint's data (docs/security.md)
+        const loc = catalog.ownedChunkLocation(endpointId, id)
         return { rawLength: loc.rawlen, compressed: packs.read(loc) }
       }
     }, { signal: AbortSignal.any([signal, this.controller.signal]), onProgress: p => { progress(p) } }))

@@ -1,6 +1,7 @@
 /**
  * Pulls one agent's sealed staging sets into the store, in order:
- *   manifest → entries → fetch the chunks the store lacks (paced, verified) → append to packs
+ *   manifest → entries → fetch the chunks this endpoint has not sent before (paced, verified)
+ *   → append to packs those the store lacks
  *   → fsync packs → commit the snapshot in the catalog → ack the agent.
  * Nothing is acked before it is durable; a failure anywhere leaves the set on the agent, to
  * be pulled again next round (chunks already committed are not fetched twice).
@@ -164,8 +165,16 @@ export class Puller {
         }
       }
     }
-    const missing = catalog.missingChunks(wanted.values())
+    // Every chunk this endpoint has not sent is fetched, stored elsewhere or not: dedup across
+    // endpoints saves storage, never a fetch, so an agent can neither reference another's
+    // data unseen nor learn from the request which chunks exist (docs/security.md).
+    // (those another endpoint's copy stores already are verified all the same, but not stored
+    // again; a pull of another endpoint that stores one meanwhile costs a dead copy in a pack,
+    // as before ownership)
+    const { fetch: missing, storedElsewhere } = catalog.fetchPlan(endpointId, wanted.values())
     const newChunks: NewChunk[] = []
+    /** Sent and verified, but another endpoint's copy is stored already: owned, not stored again. */
+    const proven: Uint8Array[] = []
     let bytesPulled = 0
     // Received chunks are verified in worker threads, a batch at a time, and appended to the
     // pack in order once verified; a mismatch fails the whole pull before anything commits.
@@ -177,6 +186,7 @@ export class Puller {
       if (oldest === undefined) return
       await oldest.done
       for (const chunk of oldest.chunks) {
+        if (storedElsewhere.size > 0 && storedElsewhere.has(Buffer.from(chunk.id).toString('latin1'))) { proven.push(chunk.id); continue }
         const loc = packs.append(chunk.id, chunk.rawLength, chunk.compressed)
         newChunks.push({ ...loc, id: chunk.id, rawlen: chunk.rawLength })
       }
@@ -231,7 +241,7 @@ export class Puller {
     testPausePoint('pull-packed')
     let snapshotId: number
     try {
-      snapshotId = catalog.commitSnapshot({ endpointId, setId: set.id, sealedAt: set.sealedAt, committedAt: clock.now(), entries, chunks: newChunks })
+      snapshotId = catalog.commitSnapshot({ endpointId, setId: set.id, sealedAt: set.sealedAt, committedAt: clock.now(), entries, chunks: newChunks, proven })
     } catch (err) {
       // SQLITE_FULL (13): the catalog's disk is full. The synced pack tail is cut by recovery.
       if ((err as { errcode?: unknown }).errcode === 13) throw new HoldfastError('STORE_FULL', `store full: the catalog cannot grow (${(err as Error).message}); nothing was committed`, {}, { cause: err })

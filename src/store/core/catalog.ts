@@ -5,10 +5,11 @@
  * version is a deletion). The store never imports the network.
  */
 import { ensureColumn, openDatabase, statementCache, transaction, type DatabaseSync } from '../../util/sqlite.js'
-import type { EntryType, StagedEntry } from '../../model/entry.js'
+import { CHUNK_ID_BYTES, toHex, type EntryType, type StagedEntry } from '../../model/entry.js'
 import type { PackLocation } from './packs.js'
 import { HoldfastError } from '../../util/errors.js'
 import { RULE_KEYS, type RetentionPolicyRow, type RetentionRules } from '../maintenance/retention.js'
+import { CHUNK_REF, ensureSeq, maxChunksPerVersion } from './chunk-refs.js'
 
 const RULE_COLUMNS: Record<typeof RULE_KEYS[number], string> = {
   keepLast: 'keep_last', keepHourly: 'keep_hourly', keepDaily: 'keep_daily', keepWeekly: 'keep_weekly', keepMonthly: 'keep_monthly', keepYearly: 'keep_yearly'
@@ -102,6 +103,30 @@ CREATE TABLE IF NOT EXISTS pruned_snapshots (
 CREATE INDEX IF NOT EXISTS pruned_snapshots_by_endpoint ON pruned_snapshots (endpoint_id, set_id);
 `
 
+/**
+ * Chunk ownership (docs/security.md, "Ownership before dedup"): which endpoint has sent (and so
+ * holds) which chunk. Dedup of storage is global, but an endpoint may only reference, and only
+ * be restored, chunks it owns; a chunk it does not own is fetched from it like any new chunk,
+ * whether the store holds it or not. The endpoint that stored a chunk is `chunks.sent_by`
+ * (in the row written anyway, so a first backup pays no extra insert); chunk_owners holds the
+ * others that sent it since, and every owner of a chunk stored before ownership existed.
+ * Keyed chunk first so that prune's deletion of a chunk (the trigger) and the per-endpoint
+ * lookup share the one index.
+ */
+const OWNERSHIP_SCHEMA = `
+CREATE TABLE chunk_owners (
+  chunk BLOB NOT NULL,
+  endpoint_id INTEGER NOT NULL,
+  PRIMARY KEY (chunk, endpoint_id)
+) WITHOUT ROWID;
+CREATE TRIGGER chunk_owners_follow_chunks AFTER DELETE ON chunks BEGIN
+  DELETE FROM chunk_owners WHERE chunk = old.id;
+END;
+`
+
+/** Whether endpoint ?1 owns stored chunk `c`. */
+const OWNED_BY = '(c.sent_by = ?1 OR EXISTS (SELECT 1 FROM chunk_owners o WHERE o.chunk = c.id AND o.endpoint_id = ?1))'
+
 export interface EndpointRow {
   id: number
   peerId: string
@@ -142,7 +167,26 @@ export class Catalog {
     this.db.exec(SCHEMA)
     this.db.exec(RETENTION_SCHEMA)
     ensureColumn(this.db, 'file_versions', 'link_key', 'TEXT') // added in 0.1.0 after the first schema
+    this.addOwnership()
     this.sql = statementCache(this.db)
+  }
+
+  /**
+   * Creates the ownership table on a catalog made before it, backfilled from the file
+   * versions: each endpoint owns what its committed versions reference. Those commits were
+   * trusted when they were made (the old puller took any chunk id an agent listed), so a
+   * reference stolen through dedup before this version is carried over; docs/security.md.
+   */
+  private addOwnership (): void {
+    if (this.db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'chunk_owners'").get() !== undefined) return
+    transaction(this.db, () => {
+      ensureColumn(this.db, 'chunks', 'sent_by', 'INTEGER')
+      this.db.exec(OWNERSHIP_SCHEMA)
+      ensureSeq(this.db, maxChunksPerVersion(this.db))
+      this.db.exec(`INSERT OR IGNORE INTO chunk_owners (chunk, endpoint_id)
+        SELECT ${CHUNK_REF}, fv.endpoint_id FROM file_versions fv CROSS JOIN temp.hf_seq n ON n.k < length(fv.chunks) / 32
+        WHERE ${CHUNK_REF} IN (SELECT id FROM chunks)`)
+    })
   }
 
   close (): void { this.db.close() }
@@ -187,7 +231,11 @@ export class Catalog {
     return r === undefined ? undefined : Number(r.id)
   }
 
-  /** Which of these chunk ids the store lacks. One read transaction for the batch. */
+  /**
+   * Which of these chunk ids the store lacks. The store's own view, for maintenance and
+   * tests: never use it to decide what to ask an agent for (it tells which chunks exist
+   * anywhere in the fleet); that is unownedChunks. One read transaction for the batch.
+   */
   missingChunks (ids: Iterable<Uint8Array>): Uint8Array[] {
     const stmt = this.db.prepare('SELECT 1 FROM chunks WHERE id = ?')
     const missing: Uint8Array[] = []
@@ -200,6 +248,44 @@ export class Catalog {
     return missing
   }
 
+  /**
+   * Which of these chunk ids the endpoint has not sent (or whose data the store no longer
+   * holds): the ones a pull must fetch from it, whether another endpoint's copy is stored or
+   * not, so that neither what it may reference nor what it is asked for depends on the
+   * others' data. One read transaction for the batch.
+   */
+  unownedChunks (endpointId: number, ids: Iterable<Uint8Array>): Uint8Array[] {
+    return this.fetchPlan(endpointId, ids).fetch
+  }
+
+  /**
+   * What a pull asks the endpoint for (unownedChunks), and which of those the store holds
+   * already (sent by another endpoint): those are verified and owned, not stored again.
+   * One query per id in one read transaction.
+   */
+  fetchPlan (endpointId: number, ids: Iterable<Uint8Array>): { fetch: Uint8Array[], storedElsewhere: Set<string> } {
+    const stmt = this.sql(`SELECT ${OWNED_BY} AS owned FROM chunks c WHERE c.id = ?2`)
+    const fetch: Uint8Array[] = []
+    const storedElsewhere = new Set<string>()
+    this.db.exec('BEGIN')
+    try {
+      for (const id of ids) {
+        const r = stmt.get(endpointId, id)
+        if (r !== undefined && Number(r.owned) === 1) continue
+        fetch.push(id)
+        if (r !== undefined) storedElsewhere.add(Buffer.from(id).toString('latin1'))
+      }
+    } finally {
+      this.db.exec('COMMIT')
+    }
+    return { fetch, storedElsewhere }
+  }
+
+  /** Whether the endpoint owns a stored chunk (it sent it, or its versions did before ownership). */
+  owns (endpointId: number, id: Uint8Array): boolean {
+    return this.sql(`SELECT 1 FROM chunks c WHERE c.id = ?2 AND ${OWNED_BY}`).get(endpointId, id) !== undefined
+  }
+
   chunkLocation (id: Uint8Array): (PackLocation & { rawlen: number }) | undefined {
     const r = this.sql('SELECT pack, offset, clen, rawlen FROM chunks WHERE id = ?').get(id)
     if (r === undefined) return undefined
@@ -207,18 +293,53 @@ export class Catalog {
   }
 
   /**
+   * Where a chunk is, for a restore of one endpoint's data: CHUNK_NOT_OWNED when the store
+   * holds it but the endpoint never sent it (a version that names another endpoint's chunk
+   * must not hand that endpoint's bytes over), CHUNK_MISSING when the store lacks it.
+   */
+  ownedChunkLocation (endpointId: number, id: Uint8Array): PackLocation & { rawlen: number } {
+    const r = this.sql(`SELECT c.pack, c.offset, c.clen, c.rawlen FROM chunks c WHERE c.id = ?2 AND ${OWNED_BY}`).get(endpointId, id)
+    if (r !== undefined) return { pack: r.pack as string, offset: Number(r.offset), clen: Number(r.clen), rawlen: Number(r.rawlen) }
+    if (this.chunkLocation(id) === undefined) throw new HoldfastError('CHUNK_MISSING', `chunk ${toHex(id)} is not in the store`)
+    throw new HoldfastError('CHUNK_NOT_OWNED', `chunk ${toHex(id)} was never sent by endpoint #${endpointId}; not restored from another endpoint's data`, { id: toHex(id) })
+  }
+
+  /**
    * Commits a snapshot with its file versions and new chunks in one transaction. The packs
    * holding the chunks must already be fsynced. Returns the snapshot id.
+   *
+   * The endpoint comes to own `chunks` (it sent them, stored now) and `proven` (it sent them,
+   * verified, but another endpoint's copy was stored already). Every chunk the entries
+   * reference must then be owned by the endpoint: otherwise nothing is committed
+   * (CHUNK_NOT_OWNED), since the entries would let a restore of this endpoint read another's
+   * data. A set id committed before is never replaced: its snapshot id is returned as it is.
    */
-  commitSnapshot (input: { endpointId: number, setId: number, sealedAt: number, committedAt: number, entries: StagedEntry[], chunks: NewChunk[] }): number {
+  commitSnapshot (input: { endpointId: number, setId: number, sealedAt: number, committedAt: number, entries: StagedEntry[], chunks: NewChunk[], proven?: Uint8Array[] }): number {
     return transaction(this.db, () => {
       const existing = this.hasSnapshotFor(input.endpointId, input.setId)
       if (existing !== undefined) return existing
-      const insertChunk = this.sql('INSERT OR IGNORE INTO chunks (id, pack, offset, clen, rawlen) VALUES (?, ?, ?, ?, ?)')
+      const insertChunk = this.sql('INSERT OR IGNORE INTO chunks (id, pack, offset, clen, rawlen, sent_by) VALUES (?, ?, ?, ?, ?, ?)')
+      const insertOwner = this.sql('INSERT OR IGNORE INTO chunk_owners (chunk, endpoint_id) VALUES (?, ?)')
       let newBytes = 0
       for (const c of input.chunks) {
-        const r = insertChunk.run(c.id, c.pack, c.offset, c.clen, c.rawlen)
+        const r = insertChunk.run(c.id, c.pack, c.offset, c.clen, c.rawlen, input.endpointId)
         if (Number(r.changes) > 0) newBytes += c.clen
+        else insertOwner.run(c.id, input.endpointId) // another pull stored it meanwhile
+      }
+      // proven: usually few (what another endpoint stored first), so a set of them is cheap
+      const proven = new Set<string>()
+      for (const id of input.proven ?? []) { insertOwner.run(id, input.endpointId); proven.add(Buffer.from(id).toString('latin1')) }
+      // Every reference must now be owned. The puller sends new chunks in the order the
+      // entries first name them, so a cursor over them settles most references without a
+      // query (a set of 78k ids as strings cost a first backup 5%); the rest are looked up.
+      let cursor = 0
+      for (const e of input.entries) {
+        for (let i = 0; i < e.chunks.byteLength; i += CHUNK_ID_BYTES) {
+          const id = e.chunks.subarray(i, i + CHUNK_ID_BYTES)
+          if (cursor < input.chunks.length && sameId(input.chunks[cursor].id, id)) { cursor++; continue }
+          if ((proven.size > 0 && proven.has(Buffer.from(id).toString('latin1'))) || this.owns(input.endpointId, id)) continue
+          throw new HoldfastError('CHUNK_NOT_OWNED', `set ${input.setId} references chunk ${toHex(id)}, which this endpoint has not sent; nothing committed`, { setId: input.setId, id: toHex(id) })
+        }
       }
       const rawBytes = input.entries.reduce((n, e) => n + (e.type === 'file' ? e.size : 0), 0)
       const snap = this.sql('INSERT INTO snapshots (endpoint_id, set_id, sealed_at, committed_at, entries, raw_bytes, new_bytes) VALUES (?, ?, ?, ?, ?, ?, ?)')
@@ -369,4 +490,10 @@ export class Catalog {
       mergedInto: Number(r.merged_into), versionsMoved: Number(r.versions_moved), versionsDropped: Number(r.versions_dropped)
     }))
   }
+}
+
+function sameId (a: Uint8Array, b: Uint8Array): boolean {
+  if (a.byteLength !== b.byteLength) return false
+  for (let i = 0; i < a.byteLength; i++) if (a[i] !== b[i]) return false
+  return true
 }

@@ -68,6 +68,14 @@ export function displayPath (path: Uint8Array): string {
   return Array.from(buf, b => (b >= 0x20 && b < 0x7f && b !== 0x5c) ? String.fromCharCode(b) : '\\x' + b.toString(16).padStart(2, '0')).join('')
 }
 
+/**
+ * A protected folder's name is one path component: not empty, no '/', no NUL, not '.' or
+ * '..', at most 255 characters (config.ts checks the same at load).
+ */
+export function isSafeFolderName (folder: string): boolean {
+  return /^[^/\0]{1,255}$/.test(folder) && folder !== '.' && folder !== '..'
+}
+
 /** A path is safe to restore when it has no empty, '.', or '..' components and is relative. */
 export function isSafeRelativePath (path: Uint8Array): boolean {
   if (path.byteLength === 0 || path[0] === 0x2f) return false

@@ -17,7 +17,7 @@ import type { PeerId } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'
 import { HoldfastError } from '../util/errors.js'
 import type { Logger } from '../util/log.js'
-import { ENTRY_TYPES, CHUNK_ID_BYTES, type EntryType, type SetSummary, type StagedEntry } from '../model/entry.js'
+import { ENTRY_TYPES, CHUNK_ID_BYTES, displayPath, isSafeFolderName, isSafeRelativePath, type EntryType, type SetSummary, type StagedEntry } from '../model/entry.js'
 import { FrameReader } from './framing.js'
 import { arr, bool, deadline, int, protocolId, readJson, runExchange, sendJson, str, field, WIRE_VERSION, type PeerGate, type ProtocolHost } from './exchange.js'
 import { ProtocolService, type Exchange } from './service.js'
@@ -117,6 +117,11 @@ export function entryFromWire (value: unknown): StagedEntry {
     size: int(r, 's'),
     chunks
   }
+  // Hostile content stops here, on both sides (the manager reading a manifest, the agent a
+  // restore push): no entry that could name a place outside its folder gets past the decoder.
+  // The restore writer checks again, for entries read from a store written before this check.
+  if (!isSafeFolderName(entry.folder)) throw new HoldfastError('ENTRY_PATH_UNSAFE', `entry folder '${displayPath(Buffer.from(entry.folder))}' is not one path component`)
+  if (!isSafeRelativePath(path)) throw new HoldfastError('ENTRY_PATH_UNSAFE', `entry path '${displayPath(path)}' is absolute, has '..', '.', an empty component or a NUL`)
   if (r.l !== undefined) entry.target = new Uint8Array(Buffer.from(str(r, 'l', 16384), 'base64'))
   if (r.h !== undefined) entry.linkKey = str(r, 'h', 64)
   return entry

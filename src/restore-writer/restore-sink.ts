@@ -15,7 +15,7 @@
 import { closeSync, constants, lutimesSync, mkdirSync, openSync, readdirSync, symlinkSync, utimesSync, writeSync, chmodSync, statSync, lstatSync, unlinkSync, ftruncateSync, linkSync, renameSync, rmSync, fsyncSync } from 'node:fs'
 import { randomBytes } from 'node:crypto'
 import { join } from 'node:path'
-import { CHUNK_ID_BYTES, displayPath, isSafeRelativePath, type StagedEntry } from '../model/entry.js'
+import { CHUNK_ID_BYTES, displayPath, isSafeFolderName, isSafeRelativePath, type StagedEntry } from '../model/entry.js'
 import { HoldfastError } from '../util/errors.js'
 import { checkFreeSpace, type FreeSpaceProbe } from './free-space.js'
 
@@ -104,7 +104,7 @@ export class RestoreSink {
   async add (e: StagedEntry, chunk: ChunkProvider): Promise<void> {
     if (this.options.signal?.aborted === true) throw this.options.signal.reason
     const shown = `${e.folder}/${displayPath(e.path)}`
-    if (!isSafeRelativePath(e.path) || !/^[^/\0]+$/.test(e.folder) || e.folder === '..' || e.folder === '.') {
+    if (!isSafeRelativePath(e.path) || !isSafeFolderName(e.folder)) {
       this.error(shown, 'RESTORE_PATH_UNSAFE', 'path is absolute or leaves its folder; skipped')
       return
     }

@@ -32,6 +32,14 @@ export type HoldfastErrorCode =
   | 'FOLDER_UNREADABLE'
   | 'RESTORE_TARGET_NOT_EMPTY'
   | 'RESTORE_PATH_UNSAFE'
+  /** A wire entry's folder or path is absolute, has '..', '.', an empty component or a NUL, or the folder is not one component: refused at decode. */
+  | 'ENTRY_PATH_UNSAFE'
+  /** A restore target directory belongs to another user (docs/security.md, hostile content). */
+  | 'RESTORE_TARGET_NOT_OWNED'
+  /** The admin socket's directory is not a 0700 directory of ours, or the path is not a socket we may replace. */
+  | 'ADMIN_SOCKET_UNSAFE'
+  /** Another live daemon answers on the admin socket's path: it is never unlinked under it. */
+  | 'ADMIN_SOCKET_IN_USE'
   | 'SNAPSHOT_UNKNOWN'
   | 'PATH_NOT_FOUND'
   | 'ADMIN_UNREACHABLE'

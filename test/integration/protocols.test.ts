@@ -283,6 +283,33 @@ describe('integration: protocols over real libp2p nodes', function () {
       assertHoldfast(await thrown(async () => await collect(client.entries(addrOf(a), 77))), 'REMOTE_ERROR', 'SET_UNKNOWN')
       assert.equal((await collect(client.entries(addrOf(a), 1))).flat().length, 3)
     })
+    // Hostile content (docs/security.md): the manager's decoder refuses every unsafe name an
+    // agent lists, so no such entry reaches the puller, the catalog or a later restore.
+    it('refuses an entry with .., an absolute path, a NUL or a folder that is not one component (ENTRY_PATH_UNSAFE)', async () => {
+      const fleetKey = newFleetKey()
+      const [a, b] = await Promise.all([makeNode(fleetKey), makeNode(fleetKey)])
+      const safe: StagedEntry = { folder: 'docs', path: utf8('a/b.txt'), type: 'file', mode: 0o100644, mtimeNs: 1n, size: 0, chunks: new Uint8Array(0) }
+      const hostile: Array<[string, Partial<StagedEntry>]> = [
+        ['..', { path: utf8('../../etc/passwd') }],
+        ['.. inside', { path: utf8('a/../../x') }],
+        ['absolute', { path: utf8('/etc/passwd') }],
+        ['NUL', { path: utf8('a\0b') }],
+        ['empty component', { path: utf8('a//b') }],
+        ['folder with a slash', { folder: 'docs/../..' }],
+        ['folder ..', { folder: '..' }],
+        ['folder .', { folder: '.' }]
+      ]
+      const sets = new Map<number, StagedEntry[]>(hostile.map(([, over], i) => [i + 1, [safe, { ...safe, ...over }]]))
+      await new ManifestService(a, { source: new MemoryManifestSource({ agentVersion: 'x', idle: true, sets: [] }, sets), allow: allowAll, log: silentLogger }).start()
+      const client = new ManifestClient(b)
+      for (const [i, [what]] of hostile.entries()) {
+        const err = await thrown(async () => await collect(client.entries(addrOf(a), i + 1)))
+        assert.ok(err instanceof HoldfastError && err.code === 'ENTRY_PATH_UNSAFE', `${what}: ${String(err)}`)
+      }
+      // a safe set still reads
+      sets.set(99, [safe])
+      assert.equal((await collect(client.entries(addrOf(a), 99))).flat().length, 1)
+    })
   })
 
   describe('fetch', () => {

@@ -188,19 +188,33 @@ describe('integration: /holdfast/restore/1 between real libp2p nodes', function 
     assert.ok(!existsSync(root))
   })
 
-  it('skips and reports an unsafe path, writing nothing outside the root', async function () {
-    await serve()
-    const src = new MemorySource()
-    src.file('../escape.txt', Buffer.from('out'))
-    src.file('ok/../../escape2.txt', Buffer.from('out'))
-    src.file('fine.txt', Buffer.from('in'))
-    const summary = await new RestoreClient(manager).push(addrOf(agent), { restoreId: 'r', label: 'unsafe', overwrite: false }, src)
-    assert.deepEqual(summary.errors.map(e => e.code), ['RESTORE_PATH_UNSAFE', 'RESTORE_PATH_UNSAFE'])
-    assert.equal(summary.files, 1)
-    assert.deepEqual(readdirSync(join(root, 'unsafe')), ['home'])
-    assert.deepEqual(readdirSync(join(root, 'unsafe', 'home')), ['fine.txt'])
-    assert.deepEqual(readdirSync(root), ['unsafe'])
-  })
+  // Hostile content (docs/security.md): each unsafe name is refused by the agent's decoder,
+  // the whole push fails with ENTRY_PATH_UNSAFE, and nothing at all is written.
+  const UNSAFE: Array<[string, (src: MemorySource) => void]> = [
+    ['a .. component', src => { src.file('../escape.txt', Buffer.from('out')) }],
+    ['a .. inside the path', src => { src.file('ok/../../escape2.txt', Buffer.from('out')) }],
+    ['an absolute path', src => { src.file(join(root, 'abs-escape.txt'), Buffer.from('out')) }],
+    ['a NUL in a name', src => { src.file('a\0b.txt', Buffer.from('out')) }],
+    ['a folder of two components', src => { src.file('x.txt', Buffer.from('out')); src.list[src.list.length - 1].folder = 'home/../..' }],
+    ['a folder that is ..', src => { src.file('x.txt', Buffer.from('out')); src.list[src.list.length - 1].folder = '..' }],
+    ['an absolute folder', src => { src.file('x.txt', Buffer.from('out')); src.list[src.list.length - 1].folder = '/tmp' }]
+  ]
+  for (const [what, add] of UNSAFE) {
+    it(`refuses a push with ${what} at decode (ENTRY_PATH_UNSAFE), writing nothing`, async function () {
+      await serve()
+      const src = new MemorySource()
+      src.file('fine.txt', Buffer.from('in'))
+      add(src)
+      const err = await thrown(async () => await new RestoreClient(manager).push(addrOf(agent), { restoreId: 'r', label: 'unsafe', overwrite: false }, src))
+      assert.ok(err instanceof HoldfastError && err.code === 'REMOTE_ERROR' && err.details.remoteCode === 'ENTRY_PATH_UNSAFE', String(err))
+      // the partial directory is gone and nothing escaped next to the root or its parent
+      await waitFor('the partial restore to be removed', () => !existsSync(root) || readdirSync(root).length === 0)
+      for (const name of ['escape.txt', 'escape2.txt', 'abs-escape.txt', 'x.txt']) {
+        assert.ok(!existsSync(join(root, '..', name)) && !existsSync(join(root, '..', '..', name)), `${name} written outside the root`)
+      }
+      assert.ok(!existsSync(join(root, 'abs-escape.txt')))
+    })
+  }
 
   it('a corrupt chunk spoils its file alone: reported, the partial file removed, the next file written', async function () {
     await serve()

@@ -149,4 +149,21 @@ describe('manifest wire entries', () => {
       }
     })
   })
+
+  describe('unsafe names are ENTRY_PATH_UNSAFE at decode', () => {
+    const bytes = (t: string): Uint8Array => new TextEncoder().encode(t)
+    it('refuses .., absolute paths, NUL, empty and dot components', () => {
+      for (const p of ['..', '../x', 'a/../b', 'a/..', '/etc/passwd', '/', 'a\0b', 'a//b', './a', 'a/.', 'a/']) {
+        assert.throws(() => viaJson(fileEntry({ path: bytes(p) })), holdfastCode('ENTRY_PATH_UNSAFE'), JSON.stringify(p))
+      }
+    })
+    it('refuses a folder that is not one component', () => {
+      for (const f of ['', '.', '..', 'a/b', '/abs', 'a\0b', '../up']) {
+        assert.throws(() => viaJson(fileEntry({ folder: f })), holdfastCode('ENTRY_PATH_UNSAFE'), JSON.stringify(f))
+      }
+    })
+    it('keeps names that only look like dots', () => {
+      for (const p of ['...', '.hidden', 'a/..b', '..a/b']) assert.equal(Buffer.from(viaJson(fileEntry({ path: bytes(p) })).path).toString(), p)
+    })
+  })
 })

@@ -2,13 +2,60 @@
  * The local admin channel between the CLI and a running daemon: a Unix socket with mode 0600
  * inside the daemon's 0700 data directory, one JSON request per connection, answered by zero
  * or more progress lines and one final line. Only the local user who owns the daemon can use it.
+ *
+ * Access control (docs/security.md, the admin socket): Node has no SO_PEERCRED, so the peer's
+ * uid is not read; the control is the file system. The socket's directory must be a real
+ * directory of ours that nobody else can enter (mode & 0o077 == 0), else the daemon refuses to
+ * start (ADMIN_SOCKET_UNSAFE). The socket is bound inside a fresh 0700 directory, chmodded
+ * 0600, and only then hard-linked to its name, so it is never reachable with a looser mode
+ * (umask cannot be set from the daemon's worker thread). A socket already at the name is
+ * connected to first: one that answers is another live daemon's and is left alone
+ * (ADMIN_SOCKET_IN_USE); only a dead one is removed. On stop the name is removed only if it is
+ * still our socket.
  */
 import { createServer, createConnection, type Server, type Socket } from 'node:net'
-import { chmodSync, unlinkSync } from 'node:fs'
+import { chmodSync, linkSync, lstatSync, mkdtempSync, rmSync, unlinkSync, type Stats } from 'node:fs'
+import { dirname, join } from 'node:path'
 import { HoldfastError, errorCode, type HoldfastErrorCode } from '../util/errors.js'
 import type { Logger } from '../util/log.js'
 
-export const ADMIN_LIMITS = Object.freeze({ maxRequestBytes: 64 * 1024, maxReplyLineBytes: 64 * 1024 * 1024 })
+export const ADMIN_LIMITS = Object.freeze({
+  maxRequestBytes: 64 * 1024,
+  maxReplyLineBytes: 64 * 1024 * 1024,
+  /** How long a socket found at the name may take to accept before it is taken as live (not removed). */
+  probeTimeoutMs: 5_000
+})
+
+/**
+ * The socket's directory must be a directory (not a link to one) owned by us with no access
+ * for group or others: what makes the socket ours alone, since the peer's uid is not checked.
+ */
+export function checkSocketDir (dir: string): void {
+  let st: Stats
+  try {
+    st = lstatSync(dir)
+  } catch (err) {
+    throw new HoldfastError('ADMIN_SOCKET_UNSAFE', `admin socket directory ${dir} cannot be read: ${(err as Error).message}`, { dir })
+  }
+  const uid = process.getuid?.()
+  if (!st.isDirectory()) throw new HoldfastError('ADMIN_SOCKET_UNSAFE', `admin socket directory ${dir} is not a directory (a symlink?); put adminSocket inside the data directory`, { dir })
+  if (uid !== undefined && st.uid !== uid) throw new HoldfastError('ADMIN_SOCKET_UNSAFE', `admin socket directory ${dir} belongs to uid ${st.uid}, not to this daemon's uid ${uid}`, { dir })
+  if ((st.mode & 0o077) !== 0) {
+    throw new HoldfastError('ADMIN_SOCKET_UNSAFE', `admin socket directory ${dir} is open to others (mode ${(st.mode & 0o777).toString(8).padStart(4, '0')}); run: chmod 700 ${dir}, or put adminSocket inside the data directory`, { dir })
+  }
+}
+
+/** Whether something accepts connections on the socket at `path` (within the probe timeout). */
+async function answers (path: string): Promise<boolean> {
+  return await new Promise(resolve => {
+    const socket = createConnection(path)
+    const done = (live: boolean): void => { clearTimeout(timer); socket.destroy(); resolve(live) }
+    // a peer that neither accepts nor refuses in time is taken as live: never remove it
+    const timer = setTimeout(() => { done(true) }, ADMIN_LIMITS.probeTimeoutMs)
+    socket.once('connect', () => { done(true) })
+    socket.once('error', () => { done(false) })
+  })
+}
 
 export interface AdminRequest {
   cmd: string
@@ -38,6 +85,8 @@ type AnyDecoder = (args: Record<string, unknown>) => object
 
 export class AdminServer<S extends CommandSet> {
   private server?: Server
+  /** The socket file this server made (to remove on stop only if the name is still it). */
+  private bound?: { dev: number, ino: number }
   private readonly sockets = new Set<Socket>()
   private readonly decoders: Record<string, AnyDecoder>
   private readonly handlers: Record<string, AnyHandler>
@@ -53,23 +102,62 @@ export class AdminServer<S extends CommandSet> {
   }
 
   async start (): Promise<void> {
-    try { unlinkSync(this.path) } catch {}
+    const dir = dirname(this.path)
+    checkSocketDir(dir)
     const server = createServer(socket => { this.onConnection(socket) })
-    // The socket is made inside the daemon's 0700 data directory, so nobody else can reach it
-    // in the moment before its own mode is tightened. (umask cannot be set from a worker thread.)
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject)
-      server.listen(this.path, () => { server.off('error', reject); resolve() })
-    })
-    chmodSync(this.path, 0o600)
+    // Bound in a fresh 0700 directory, tightened, then linked to its name: reachable at the
+    // name only with mode 0600 (umask cannot be set from a worker thread).
+    const fresh = mkdtempSync(join(dir, '.sock-'))
+    const bound = join(fresh, 's')
+    try {
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject)
+        server.listen(bound, () => { server.off('error', reject); resolve() })
+      })
+      chmodSync(bound, 0o600)
+      await this.link(bound)
+    } catch (err) {
+      await new Promise<void>(resolve => { server.close(() => { resolve() }) })
+      throw err
+    } finally {
+      rmSync(fresh, { recursive: true, force: true })
+    }
+    const st = lstatSync(this.path)
+    this.bound = { dev: st.dev, ino: st.ino }
     this.server = server
+  }
+
+  /**
+   * Links the bound socket to its name. link(2) never replaces: a name that exists is probed,
+   * and removed only if it is a dead socket (a daemon that crashed); a live one is refused.
+   */
+  private async link (bound: string): Promise<void> {
+    for (let attempt = 0; attempt < 3; attempt++) {
+      try {
+        linkSync(bound, this.path)
+        return
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
+      }
+      let st: Stats
+      try { st = lstatSync(this.path) } catch { continue }
+      if (!st.isSocket()) throw new HoldfastError('ADMIN_SOCKET_UNSAFE', `${this.path} exists and is not a socket; not replaced`, { path: this.path })
+      if (await answers(this.path)) throw new HoldfastError('ADMIN_SOCKET_IN_USE', `another daemon answers on ${this.path}; stop it first (its socket is left alone)`, { path: this.path })
+      try { unlinkSync(this.path) } catch {}
+    }
+    throw new HoldfastError('ADMIN_SOCKET_IN_USE', `${this.path} keeps reappearing; another daemon is starting on it`, { path: this.path })
   }
 
   async stop (): Promise<void> {
     for (const s of this.sockets) s.destroy()
     await new Promise<void>(resolve => { if (this.server === undefined) resolve(); else this.server.close(() => { resolve() }) })
     this.server = undefined
-    try { unlinkSync(this.path) } catch {}
+    // only our own socket: a name another daemon has since taken is not ours to remove
+    try {
+      const st = lstatSync(this.path)
+      if (this.bound !== undefined && st.dev === this.bound.dev && st.ino === this.bound.ino) unlinkSync(this.path)
+    } catch {}
+    this.bound = undefined
   }
 
   private onConnection (socket: Socket): void {

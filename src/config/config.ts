@@ -2,7 +2,7 @@
  * Configuration: one JSON file per daemon. Every key is checked; an unknown key is an error
  * (a typo must not silently leave a folder unprotected).
  */
-import { readFileSync } from 'node:fs'
+import { closeSync, fstatSync, openSync, readFileSync } from 'node:fs'
 import { hostname } from 'node:os'
 import { isAbsolute, join, resolve, dirname, basename } from 'node:path'
 import { HoldfastError } from '../util/errors.js'
@@ -266,10 +266,25 @@ function withKey (key: string, fn: () => unknown): void {
 
 export function loadConfig (file: string): HoldfastConfig {
   let text: string
+  let fd: number
   try {
-    text = readFileSync(file, 'utf8')
+    fd = openSync(file, 'r')
   } catch (err) {
     throw new HoldfastError('CONFIG_INVALID', `cannot read config file ${file}: ${(err as Error).message}`)
+  }
+  try {
+    // The config holds the fleet key: a copy others can read is a key others hold. Refused,
+    // not tightened, so the admin learns it was exposed (checked on the open file, no race).
+    const mode = fstatSync(fd).mode & 0o777
+    if ((mode & 0o077) !== 0) {
+      throw new HoldfastError('CONFIG_INVALID', `config file ${file} holds the fleet key and is readable or writable by others (mode ${mode.toString(8).padStart(4, '0')}); run: chmod 600 ${file}`, { mode })
+    }
+    text = readFileSync(fd, 'utf8')
+  } catch (err) {
+    if (err instanceof HoldfastError) throw err
+    throw new HoldfastError('CONFIG_INVALID', `cannot read config file ${file}: ${(err as Error).message}`)
+  } finally {
+    closeSync(fd)
   }
   return parseConfigText(text, dirname(resolve(file)), `config file ${file}`)
 }

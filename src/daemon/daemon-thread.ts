@@ -23,7 +23,7 @@ try {
   const config = loadConfig(configFile)
   // Before the role opens its databases or recovers anything: a second daemon on this
   // directory must stop here, not after it has truncated the first one's packs or taken over
-  // its admin socket (AdminServer unlinks a socket it finds).
+  // its admin socket (AdminServer removes a dead socket it finds; a live one it refuses).
   lock = lockDataDir(config.dataDir)
   const { Agent } = await import('../roles/agent/agent.js')
   const { Manager } = await import('../roles/manager/manager.js')

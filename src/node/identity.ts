@@ -2,7 +2,7 @@
  * A node's persistent Ed25519 identity: created once, stored with mode 0600, reused on every
  * start so the peer id never changes.
  */
-import { chmodSync, mkdirSync, readFileSync, statSync } from 'node:fs'
+import { mkdirSync, readFileSync, statSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { generateKeyPair, privateKeyFromProtobuf, privateKeyToProtobuf } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
@@ -26,8 +26,12 @@ export async function loadOrCreateIdentity (dataDir: string): Promise<Identity> 
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
   }
   if (bytes !== undefined) {
-    // A key readable by others is no secret: tighten it rather than refuse to start.
-    if ((statSync(file).mode & 0o077) !== 0) chmodSync(file, 0o600)
+    // A key others could read is no longer a secret: refused, not tightened, so the admin
+    // learns it was exposed (and can decide to give the host a new identity).
+    const mode = statSync(file).mode & 0o777
+    if ((mode & 0o077) !== 0) {
+      throw new HoldfastError('CONFIG_INVALID', `identity file ${file} is readable or writable by others (mode ${mode.toString(8).padStart(4, '0')}); run: chmod 600 ${file}`, { mode })
+    }
     let privateKey: PrivateKey
     try {
       privateKey = privateKeyFromProtobuf(bytes)

@@ -161,7 +161,7 @@ describe('end to end: faults and limits', function () {
 
   it('a config with an unknown key is refused with a one-line error', async function () {
     const file = join(root, 'bad.json')
-    writeFileSync(file, JSON.stringify({ role: 'agent', fleetKey: 'a'.repeat(64), dataDir: join(root, 'd'), agent: { folders: [root], scanIntervalSecs: 5 } }))
+    writeFileSync(file, JSON.stringify({ role: 'agent', fleetKey: 'a'.repeat(64), dataDir: join(root, 'd'), agent: { folders: [root], scanIntervalSecs: 5 } }), { mode: 0o600 })
     const r = await runCli(['agent', '--config', file])
     assert.equal(r.code, 2)
     assert.match(r.stderr, /CONFIG_UNKNOWN_KEY: unknown config key 'agent.scanIntervalSecs'/)

@@ -82,7 +82,8 @@ export class TestFleet {
   patchConfig (file: string, patch: (c: Record<string, unknown>) => void): void {
     const c = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>
     patch(c)
-    writeFileSync(file, JSON.stringify(c, null, 2))
+    // configs hold the fleet key: loadConfig refuses one others can read
+    writeFileSync(file, JSON.stringify(c, null, 2), { mode: 0o600 })
   }
 
   /**

@@ -1,5 +1,5 @@
 import { strict as assert } from 'node:assert'
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { chmodSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { hostname, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { loadConfig, resolveConfig } from '../../src/config/config.js'
@@ -217,7 +217,7 @@ describe('config', () => {
 
     it('reads a JSON file and resolves relative paths against the file\'s folder', () => {
       const file = join(dir, 'holdfast.json')
-      writeFileSync(file, JSON.stringify({ fleetKey: KEY, dataDir: 'data', agent: { folders: ['docs'] } }))
+      writeFileSync(file, JSON.stringify({ fleetKey: KEY, dataDir: 'data', agent: { folders: ['docs'] } }), { mode: 0o600 })
       const c = loadConfig(file)
       assert.equal(c.dataDir, join(dir, 'data'))
       assert.deepEqual(c.agent.folders, [{ path: join(dir, 'docs'), name: 'docs', ignore: [] }])
@@ -229,14 +229,27 @@ describe('config', () => {
 
     it('fails with CONFIG_INVALID for a file that is not JSON', () => {
       const file = join(dir, 'broken.json')
-      writeFileSync(file, '{ "fleetKey": "abc", }')
+      writeFileSync(file, '{ "fleetKey": "abc", }', { mode: 0o600 })
       assert.throws(() => loadConfig(file), holdfastCode('CONFIG_INVALID', 'not valid JSON'))
     })
 
     it('reports unknown keys from a file with CONFIG_UNKNOWN_KEY', () => {
       const file = join(dir, 'typo.json')
-      writeFileSync(file, JSON.stringify({ fleetKey: KEY, agnet: {} }))
+      writeFileSync(file, JSON.stringify({ fleetKey: KEY, agnet: {} }), { mode: 0o600 })
       assert.throws(() => loadConfig(file), unknownKey('agnet'))
+    })
+
+    it('refuses a config file readable or writable by group or others (it holds the fleet key), naming chmod 600', () => {
+      const file = join(dir, 'loose.json')
+      writeFileSync(file, JSON.stringify({ fleetKey: KEY, dataDir: 'data' }), { mode: 0o600 })
+      assert.equal(loadConfig(file).fleetKey, KEY)
+      for (const loose of [0o644, 0o640, 0o604, 0o660, 0o606, 0o610]) {
+        chmodSync(file, loose)
+        assert.throws(() => loadConfig(file), holdfastCode('CONFIG_INVALID', `chmod 600 ${file}`), `mode ${loose.toString(8)}`)
+        assert.equal(statSync(file).mode & 0o777, loose, 'left as it was')
+      }
+      chmodSync(file, 0o400)
+      assert.equal(loadConfig(file).fleetKey, KEY, 'owner-only read is fine')
     })
   })
 })

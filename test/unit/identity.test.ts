@@ -53,16 +53,19 @@ describe('identity', () => {
     assert.notEqual(a.peerId, b.peerId)
   })
 
-  it('tightens a key file readable by others to 0600 and still loads it', async () => {
+  it('refuses a key file readable or writable by group or others (CONFIG_INVALID, chmod 600), leaving it as it is', async () => {
     const dir = freshDir()
     const { peerId } = await loadOrCreateIdentity(dir)
     const file = join(dir, IDENTITY_FILE)
-    for (const loose of [0o644, 0o640, 0o604, 0o666]) {
+    const bytes = readFileSync(file)
+    for (const loose of [0o644, 0o640, 0o604, 0o666, 0o620, 0o602]) {
       chmodSync(file, loose)
-      const again = await loadOrCreateIdentity(dir)
-      assert.equal(again.peerId, peerId)
-      assert.equal(statSync(file).mode & 0o777, 0o600, `mode ${loose.toString(8)} should be tightened`)
+      await assert.rejects(loadOrCreateIdentity(dir), holdfastCode('CONFIG_INVALID', 'chmod 600'), `mode ${loose.toString(8)}`)
+      assert.equal(statSync(file).mode & 0o777, loose, 'not silently tightened: the admin decides')
+      assert.deepEqual(readFileSync(file), bytes, 'the key is kept')
     }
+    chmodSync(file, 0o600)
+    assert.equal((await loadOrCreateIdentity(dir)).peerId, peerId)
   })
 
   it('leaves an owner-only mode it finds alone', async () => {

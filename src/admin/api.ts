@@ -61,6 +61,8 @@ export interface RestoreRequest extends SnapshotSelection {
   toEndpoint?: boolean
   /** With toEndpoint: replace files that exist there. */
   overwrite?: boolean
+  /** With target: restore setuid/setgid bits too (dropped by default). */
+  keepSetuid?: boolean
   /** A path spec, "<folder>[/<path>]" (model/path-spec.ts). */
   path?: string
 }
@@ -168,10 +170,12 @@ export const MANAGER_API: RequestDecoders<ManagerCommands> = {
   'peers-remove': args => ({ target: new Fields('peers-remove', args, ['target']).needStr('target') }),
   snapshots: args => defined({ endpoint: new Fields('snapshots', args, ['endpoint']).str('endpoint') }),
   restore: args => {
-    const f = new Fields('restore', args, ['endpoint', 'target', 'toEndpoint', 'overwrite', 'snapshot', 'at', 'path'])
-    const req: RestoreRequest = { endpoint: f.needStr('endpoint'), target: f.str('target'), toEndpoint: f.bool('toEndpoint'), overwrite: f.bool('overwrite'), ...selection(f), path: f.spec('path', false) }
+    const f = new Fields('restore', args, ['endpoint', 'target', 'toEndpoint', 'overwrite', 'keepSetuid', 'snapshot', 'at', 'path'])
+    const req: RestoreRequest = { endpoint: f.needStr('endpoint'), target: f.str('target'), toEndpoint: f.bool('toEndpoint'), overwrite: f.bool('overwrite'), keepSetuid: f.bool('keepSetuid'), ...selection(f), path: f.spec('path', false) }
     if (req.toEndpoint === true) {
       if (req.target !== undefined) throw f.bad("give 'target' or 'toEndpoint', not both")
+      // the agent always drops setuid/setgid bits: the push protocol carries no such request
+      if (req.keepSetuid === true) throw f.bad("'keepSetuid' goes with 'target' (an endpoint never restores setuid bits)")
     } else {
       if (req.target === undefined || !isAbsolute(req.target)) throw f.bad("needs an absolute 'target' directory (or 'toEndpoint')")
       if (req.overwrite === true) throw f.bad("'overwrite' goes with 'toEndpoint' (a target directory must be empty)")

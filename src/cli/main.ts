@@ -147,8 +147,11 @@ exist. A --path deleted since is restored from its last version unless a snapsho
                   writes them under its agent.restoreDir, in <restoreDir>/<label>/<folder>/...
                   (label: restore-<snapshot>-<time>), never outside it
   --overwrite     with --to-endpoint: replace files that exist there already
+  --keep-setuid   with --target: restore setuid/setgid bits too (by default they are dropped,
+                  and the summary says how many); the target must be a directory of the
+                  manager daemon's user
 ${SOCKET_HELP}`,
-    options: { ...socketOptions, endpoint: { type: 'string' }, target: { type: 'string' }, snapshot: { type: 'string' }, at: { type: 'string' }, path: { type: 'string' }, 'to-endpoint': { type: 'boolean' }, overwrite: { type: 'boolean' } },
+    options: { ...socketOptions, endpoint: { type: 'string' }, target: { type: 'string' }, snapshot: { type: 'string' }, at: { type: 'string' }, path: { type: 'string' }, 'to-endpoint': { type: 'boolean' }, overwrite: { type: 'boolean' }, 'keep-setuid': { type: 'boolean' } },
     run: async (values) => {
       const toEndpoint = values['to-endpoint'] === true
       if (typeof values.endpoint !== 'string') throw new HoldfastError('ADMIN_BAD_REQUEST', 'restore needs --endpoint')
@@ -157,6 +160,7 @@ ${SOCKET_HELP}`,
       const args: RestoreRequest = { endpoint: values.endpoint, ...selection(values) }
       if (typeof values.target === 'string') args.target = resolve(values.target)
       if (toEndpoint) { args.toEndpoint = true; args.overwrite = values.overwrite === true }
+      if (values['keep-setuid'] === true) args.keepSetuid = true
       if (typeof values.path === 'string') args.path = values.path
       const summary = await callManager(socketPath(values, 'manager'), 'restore', args, {
         timeoutMs: 24 * 3600_000,
@@ -167,6 +171,7 @@ ${SOCKET_HELP}`,
       const omitted = 'label' in summary ? summary.errorsOmitted : 0
       print(values, summary, () => [
         `restored snapshot ${summary.snapshotId} ${where}: ${summary.files} files, ${summary.dirs} directories, ${summary.symlinks} symlinks, ${bytes(summary.bytes)} in ${(summary.ms / 1000).toFixed(1)} s`,
+        ...('setuidStripped' in summary && summary.setuidStripped > 0 ? [`  note: ${summary.setuidStripped} files or directories had setuid/setgid bits, not restored (--keep-setuid restores them)`] : []),
         ...summary.errors.map(e => `  error: ${e.path}: ${e.code}: ${e.message}`),
         ...(omitted > 0 ? [`  … and ${omitted} more errors`] : [])
       ].join('\n'))

@@ -8,11 +8,20 @@
  * Safety: every path is checked (no '..', no absolute paths); directories are made one
  * component at a time and a component that is not a directory (a symlink) is refused; files
  * are created with O_EXCL|O_NOFOLLOW; symlinks are created last, so no path written by the
- * restore can pass through a link it restored. An existing file is replaced only when the
+ * restore can pass through a link it restored. A parent swapped for a symlink between that
+ * check and the create is the race Node's API leaves open (it has no openat/mkdirat), so
+ * every create goes through the parent's descriptor instead of its path: the parent is
+ * opened O_DIRECTORY|O_NOFOLLOW, the path the kernel gives for that descriptor
+ * (/proc/self/fd/N) must be the intended one, and the name is made as /proc/self/fd/N/<name>,
+ * which resolves to the directory held open, not to whatever the path names by then (the
+ * effect of mkdirat/openat/symlinkat). A parent that is not what was checked refuses the
+ * entry (RESTORE_PATH_UNSAFE); modes and times are set through a descriptor, never a path
+ * (docs/security.md, hostile content). setuid/setgid bits are
+ * dropped unless `keepSetuid`. An existing file is replaced only when the
  * sink was opened with `overwrite`. Each chunk is re-hashed before it is written (by the
  * provider), so a corrupt source is reported rather than restored.
  */
-import { closeSync, constants, lutimesSync, mkdirSync, openSync, readdirSync, symlinkSync, utimesSync, writeSync, chmodSync, statSync, lstatSync, unlinkSync, ftruncateSync, linkSync, renameSync, rmSync, fsyncSync } from 'node:fs'
+import { closeSync, constants, lutimesSync, mkdirSync, openSync, readdirSync, symlinkSync, utimesSync, writeSync, chmodSync, statSync, lstatSync, unlinkSync, ftruncateSync, linkSync, renameSync, rmSync, fsyncSync, fchmodSync, futimesSync, readlinkSync, realpathSync } from 'node:fs'
 import { randomBytes } from 'node:crypto'
 import { join } from 'node:path'
 import { CHUNK_ID_BYTES, displayPath, isSafeFolderName, isSafeRelativePath, type StagedEntry } from '../model/entry.js'
@@ -32,6 +41,8 @@ export interface SinkSummary {
   bytes: number
   ms: number
   errors: RestoreError[]
+  /** Files and directories whose setuid/setgid bits were not restored (no `keepSetuid`). */
+  setuidStripped: number
 }
 
 
@@ -68,6 +79,8 @@ export interface RestoreSinkOptions {
   target: string
   /** Replace files and symlinks that exist already (never a directory, never through a link). */
   overwrite?: boolean
+  /** Restore setuid/setgid bits as stored; by default they are dropped (mode & 0o1777) and counted. */
+  keepSetuid?: boolean
   signal?: AbortSignal
   onProgress?: (p: RestoreProgress) => void
 }
@@ -75,7 +88,7 @@ export interface RestoreSinkOptions {
 /** Writes entries under a target directory; `finish()` sets links and directory metadata. */
 export class RestoreSink {
   private readonly started = Date.now()
-  private readonly summary: SinkSummary = { files: 0, dirs: 0, symlinks: 0, other: 0, bytes: 0, ms: 0, errors: [] }
+  private readonly summary: SinkSummary = { files: 0, dirs: 0, symlinks: 0, other: 0, bytes: 0, ms: 0, errors: [], setuidStripped: 0 }
   private errorCount = 0
   private readonly targetBytes: Buffer
   private readonly dirs: Array<{ abs: Buffer, e: StagedEntry }> = []
@@ -85,7 +98,8 @@ export class RestoreSink {
   private readonly linkGroups = new Map<string, { abs: Buffer, size: number, chunks: Uint8Array }>()
 
   constructor (private readonly options: RestoreSinkOptions) {
-    this.targetBytes = Buffer.from(options.target)
+    // the real path: what the kernel reports for a descriptor is compared with paths built on it
+    this.targetBytes = realpathSync(Buffer.from(options.target), { encoding: 'buffer' })
     this.checkedDirs.add(this.targetBytes.toString('latin1'))
   }
 
@@ -119,7 +133,7 @@ export class RestoreSink {
         this.ensureParent(abs)
         const linked = e.linkKey === undefined ? undefined : this.linkGroups.get(e.linkKey)
         if (linked !== undefined && this.willLink(e)) {
-          this.create(abs, () => { linkSync(linked.abs, abs) })
+          this.create(abs, p => { linkSync(linked.abs, p) })
         } else {
           this.summary.bytes += await this.writeFile(abs, e, chunk)
           if (e.linkKey !== undefined) this.linkGroups.set(e.linkKey, { abs, size: e.size, chunks: e.chunks })
@@ -142,8 +156,10 @@ export class RestoreSink {
     for (const { abs, e } of this.links) {
       try {
         this.ensureParent(abs)
-        this.create(abs, () => { symlinkSync(Buffer.from(e.target ?? new Uint8Array(0)), abs) })
-        lutimesSync(abs, secondsOf(e.mtimeNs), secondsOf(e.mtimeNs))
+        this.create(abs, p => {
+          symlinkSync(Buffer.from(e.target ?? new Uint8Array(0)), p)
+          lutimesSync(p, secondsOf(e.mtimeNs), secondsOf(e.mtimeNs))
+        })
         this.summary.symlinks++
       } catch (err) {
         if (!isEntryError(err)) throw err
@@ -154,8 +170,7 @@ export class RestoreSink {
     this.dirs.sort((a, b) => b.abs.length - a.abs.length)
     for (const { abs, e } of this.dirs) {
       try {
-        chmodSync(abs, e.mode & 0o7777)
-        utimesSync(abs, secondsOf(e.mtimeNs), secondsOf(e.mtimeNs))
+        this.setDirMeta(abs, e)
         this.summary.dirs++
       } catch (err) {
         this.error(`${e.folder}/${displayPath(e.path)}`, (err as NodeJS.ErrnoException).code ?? 'EIO', (err as Error).message)
@@ -164,6 +179,69 @@ export class RestoreSink {
     this.summary.ms = Date.now() - this.started
     this.options.onProgress?.({ files: this.summary.files, bytes: this.summary.bytes })
     return { ...this.summary, errors: [...this.summary.errors] }
+  }
+
+  /** The permission bits to restore: setuid/setgid only when asked (counted when dropped). */
+  private modeOf (e: StagedEntry): number {
+    if (this.options.keepSetuid === true || (e.mode & 0o6000) === 0) return e.mode & 0o7777
+    this.summary.setuidStripped++
+    return e.mode & 0o1777
+  }
+
+  /** Fails unless the descriptor is at `abs`: a parent swapped for a link since it was checked. */
+  private verifyFd (fd: number, abs: Buffer): void {
+    const real = fdPath(fd)
+    if (real === undefined || real.equals(abs)) return
+    throw new HoldfastError('RESTORE_PATH_UNSAFE', `${displayPath(abs)} resolved to ${displayPath(real)} (a parent was swapped for a link during the restore); skipped`)
+  }
+
+  /**
+   * Runs `fn` on a path that reaches `abs`'s name inside its parent through a descriptor of
+   * the parent checked to be the intended directory: /proc/self/fd/N/<name>, the effect of the
+   * *at calls Node lacks. Without /proc, the plain path (the check cannot be made).
+   */
+  private withinParent<T> (abs: Buffer, fn: (p: Buffer) => T): T {
+    const slash = abs.lastIndexOf(0x2f)
+    const parent = abs.subarray(0, slash)
+    let fd: number
+    try {
+      fd = openSync(parent, constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW)
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code
+      if (code === 'ELOOP' || code === 'ENOTDIR') throw new HoldfastError('RESTORE_PATH_UNSAFE', `${displayPath(parent)} is no longer a directory (swapped for a link during the restore); skipped`)
+      throw err
+    }
+    try {
+      const real = fdPath(fd)
+      if (real === undefined) return fn(abs)
+      if (!real.equals(parent)) throw new HoldfastError('RESTORE_PATH_UNSAFE', `${displayPath(parent)} resolved to ${displayPath(real)} (a parent was swapped for a link during the restore); skipped`)
+      return fn(Buffer.concat([Buffer.from(`/proc/self/fd/${fd}`), abs.subarray(slash)]))
+    } finally {
+      closeSync(fd)
+    }
+  }
+
+  /** A directory's mode and times, set through a descriptor checked to be the directory. */
+  private setDirMeta (abs: Buffer, e: StagedEntry): void {
+    const mode = this.modeOf(e)
+    let fd: number
+    try {
+      fd = openSync(abs, constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW)
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EACCES') throw err
+      // a directory restored without read permission cannot be opened: check its path instead
+      if (!lstatSync(abs).isDirectory() || !realpathSync(abs, { encoding: 'buffer' }).equals(abs)) throw new HoldfastError('RESTORE_PATH_UNSAFE', `${displayPath(abs)} is no longer a directory of the restore`)
+      chmodSync(abs, mode)
+      utimesSync(abs, secondsOf(e.mtimeNs), secondsOf(e.mtimeNs))
+      return
+    }
+    try {
+      this.verifyFd(fd, abs)
+      fchmodSync(fd, mode)
+      futimesSync(fd, secondsOf(e.mtimeNs), secondsOf(e.mtimeNs))
+    } finally {
+      closeSync(fd)
+    }
   }
 
   get errors (): number { return this.errorCount }
@@ -175,16 +253,21 @@ export class RestoreSink {
     if (this.summary.errors.length < MAX_REPORTED_ERRORS) this.summary.errors.push({ path, code, message })
   }
 
-  /** Runs a create that fails with EEXIST on an existing name; with overwrite, replaces a non-directory once. */
-  private create (abs: Buffer, make: () => void): void {
-    try {
-      make()
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST' || this.options.overwrite !== true) throw err
-      if (lstatSync(abs).isDirectory()) throw err
-      unlinkSync(abs)
-      make()
-    }
+  /**
+   * Runs a create (given the path to make it at, through the checked parent) that fails with
+   * EEXIST on an existing name; with overwrite, replaces a non-directory once.
+   */
+  private create (abs: Buffer, make: (p: Buffer) => void): void {
+    this.withinParent(abs, p => {
+      try {
+        make(p)
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST' || this.options.overwrite !== true) throw err
+        if (lstatSync(p).isDirectory()) throw err
+        unlinkSync(p)
+        make(p)
+      }
+    })
   }
 
   private ensureParent (abs: Buffer): void {
@@ -199,19 +282,23 @@ export class RestoreSink {
     const key = abs.toString('latin1')
     if (this.checkedDirs.has(key)) return
     this.ensureDir(abs.subarray(0, abs.lastIndexOf(0x2f)))
-    try {
-      mkdirSync(abs, { mode: 0o700 })
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
-      if (!lstatSync(abs).isDirectory()) throw new HoldfastError('RESTORE_PATH_UNSAFE', `${displayPath(abs)} exists and is not a directory`)
-    }
+    // made through the parent's checked descriptor: a parent swapped for a link since it was
+    // checked is refused, never followed
+    this.withinParent(abs, p => {
+      try {
+        mkdirSync(p, { mode: 0o700 })
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
+        if (!lstatSync(p).isDirectory()) throw new HoldfastError('RESTORE_PATH_UNSAFE', `${displayPath(abs)} exists and is not a directory`)
+      }
+    })
     this.checkedDirs.add(key)
   }
 
   private async writeFile (abs: Buffer, e: StagedEntry, chunk: ChunkProvider): Promise<number> {
     const flags = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW
     let fd = -1
-    this.create(abs, () => { fd = openSync(abs, flags, 0o600) })
+    this.create(abs, p => { fd = openSync(p, flags, 0o600) })
     let position = 0
     try {
       for (let i = 0, index = 0; i < e.chunks.byteLength; i += CHUNK_ID_BYTES, index++) {
@@ -227,10 +314,26 @@ export class RestoreSink {
       try { unlinkSync(abs) } catch {}
       throw err
     }
-    closeSync(fd)
-    chmodSync(abs, e.mode & 0o7777)
-    utimesSync(abs, secondsOf(e.mtimeNs), secondsOf(e.mtimeNs))
+    try {
+      // through the descriptor: a path could lead elsewhere by now
+      fchmodSync(fd, this.modeOf(e))
+      futimesSync(fd, secondsOf(e.mtimeNs), secondsOf(e.mtimeNs))
+    } finally {
+      closeSync(fd)
+    }
     return position
+  }
+}
+
+/**
+ * The path the kernel holds for an open descriptor (Linux: /proc/self/fd/N), or undefined
+ * where there is no /proc (the check is then not made; Linux is what Holdfast runs on).
+ */
+function fdPath (fd: number): Buffer | undefined {
+  try {
+    return readlinkSync(`/proc/self/fd/${fd}`, { encoding: 'buffer' })
+  } catch {
+    return undefined
   }
 }
 
@@ -335,6 +438,7 @@ function syncDir (dir: string): void {
 export function openRestoreDir (root: string, label: string, overwrite: boolean, signal?: AbortSignal, space?: { bytes?: number, probe?: FreeSpaceProbe }): PartialRestoreDir {
   if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/.test(label)) throw new HoldfastError('RESTORE_PATH_UNSAFE', `restore label '${label}' is not a plain name`)
   mkdirSync(root, { recursive: true, mode: 0o700 })
+  checkTargetOwner(root)
   const target = join(root, label)
   try {
     const st = lstatSync(target)
@@ -348,11 +452,26 @@ export function openRestoreDir (root: string, label: string, overwrite: boolean,
   return new PartialRestoreDir(root, label, overwrite, signal)
 }
 
-/** Makes `target` a new directory, or checks that it is an empty one. */
-export function prepareTarget (target: string): void {
+/**
+ * A restore writes only into a directory of the process's own user: in someone else's
+ * directory its owner could swap names under the restore and steer it (and, for a daemon
+ * running as root, a user's directory is exactly where that would be tried). No exception
+ * for root: root restores into a directory root owns.
+ */
+export function checkTargetOwner (dir: string, uid: number | undefined = process.getuid?.()): void {
+  if (uid === undefined) return
+  const st = statSync(dir)
+  if (st.uid !== uid) {
+    throw new HoldfastError('RESTORE_TARGET_NOT_OWNED', `restore target ${dir} belongs to uid ${st.uid}, not to uid ${uid} that restores; choose a directory of uid ${uid}, or a new one`, { dir, owner: st.uid, uid })
+  }
+}
+
+/** Makes `target` a new directory, or checks that it is an empty one of ours. */
+export function prepareTarget (target: string, uid: number | undefined = process.getuid?.()): void {
   try {
     const st = statSync(target)
     if (!st.isDirectory()) throw new HoldfastError('RESTORE_TARGET_NOT_EMPTY', `restore target ${target} exists and is not a directory`)
+    checkTargetOwner(target, uid)
     if (readdirSync(target).length > 0) throw new HoldfastError('RESTORE_TARGET_NOT_EMPTY', `restore target ${target} is not empty; choose an empty or new directory`)
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err

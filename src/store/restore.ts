@@ -24,6 +24,8 @@ export interface RestoreRequest {
    */
   path?: string | PathSpec
   target: string
+  /** Restore setuid/setgid bits as stored (default: dropped, and counted in the summary). */
+  keepSetuid?: boolean
   signal?: AbortSignal
   onProgress?: (p: RestoreProgress) => void
   /** Free bytes at a path (default: statfs); a test stands in for a small file system. */
@@ -58,7 +60,7 @@ export async function restoreSnapshot (catalog: Catalog, packs: PackStore, req: 
   let bytes = 0
   for (const e of catalog.treeAt(req.endpointId, req.snapshotId)) if (e.type === 'file' && (filter === undefined || filter(e))) bytes += e.size
   checkFreeSpace(req.target, bytes, req.freeSpace)
-  const sink = new RestoreSink({ target: req.target, signal: req.signal, onProgress: req.onProgress })
+  const sink = new RestoreSink({ target: req.target, keepSetuid: req.keepSetuid, signal: req.signal, onProgress: req.onProgress })
   const chunks = storeChunks(catalog, packs, req.endpointId)
   let matched = 0
   for (const e of catalog.treeAt(req.endpointId, req.snapshotId)) {

@@ -98,7 +98,8 @@ describe('end to end: agent depth', function () {
     assert.ok(round.peers[0]?.ok, round.peers[0]?.error)
     // the sparse file's 64 MiB of zeros dedup to a handful of chunks: little was moved for it
     const target = join(root, 'restore')
-    const r = await runCli(['restore', '--socket', fleet.managerSocket, '--endpoint', 'laptop', '--target', target])
+    // --keep-setuid: the tree has a setuid file, compared mode for mode (the default drops the bit)
+    const r = await runCli(['restore', '--socket', fleet.managerSocket, '--endpoint', 'laptop', '--target', target, '--keep-setuid'])
     assert.equal(r.code, 0, r.stderr)
     const restored = join(target, 'home')
     // FIFOs are recorded, not recreated; everything else must be identical

@@ -411,7 +411,7 @@ export class Manager {
     }
     if (req.toEndpoint === true) return await this.pushRestore(endpoint.peerId, snapshotId, spec, req.overwrite === true, progress, signal)
     // the decoder lets no restore without toEndpoint through without an absolute target
-    return await restoreSnapshot(this.catalog, this.packs, { endpointId: endpoint.id, snapshotId, path: spec, target: req.target as string, signal, onProgress: p => { progress(p) } })
+    return await restoreSnapshot(this.catalog, this.packs, { endpointId: endpoint.id, snapshotId, path: spec, target: req.target as string, keepSetuid: req.keepSetuid === true, signal, onProgress: p => { progress(p) } })
   }
 
   /**

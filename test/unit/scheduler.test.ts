@@ -17,7 +17,11 @@ const ID = (i: number): string => `12D3KooWPeer${String(i).padStart(4, '0')}`
 
 function table (n: number, clock: ManualClock): PeerTable {
   const t = new PeerTable({ addressTtlMs: 24 * 3_600_000 })
-  for (let i = 0; i < n; i++) t.upsert({ peerId: ID(i), addrs: [multiaddr(`/ip4/127.0.0.1/tcp/${4000 + i}`)], role: 'agent', version: '1', name: `host${i}`, source: 'mdns' }, clock.now() + i)
+  for (let i = 0; i < n; i++) {
+    // endpoints that answered before (as a fleet's are): the dial budget for strangers is
+    // discovery-flood.test.ts's subject, not these tests'
+    t.upsert({ peerId: ID(i), addrs: [multiaddr(`/ip4/127.0.0.1/tcp/${4000 + i}`)], role: 'agent', version: '1', name: `host${i}`, source: 'mdns' }, clock.now() + i).record.lastContact = clock.now()
+  }
   return t
 }
 
@@ -90,6 +94,32 @@ describe('Scheduler', () => {
     await runFor(clock, s, 50_000)
     assert.equal(fake.maxRunning, 3)
     assert.deepEqual(new Set(fake.log.map(l => l.peer)), new Set(peers.agents().map(p => p.peerId)))
+    await finish(clock, s)
+  })
+
+  it('peers that never answered get at most half the slots and a bounded trickle of dials', async () => {
+    const clock = new ManualClock(1_000_000)
+    const peers = table(2, clock)
+    // twenty strangers (records anyone could send) that never answer a dial
+    for (let i = 100; i < 120; i++) peers.upsert({ peerId: ID(i), addrs: [multiaddr(`/ip4/127.0.0.1/tcp/${4000 + i}`)], role: 'agent', version: '1', name: `fake${i}`, source: 'mdns' }, clock.now())
+    const fake = new FakeVisits(clock)
+    let strangersAtOnce = 0
+    let strangersRunning = 0
+    const visit = fake.visit
+    fake.visit = async (peer, ctx) => {
+      if (!peer.name.startsWith('fake')) return await visit(peer, ctx)
+      strangersRunning++
+      strangersAtOnce = Math.max(strangersAtOnce, strangersRunning)
+      try {
+        await clock.sleep(5_000, ctx.signal) // a dial that times out
+        return { kind: 'failed', failure: 'unreachable', error: 'fake unreachable' }
+      } finally { strangersRunning-- }
+    }
+    const { s } = makeScheduler(clock, peers, fake, { maxConcurrent: 4, dialBudget: { perMinute: 6, burst: 2 } })
+    await runFor(clock, s, 60_000)
+    assert.ok(strangersAtOnce <= 2, `strangers held ${strangersAtOnce} of 4 slots at once`)
+    const honest = fake.log.filter(l => l.peer === ID(0) || l.peer === ID(1))
+    assert.ok(honest.length >= 2 && honest.every(l => l.start < 1_000_000 + 10_000), 'the two known endpoints were visited at once')
     await finish(clock, s)
   })
 
@@ -213,6 +243,8 @@ describe('Scheduler', () => {
     assert.ok(st.lastGoodAt !== undefined && st.lastGoodAt <= clock.now(), 'no last backup in the future')
     await clock.advance(30 * 86_400_000) // a month forward
     assert.equal(s.status(p).overdue, true)
+    // mDNS re-announces live peers every few seconds; the month without a record expired them
+    for (let i = 0; i < 2; i++) peers.upsert({ peerId: ID(i), addrs: [multiaddr(`/ip4/127.0.0.1/tcp/${4000 + i}`)], role: 'agent', version: '1', name: `host${i}`, source: 'mdns' }, clock.now())
     await runFor(clock, s, 20_000)
     assert.equal(fake.log.length, 6, 'everyone due at once, visited, no more than k')
     assert.ok(fake.maxRunning <= 4)

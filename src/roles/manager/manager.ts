@@ -150,6 +150,9 @@ export class Manager {
       staticPeers: [...this.config.staticPeers, ...staticPeerFile.list().map(p => p.address)],
       onPeer: peer => {
         const { isNew, newAddress, record } = this.peers.upsert(peer, this.clock.now())
+        // An endpoint the catalog knows has answered us before (a backup proved its id): after a
+        // manager restart it must not queue behind the dial budget meant for strangers.
+        if (isNew && record.lastContact === undefined) record.lastContact = this.catalog.endpointLastSeen(peer.peerId)
         if (isNew) this.log.info('found peer', { peer: peer.peerId, role: peer.role, via: peer.source, addrs: peer.addrs.map(String) })
         else if (newAddress) this.log.info('peer announced a new address', { peer: peer.peerId, addrs: record.addrs.map(String) })
         if (newAddress && record.role === 'agent') this.scheduler?.returned(record)

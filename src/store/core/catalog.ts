@@ -197,6 +197,12 @@ export class Catalog {
     return Number(this.sql('SELECT id FROM endpoints WHERE peer_id = ?').get(peerId)?.id)
   }
 
+  /** When an endpoint was last heard from (its last contact or backup), if the catalog knows it. */
+  endpointLastSeen (peerId: string): number | undefined {
+    const r = this.sql('SELECT last_seen FROM endpoints WHERE peer_id = ?').get(peerId)
+    return r === undefined ? undefined : Number(r.last_seen)
+  }
+
   endpoints (): EndpointRow[] {
     return this.sql('SELECT id, peer_id, name, first_seen, last_seen, last_backup FROM endpoints ORDER BY id').all().map(r => ({
       id: Number(r.id), peerId: r.peer_id as string, name: r.name as string, firstSeen: Number(r.first_seen), lastSeen: Number(r.last_seen),

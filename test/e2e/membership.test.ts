@@ -219,5 +219,9 @@ describe('e2e: membership (tokens, approval, revocation, pinned manager)', funct
     assert.match(r.peers[0].error ?? '', /PEER_NOT_ALLOWED/, 'the handshake succeeds (same key); the agent refuses the id')
     assert.equal((await cliJson<SnapshotRow[]>(['snapshots', '--socket', impostor.managerSocket])).length, 0)
     assert.equal((await cliJson<AgentStatus>(['status', '--socket', agent.socket])).sealedSets, 1, 'the set waits for its own manager')
+    // an agent that pins no manager would serve the impostor: it does not start
+    await fleet.stop(`agent-${agent.name}`)
+    fleet.patchConfig(agent.config, c => { c.managers = [] })
+    await assert.rejects(fleet.startAgent(agent), /exited during start[\s\S]*CONFIG_INVALID[\s\S]*managers/)
   })
 })

@@ -23,12 +23,13 @@ import type { StoreStats } from '../store/queries/stats.js'
 import type { VerifyReport, VerifyProgress } from '../store/maintenance/verify.js'
 import type { PruneProgress } from '../store/maintenance/prune.js'
 import type { AuditEntry } from '../roles/manager/audit-log.js'
+import type { MemberState, TokenRow } from '../roles/manager/membership.js'
 
 // The reply types, for the CLI (and tests) to print and read.
 export type { PeerListRow, RoundResult, EndpointRestoreSummary, RetentionShow, PruneResult, AgentStatus, SnapshotRow, RestoreSummary, StoreStats, VerifyReport, VerifyProgress, PruneProgress, RetentionRules }
 export type { ListResult, VersionsResult, FindResult, TreeEntry } from '../store/queries/browse.js'
 export type { PruneEndpoint } from '../store/maintenance/prune.js'
-export type { AuditEntry }
+export type { AuditEntry, MemberState, TokenRow }
 // What the CLI needs to turn --keep-* flags into the rules retention-set takes.
 export { RULE_KEYS, UNLIMITED, parseDuration, ruleFlag } from '../store/maintenance/retention.js'
 
@@ -48,6 +49,11 @@ export interface ManagerStatus {
 
 /** `peers add`: the peer the multiaddr names; added is false when it was listed already. */
 export interface PeersAddReply { peerId: string, address: string, added: boolean }
+/** `peers approve|revoke`: the peer and its state now. */
+export interface MembershipReply { peerId: string, state: MemberState }
+/** `token create`: the token to hand to the joining host (shown once; the manager keeps its hash). */
+export interface TokenCreated extends TokenRow { token: string }
+
 /** `peers remove`: the multiaddrs taken off the list. */
 export interface PeersRemoveReply { removed: string[] }
 
@@ -80,6 +86,15 @@ export type ManagerCommands = {
   'peers-add': Cmd<{ address: string }, PeersAddReply>
   /** target: a peer id, or the multiaddr it was added with. */
   'peers-remove': Cmd<{ target: string }, PeersRemoveReply>
+  /** A pending host becomes a member: it is pulled from now on. */
+  'peers-approve': Cmd<{ peerId: string }, MembershipReply>
+  /** Cut off for good: connections closed, later dials refused; its backups are kept. */
+  'peers-revoke': Cmd<{ peerId: string }, MembershipReply>
+  /** A join token: expiresInMs (default 24 h) and uses (default 1). */
+  'token-create': Cmd<{ expiresInMs?: number, uses?: number }, TokenCreated>
+  'token-list': Cmd<NoArgs, TokenRow[]>
+  /** id: the token's id (or an unambiguous prefix of 6+ characters), as token list shows it. */
+  'token-revoke': Cmd<{ id: string }, TokenRow>
   snapshots: Cmd<{ endpoint?: string }, SnapshotRow[]>
   restore: Cmd<RestoreRequest, RestoreSummary | EndpointRestoreSummary, RestoreProgress | RestorePushProgress>
   'backup-now': Cmd<{ expectPeers?: number, timeoutMs?: number }, RoundResult, PullProgress>
@@ -168,6 +183,11 @@ export const MANAGER_API: RequestDecoders<ManagerCommands> = {
   peers: args => defined({ overdueAfterMs: new Fields('peers', args, ['overdueAfterMs']).int('overdueAfterMs') }),
   'peers-add': args => ({ address: new Fields('peers-add', args, ['address']).needStr('address') }),
   'peers-remove': args => ({ target: new Fields('peers-remove', args, ['target']).needStr('target') }),
+  'peers-approve': args => ({ peerId: new Fields('peers-approve', args, ['peerId']).needStr('peerId') }),
+  'peers-revoke': args => ({ peerId: new Fields('peers-revoke', args, ['peerId']).needStr('peerId') }),
+  'token-create': args => { const f = new Fields('token-create', args, ['expiresInMs', 'uses']); return defined({ expiresInMs: f.int('expiresInMs', 1), uses: f.int('uses', 1) }) },
+  'token-list': none('token-list'),
+  'token-revoke': args => ({ id: new Fields('token-revoke', args, ['id']).needStr('id') }),
   snapshots: args => defined({ endpoint: new Fields('snapshots', args, ['endpoint']).str('endpoint') }),
   restore: args => {
     const f = new Fields('restore', args, ['endpoint', 'target', 'toEndpoint', 'overwrite', 'keepSetuid', 'snapshot', 'at', 'path'])

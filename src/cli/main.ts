@@ -8,7 +8,9 @@ import { existsSync, mkdirSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { loadConfig, resolveConfig, writeConfig, type HoldfastConfig, type Role } from '../config/config.js'
 import { loadOrCreateIdentity } from '../node/identity.js'
-import { decodeJoinToken, encodeJoinToken, newFleetKey } from '../node/fleet.js'
+import { decodeJoinToken, newFleetKey } from '../node/fleet.js'
+import { enrolWithManager } from './enrol-client.js'
+import { hostname } from 'node:os'
 import { callAgent, callManager, type RestoreRequest } from '../admin/api.js'
 import { HoldfastError, describeError, errorCode, exitStatusFor } from '../util/errors.js'
 import { age, bytes, shortId, table } from './format.js'
@@ -17,6 +19,7 @@ import type { Command } from './command.js'
 import { intOption, selection, storeCommands } from './commands/store.js'
 import { peerCommands } from './commands/peers.js'
 import { auditCommand } from './commands/audit.js'
+import { tokenCommand } from './commands/token.js'
 import { defaultDataDir, print, socketHelp, socketOptions, socketPath } from './socket.js'
 import type { AgentStatus } from '../admin/api.js'
 import { runDaemonThread } from '../daemon/run-daemon.js'
@@ -26,17 +29,19 @@ const SOCKET_HELP = socketHelp()
 
 const commands: Record<string, Command> = {
   init: {
-    summary: 'create a fleet: the manager\'s config, identity and a join token for agents',
+    summary: 'create a fleet: the manager\'s config and identity (then `holdfast token create` for each host)',
     usage: `holdfast init [--data-dir DIR] [--listen MULTIADDR]... [--name NAME] [--no-mdns] [--force]
 
-Creates DIR (default ~/.holdfast/manager) with manager.json and the manager's identity, and
-prints the join token that agents use with \`holdfast join\`.
+Creates DIR (default ~/.holdfast/manager) with manager.json (holding the new fleet key) and the
+manager's identity. Start the manager, then make a join token per host with
+\`holdfast token create\`: tokens are made by the running manager, which alone checks them.
   --listen MULTIADDR   where to listen (default /ip4/0.0.0.0/tcp/0); repeatable
   --bandwidth BYTES    the global pull budget in bytes per second (default 1250000 = 10 Mbit/s)
   --pull-interval S    seconds between pull rounds (default 60)
   --static-peer MA     an agent to dial when mDNS cannot reach it; repeatable
+  --no-auto-approve    hosts that join with a valid token wait (pending) for \`holdfast peers approve\`
   --force              overwrite an existing config (a new fleet key: existing agents must rejoin)`,
-    options: { 'data-dir': { type: 'string' }, listen: { type: 'string', multiple: true }, name: { type: 'string' }, 'no-mdns': { type: 'boolean' }, force: { type: 'boolean' }, bandwidth: { type: 'string' }, 'pull-interval': { type: 'string' }, 'static-peer': { type: 'string', multiple: true }, json: { type: 'boolean' } },
+    options: { 'data-dir': { type: 'string' }, listen: { type: 'string', multiple: true }, name: { type: 'string' }, 'no-mdns': { type: 'boolean' }, force: { type: 'boolean' }, bandwidth: { type: 'string' }, 'pull-interval': { type: 'string' }, 'static-peer': { type: 'string', multiple: true }, 'no-auto-approve': { type: 'boolean' }, json: { type: 'boolean' } },
     run: async (values) => {
       const dataDir = typeof values['data-dir'] === 'string' ? resolve(values['data-dir']) : defaultDataDir('manager')
       const file = join(dataDir, 'manager.json')
@@ -49,27 +54,29 @@ prints the join token that agents use with \`holdfast join\`.
         listen: values.listen ?? ['/ip4/0.0.0.0/tcp/0'],
         mdns: { enabled: values['no-mdns'] !== true },
         staticPeers: values['static-peer'] ?? [],
+        membership: { autoApprove: values['no-auto-approve'] !== true },
         manager: {
           bandwidthBytesPerSecond: values.bandwidth === undefined ? 1_250_000 : Number(values.bandwidth),
           pullIntervalSeconds: values['pull-interval'] === undefined ? 60 : Number(values['pull-interval'])
         }
       }
       if (typeof values.name === 'string') raw.name = values.name
-      const config = resolveConfig(raw, dataDir)
+      resolveConfig(raw, dataDir)
       const identity = await loadOrCreateIdentity(dataDir)
       writeConfig(file, raw)
-      const token = encodeJoinToken({ fleetKey: config.fleetKey, managerPeerId: identity.peerId })
-      print(values, { config: file, peerId: identity.peerId, token }, () =>
-        `fleet created\n  manager peer id: ${identity.peerId}\n  config:          ${file}\n  join token:      ${token}\n\nStart the manager:  holdfast manager --config ${file}\nOn each endpoint:   holdfast join <token> --folder <path>`)
+      print(values, { config: file, peerId: identity.peerId }, () =>
+        `fleet created\n  manager peer id: ${identity.peerId}\n  config:          ${file}\n\nStart the manager:  holdfast manager --config ${file}\nThen per endpoint:  holdfast token create --data-dir ${dataDir}   (on this host)\n                    holdfast join <token> --folder <path>          (on the endpoint)`)
       return 0
     }
   },
   join: {
-    summary: 'make this host an agent of a fleet (writes agent.json from a join token)',
+    summary: 'make this host an agent of a fleet (enrols with the manager using a join token)',
     usage: `holdfast join TOKEN --folder PATH [--folder PATH]... [--data-dir DIR] [--name NAME]
 
-Writes DIR/agent.json (default ~/.holdfast/agent): the fleet key and manager id from TOKEN,
-and the folders to protect.
+Enrols with the manager named in TOKEN (made by \`holdfast token create\`; the manager must be
+running and reachable): the manager checks the token and hands over the fleet key. Writes
+DIR/agent.json (default ~/.holdfast/agent) with the fleet key, the manager's peer id (the only
+manager this agent serves) and the folders to protect.
   --folder PATH        a folder to protect; repeatable
   --listen MULTIADDR   where to listen (default /ip4/0.0.0.0/tcp/0); repeatable
   --scan-interval S    seconds between reconcile scans (default 300)
@@ -82,11 +89,15 @@ and the folders to protect.
       if (token === undefined) throw new HoldfastError('CONFIG_INVALID', 'join needs the token that `holdfast init` printed')
       const folders = (values.folder as string[] | undefined) ?? []
       if (folders.length === 0) throw new HoldfastError('CONFIG_INVALID', 'join needs at least one --folder to protect')
-      const { fleetKey, managerPeerId } = decodeJoinToken(token)
+      const joinToken = decodeJoinToken(token)
       const dataDir = typeof values['data-dir'] === 'string' ? resolve(values['data-dir']) : defaultDataDir('agent')
       const file = join(dataDir, 'agent.json')
       if (existsSync(file) && values.force !== true) throw new HoldfastError('CONFIG_INVALID', `${file} exists; use --force to replace it`)
       mkdirSync(dataDir, { recursive: true, mode: 0o700 })
+      // the agent's own identity enrols: the peer id the manager records is the one it will dial
+      const identity = await loadOrCreateIdentity(dataDir)
+      const name = typeof values.name === 'string' ? values.name : hostname()
+      const { fleetKey, managerPeerId, state } = await enrolWithManager(identity.privateKey, joinToken, name)
       const raw: Record<string, unknown> = {
         role: 'agent',
         dataDir,
@@ -102,10 +113,9 @@ and the folders to protect.
       }
       if (typeof values.name === 'string') raw.name = values.name
       resolveConfig(raw, dataDir)
-      const identity = await loadOrCreateIdentity(dataDir)
       writeConfig(file, raw)
-      print(values, { config: file, peerId: identity.peerId, manager: managerPeerId }, () =>
-        `joined the fleet of manager ${managerPeerId}\n  agent peer id: ${identity.peerId}\n  config:        ${file}\n\nStart the agent:  holdfast agent --config ${file}`)
+      print(values, { config: file, peerId: identity.peerId, manager: managerPeerId, state }, () =>
+        `joined the fleet of manager ${managerPeerId}${state === 'pending' ? ' (pending: backed up once an admin runs `holdfast peers approve` for it)' : ''}\n  agent peer id: ${identity.peerId}\n  config:        ${file}\n\nStart the agent:  holdfast agent --config ${file}`)
       return 0
     }
   },
@@ -224,6 +234,7 @@ ${SOCKET_HELP}`,
 commands.backups = { ...commands.snapshots, summary: 'same as snapshots' }
 Object.assign(commands, storeCommands, peerCommands)
 commands.audit = auditCommand
+commands.token = tokenCommand
 
 function agentStatusText (s: AgentStatus): string {
   return [

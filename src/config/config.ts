@@ -96,8 +96,10 @@ export interface HoldfastConfig {
   listen: string[]
   /** 32-byte fleet pre-shared key, hex. Gates every connection (Noise prologue). */
   fleetKey: string
-  /** Agent: the manager peer ids it serves. Empty means any peer holding the fleet key. */
+  /** Agent: the manager peer ids it serves (pinned at join); required, so a key holder is not a manager. */
   managers: string[]
+  /** Manager: whether a host that enrols with a valid token is approved at once (else pending). */
+  membership: { autoApprove: boolean }
   mdns: MdnsConfig
   /** Multiaddrs with /p2p/<id>, dialled when multicast does not pass. */
   staticPeers: string[]
@@ -125,6 +127,7 @@ const SHAPE: Shape = {
   listen: 'string[]',
   fleetKey: 'string',
   managers: 'string[]',
+  membership: { autoApprove: 'boolean' },
   mdns: { enabled: 'boolean', queryIntervalSeconds: 'number' },
   staticPeers: 'string[]',
   adminSocket: 'string',
@@ -153,7 +156,8 @@ function checkShape (value: unknown, shape: Shape, where: string): void {
   }
 }
 
-export type ConfigInput = Partial<Omit<HoldfastConfig, 'agent' | 'manager' | 'mdns'>> & {
+export type ConfigInput = Partial<Omit<HoldfastConfig, 'agent' | 'manager' | 'mdns' | 'membership'>> & {
+  membership?: { autoApprove?: boolean }
   agent?: Partial<Omit<AgentConfig, 'folders'>> & { folders?: Array<string | { path: string, name?: string, ignore?: string[] }> }
   manager?: Partial<Omit<ManagerConfig, 'uploadWindows' | 'metrics'>> & { uploadWindows?: { default?: string, endpoints?: Record<string, string> }, metrics?: { listen?: string } }
   mdns?: Partial<MdnsConfig>
@@ -186,6 +190,7 @@ export function resolveConfig (input: unknown, baseDir = process.cwd()): Holdfas
     listen: raw.listen ?? ['/ip4/0.0.0.0/tcp/0'],
     fleetKey,
     managers: raw.managers ?? [],
+    membership: { autoApprove: raw.membership?.autoApprove ?? true },
     mdns: { enabled: raw.mdns?.enabled ?? true, queryIntervalSeconds: raw.mdns?.queryIntervalSeconds ?? 30 },
     staticPeers: raw.staticPeers ?? [],
     adminSocket: raw.adminSocket === undefined ? join(dataDir, 'admin.sock') : resolve(baseDir, raw.adminSocket),
@@ -251,6 +256,9 @@ export function resolveConfig (input: unknown, baseDir = process.cwd()): Holdfas
   if (config.manager.metrics.listen !== '') withKey('manager.metrics.listen', () => parseListenAddress(config.manager.metrics.listen))
   if (!['auto', 'events', 'scan'].includes(config.agent.watch)) throw new HoldfastError('CONFIG_INVALID', `agent.watch must be 'auto', 'events' or 'scan', not '${config.agent.watch}'`)
   if (raw.agent?.restoreDir !== undefined && (raw.agent.restoreDir === '' || raw.agent.restoreDir.includes('\0'))) throw new HoldfastError('CONFIG_INVALID', 'agent.restoreDir must be a directory path')
+  // An agent serves its files, acks and restores only to the managers it pinned at join: with
+  // none, it would serve any host holding the fleet key (docs/security.md, "Membership").
+  if (role === 'agent' && config.managers.length === 0) throw new HoldfastError('CONFIG_INVALID', "an agent needs 'managers': the manager peer id it serves (run `holdfast join`)")
   if (role === 'agent' && !isAbsolute(config.dataDir)) throw new HoldfastError('CONFIG_INVALID', 'dataDir must resolve to an absolute path')
   return config
 }

@@ -15,6 +15,13 @@ export interface NodeOptions {
   privateKey: PrivateKey
   fleetKey: string
   listen: string[]
+  /** Replaces the fleet prologue (the manager's enrolment listener, a joiner's one-off node). */
+  prologue?: Uint8Array
+  /**
+   * Peers refused once Noise has proved who they are, both ways (a revoked host): checked
+   * on every connection, so a revocation holds for the next dial without a restart.
+   */
+  denied?: (peerId: string) => boolean
 }
 
 export type HoldfastNode = Libp2p
@@ -24,7 +31,11 @@ export async function createHoldfastNode (options: NodeOptions): Promise<Holdfas
     privateKey: options.privateKey,
     addresses: { listen: options.listen },
     transports: [tcp()],
-    connectionEncrypters: [noise({ prologueBytes: noisePrologue(options.fleetKey) })],
+    connectionEncrypters: [noise({ prologueBytes: options.prologue ?? noisePrologue(options.fleetKey) })],
+    connectionGater: {
+      denyInboundEncryptedConnection: (peer) => options.denied?.(peer.toString()) ?? false,
+      denyOutboundEncryptedConnection: (peer) => options.denied?.(peer.toString()) ?? false
+    },
     streamMuxers: [yamux()],
     connectionManager: {
       // a manager keeps one connection per endpoint; 1,000 endpoints is the design target

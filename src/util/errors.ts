@@ -19,6 +19,12 @@ export type HoldfastErrorCode =
   /** A snapshot or restore names a chunk its endpoint has not sent (docs/security.md, ownership). */
   | 'CHUNK_NOT_OWNED'
   | 'PEER_NOT_ALLOWED'
+  /** An enrolment was refused: the token is unknown, expired or used up, or the host is revoked (the joiner is not told which). */
+  | 'ENROL_REFUSED'
+  /** `token revoke` named no token the manager holds. */
+  | 'TOKEN_UNKNOWN'
+  /** The membership file (tokens, approved and revoked peers) could not be read or written. */
+  | 'MEMBERSHIP_FAILED'
   /** A peer sent slower than the protocol's minimum sustained rate over its window: cut and backed off. */
   | 'TRANSFER_TOO_SLOW'
   /** A peer opened more streams of one protocol than its per-peer limit (over all its connections). */

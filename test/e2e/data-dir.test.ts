@@ -86,9 +86,12 @@ describe('e2e: data directory', function () {
 
     chmodSync(agent.config, 0o644)
     const agentOld = readFileSync(agent.config)
+    // join enrols with the running manager: it needs a token from it
+    await fleet.startManager()
+    const token = await fleet.createToken()
     const afd = openSync(agent.config, 'r')
     try {
-      await cliJson(['join', fleet.token, '--data-dir', agent.dataDir, '--folder', agent.folder, '--name', agent.name, '--no-mdns', '--listen', '/ip4/127.0.0.1/tcp/0', '--force'])
+      await cliJson(['join', token, '--data-dir', agent.dataDir, '--folder', agent.folder, '--name', agent.name, '--no-mdns', '--listen', '/ip4/127.0.0.1/tcp/0', '--force'])
       const buf = Buffer.alloc(agentOld.length + 64)
       assert.deepEqual(buf.subarray(0, readSync(afd, buf, 0, buf.length, 0)), agentOld)
     } finally {
@@ -96,5 +99,6 @@ describe('e2e: data directory', function () {
     }
     assert.equal(statSync(agent.config).mode & 0o777, 0o600)
     assert.deepEqual(readdirSync(agent.dataDir).filter(n => n.includes('.tmp')), [])
+    await fleet.stop('manager')
   })
 })

@@ -120,6 +120,8 @@ describe('end to end: faults and limits', function () {
     // The rogue knows the agent's address and peer id, but not the fleet key.
     await rogue.init({ staticPeers: [addr] })
     await rogue.startManager()
+    // even approved by the rogue (its admin would), the handshake is what keeps it out
+    await cliJson(['peers', 'approve', agent.peerId, '--socket', rogue.managerSocket])
     const { code, json: r } = await cliJsonStatus<RoundResult>(['backup-now', '--socket', rogue.managerSocket])
     assert.equal(code, 1)
     assert.equal(r.peers.length, 1)

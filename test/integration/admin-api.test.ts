@@ -43,13 +43,13 @@ describe('integration: admin API served by the daemons', function () {
     mkdirSync(folder)
     const listen = ['/ip4/127.0.0.1/tcp/0']
     const mconf = resolveConfig({ role: 'manager', dataDir: join(root, 'manager'), fleetKey, listen, mdns: { enabled: false } }, root)
-    const aconf = resolveConfig({ role: 'agent', dataDir: join(root, 'agent'), fleetKey, listen, mdns: { enabled: false }, agent: { folders: [folder] } }, root)
     managerSocket = mconf.adminSocket
-    agentSocket = aconf.adminSocket
     // a manual clock: no pull round and no scan starts on its own while the test runs
     manager = new Manager(mconf, new ManualClock(0), silentLogger)
-    agent = new Agent(aconf, new ManualClock(0), silentLogger)
     await manager.start()
+    const aconf = resolveConfig({ role: 'agent', dataDir: join(root, 'agent'), fleetKey, managers: [manager.id], listen, mdns: { enabled: false }, agent: { folders: [folder] } }, root)
+    agentSocket = aconf.adminSocket
+    agent = new Agent(aconf, new ManualClock(0), silentLogger)
     await agent.start()
   })
 

@@ -11,6 +11,7 @@ import { join } from 'node:path'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { multiaddr } from '@multiformats/multiaddr'
 import { Agent } from '../../src/roles/agent/agent.js'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { resolveConfig } from '../../src/config/config.js'
 import { newFleetKey } from '../../src/node/fleet.js'
 import { createHoldfastNode, type HoldfastNode } from '../../src/node/libp2p-node.js'
@@ -47,12 +48,14 @@ describe('integration: a set the agent cannot serve whole', function () {
     const fleetKey = newFleetKey()
     // the agent's clock only moves when the test says: its scan loop never runs on its own
     const clock = new ManualClock(Date.now())
+    const managerKey = await generateKeyPair('Ed25519')
     const config = resolveConfig({
       role: 'agent',
       name: 'endpoint-1',
       dataDir: join(root, 'agent'),
       listen: ['/ip4/127.0.0.1/tcp/0'],
       fleetKey,
+      managers: [peerIdFromPrivateKey(managerKey).toString()],
       mdns: { enabled: false },
       adminSocket: join(root, 'agent.sock'),
       agent: { folders: [folder], settleSeconds: 0, scanIntervalSeconds: 3600, watch: 'scan', workers: 1 }
@@ -76,7 +79,7 @@ describe('integration: a set the agent cannot serve whole', function () {
     assert.ok(lost.length > 0)
     for (const seg of lost) unlinkSync(join(spool, seg))
 
-    manager = await createHoldfastNode({ privateKey: await generateKeyPair('Ed25519'), fleetKey, listen: ['/ip4/127.0.0.1/tcp/0'] })
+    manager = await createHoldfastNode({ privateKey: managerKey, fleetKey, listen: ['/ip4/127.0.0.1/tcp/0'] })
     catalog = new Catalog(join(root, 'catalog.db'))
     packs = new PackStore(join(root, 'packs'))
     puller = new Puller({ host: manager, catalog, packs, clock, log: silentLogger })

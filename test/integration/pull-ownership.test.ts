@@ -68,6 +68,7 @@ describe('integration: ownership before dedup, acks and history over the wire', 
       dataDir,
       listen: ['/ip4/127.0.0.1/tcp/0'],
       fleetKey,
+      managers: [(manager as HoldfastNode).peerId.toString()],
       mdns: { enabled: false },
       adminSocket: join(root, `${name}.sock`),
       agent: { folders: [folder], settleSeconds: 0, scanIntervalSeconds: 3600, watch: 'scan', workers: 1 }

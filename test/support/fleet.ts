@@ -8,6 +8,9 @@ import { createWriteStream, existsSync, mkdirSync, readFileSync, writeFileSync }
 import { join, dirname } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { setTimeout as delay } from 'node:timers/promises'
+import { loadOrCreateIdentity } from '../../src/node/identity.js'
+import { writeConfig } from '../../src/config/config.js'
+import { Membership } from '../../src/roles/manager/membership.js'
 
 export const HOLDFAST_BIN = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'bin', 'holdfast.js')
 
@@ -50,7 +53,6 @@ export class TestFleet {
   readonly managerDir: string
   readonly managerConfig: string
   readonly managerSocket: string
-  token = ''
   managerPeerId = ''
   private readonly children = new Map<string, ChildProcess>()
 
@@ -65,17 +67,57 @@ export class TestFleet {
     if (options.bandwidth !== undefined) args.push('--bandwidth', String(options.bandwidth))
     if (options.mdns === false) args.push('--no-mdns')
     for (const p of options.staticPeers ?? []) args.push('--static-peer', p)
-    const out = await cliJson<{ token: string, peerId: string }>(args)
-    this.token = out.token
+    const out = await cliJson<{ peerId: string }>(args)
     this.managerPeerId = out.peerId
   }
 
+  /** A join token from the running manager (`holdfast token create`). */
+  async createToken (options: { uses?: number, expires?: string } = {}): Promise<string> {
+    const args = ['token', 'create', '--socket', this.managerSocket]
+    if (options.uses !== undefined) args.push('--uses', String(options.uses))
+    if (options.expires !== undefined) args.push('--expires', options.expires)
+    return (await cliJson<{ token: string }>(args)).token
+  }
+
+  /**
+   * A new agent. With the manager running: the real flow, `token create` then `join`. Before
+   * it runs (most tests set the fleet up first, and the LAN tests start it inside a namespace
+   * the host cannot dial), the enrolment is done offline: the agent's identity and config are
+   * written as `join` writes them, and the manager's membership file approves its peer id, as
+   * an admin's `peers approve` would. test/e2e/membership.test.ts covers the real exchange.
+   */
   async addAgent (name: string, folder: string, options: { mdns?: boolean, listen?: string, settle?: number, scanInterval?: number } = {}): Promise<AgentHandle> {
     const dataDir = join(this.root, `agent-${name}`)
-    const args = ['join', this.token, '--data-dir', dataDir, '--folder', folder, '--name', name, '--listen', options.listen ?? '/ip4/127.0.0.1/tcp/0', '--settle', String(options.settle ?? 0), '--scan-interval', String(options.scanInterval ?? 3600)]
-    if (options.mdns === false) args.push('--no-mdns')
-    const out = await cliJson<{ config: string, peerId: string }>(args)
-    return { name, dataDir, config: out.config, socket: join(dataDir, 'admin.sock'), folder, peerId: out.peerId }
+    const socket = join(dataDir, 'admin.sock')
+    const listen = options.listen ?? '/ip4/127.0.0.1/tcp/0'
+    if (this.children.has('manager')) {
+      const args = ['join', await this.createToken(), '--data-dir', dataDir, '--folder', folder, '--name', name, '--listen', listen, '--settle', String(options.settle ?? 0), '--scan-interval', String(options.scanInterval ?? 3600)]
+      if (options.mdns === false) args.push('--no-mdns')
+      const out = await cliJson<{ config: string, peerId: string }>(args)
+      return { name, dataDir, config: out.config, socket, folder, peerId: out.peerId }
+    }
+    mkdirSync(dataDir, { recursive: true, mode: 0o700 })
+    const identity = await loadOrCreateIdentity(dataDir)
+    const config = join(dataDir, 'agent.json')
+    writeConfig(config, {
+      role: 'agent',
+      dataDir,
+      name,
+      fleetKey: (JSON.parse(readFileSync(this.managerConfig, 'utf8')) as { fleetKey: string }).fleetKey,
+      managers: [this.managerPeerId],
+      listen: [listen],
+      mdns: { enabled: options.mdns !== false },
+      agent: { folders: [folder], scanIntervalSeconds: options.scanInterval ?? 3600, settleSeconds: options.settle ?? 0 }
+    })
+    this.approveOffline([identity.peerId])
+    return { name, dataDir, config, socket, folder, peerId: identity.peerId }
+  }
+
+  /** Approves peer ids in the manager's membership file; only while the manager is not running. */
+  approveOffline (peerIds: string[]): void {
+    if (this.children.has('manager')) throw new Error('approveOffline: the manager is running; use `holdfast peers approve`')
+    const membership = new Membership(this.managerDir)
+    for (const id of peerIds) membership.approve(id, Date.now())
   }
 
   /** Edits a daemon's JSON config in place (for settings the CLI does not expose). */

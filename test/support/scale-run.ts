@@ -103,6 +103,8 @@ export class ScaleRun {
       c.staticPeers = peers
       if (options.maxConcurrentPulls !== undefined) c.manager = { ...(c.manager as object), maxConcurrentPulls: options.maxConcurrentPulls }
     })
+    // the simulated agents are members: approved as an admin would before the manager starts
+    fleet.approveOffline(this.nodes.map(n => n.peerId))
     await fleet.startManager({ env: options.managerEnv })
     const pid = fleet.process('manager')?.pid as number
     const started = Date.now()

@@ -8,9 +8,11 @@ import { holdfastCode } from './helpers.js'
 
 const KEY = '0123456789abcdef'.repeat(4)
 const BASE = '/srv/holdfast-test'
+const MANAGER = '12D3KooWQYhTNQdmr3ArTeUHRYzFg94BKyTkoWBDWez9kSCVe2Xo'
 
+/** A valid base: the fleet key and (an agent needs one) a pinned manager. */
 function withKey (extra: Record<string, unknown> = {}): Record<string, unknown> {
-  return { fleetKey: KEY, ...extra }
+  return { fleetKey: KEY, managers: [MANAGER], ...extra }
 }
 
 function unknownKey (key: string): (err: unknown) => boolean {
@@ -32,7 +34,8 @@ describe('config', () => {
         dataDir,
         listen: ['/ip4/0.0.0.0/tcp/0'],
         fleetKey: KEY,
-        managers: [],
+        managers: [MANAGER],
+        membership: { autoApprove: true },
         mdns: { enabled: true, queryIntervalSeconds: 30 },
         staticPeers: [],
         adminSocket: join(dataDir, 'admin.sock'),
@@ -187,6 +190,15 @@ describe('config', () => {
       }
     })
 
+    it('refuses an agent without a pinned manager (it would serve any key holder); a manager needs none', () => {
+      for (const managers of [[], undefined]) {
+        assert.throws(() => resolveConfig({ fleetKey: KEY, managers }, BASE), holdfastCode('CONFIG_INVALID', 'managers'), JSON.stringify(managers))
+      }
+      assert.deepEqual(resolveConfig({ fleetKey: KEY, role: 'manager' }, BASE).managers, [])
+      assert.equal(resolveConfig({ fleetKey: KEY, role: 'manager', membership: { autoApprove: false } }, BASE).membership.autoApprove, false)
+      assert.throws(() => resolveConfig(withKey({ membership: { autoapprove: true } }), BASE), unknownKey('membership.autoapprove'))
+    })
+
     it('requires a fleetKey of exactly 64 lowercase hex characters', () => {
       assert.throws(() => resolveConfig({}, BASE), holdfastCode('CONFIG_INVALID', 'fleetKey'))
       for (const fleetKey of ['', 'abc', KEY.slice(1), KEY + '0', KEY.toUpperCase(), 'g'.repeat(64), ` ${KEY.slice(1)}`]) {
@@ -217,7 +229,7 @@ describe('config', () => {
 
     it('reads a JSON file and resolves relative paths against the file\'s folder', () => {
       const file = join(dir, 'holdfast.json')
-      writeFileSync(file, JSON.stringify({ fleetKey: KEY, dataDir: 'data', agent: { folders: ['docs'] } }), { mode: 0o600 })
+      writeFileSync(file, JSON.stringify({ fleetKey: KEY, managers: [MANAGER], dataDir: 'data', agent: { folders: ['docs'] } }), { mode: 0o600 })
       const c = loadConfig(file)
       assert.equal(c.dataDir, join(dir, 'data'))
       assert.deepEqual(c.agent.folders, [{ path: join(dir, 'docs'), name: 'docs', ignore: [] }])

@@ -137,16 +137,17 @@ describe('decoder limits (fuzz regressions)', () => {
     })
   })
 
-  it('a join token must name a real peer id and fit in 1 KiB', () => {
-    const good = encodeJoinToken({ fleetKey: KEY, managerPeerId: PEER })
-    assert.deepEqual(decodeJoinToken(good), { fleetKey: KEY, managerPeerId: PEER })
-    assert.throws(() => decodeJoinToken(encodeJoinToken({ fleetKey: KEY, managerPeerId: 'x'.repeat(12) })), holdfastCode('CONFIG_INVALID'))
-    assert.throws(() => decodeJoinToken(good + 'A'.repeat(2000)), holdfastCode('CONFIG_INVALID', 'longer than'))
+  it('a join token must name a real peer id and fit in 2 KiB', () => {
+    const addrs = ['/ip4/127.0.0.1/tcp/1']
+    const good = encodeJoinToken({ secret: KEY, managerPeerId: PEER, addrs })
+    assert.deepEqual(decodeJoinToken(good), { secret: KEY, managerPeerId: PEER, addrs })
+    assert.throws(() => decodeJoinToken(encodeJoinToken({ secret: KEY, managerPeerId: 'x'.repeat(12), addrs })), holdfastCode('CONFIG_INVALID'))
+    assert.throws(() => decodeJoinToken(good + 'A'.repeat(2100)), holdfastCode('CONFIG_INVALID', 'longer than'))
   })
 
   it('config text over 1 MiB is refused before it is parsed', () => {
-    const text = JSON.stringify({ fleetKey: KEY, name: 'n'.repeat(2 * MiB) })
+    const text = JSON.stringify({ fleetKey: KEY, managers: [PEER], name: 'n'.repeat(2 * MiB) })
     assert.throws(() => parseConfigText(text, '/base'), holdfastCode('CONFIG_INVALID', 'larger than'))
-    assert.equal(parseConfigText(JSON.stringify({ fleetKey: KEY, dataDir: '/d' }), '/base').fleetKey, KEY)
+    assert.equal(parseConfigText(JSON.stringify({ fleetKey: KEY, managers: [PEER], dataDir: '/d' }), '/base').fleetKey, KEY)
   })
 })

@@ -1,5 +1,5 @@
 import { strict as assert } from 'node:assert'
-import { decodeJoinToken, encodeJoinToken, fleetTag, newFleetKey, noisePrologue } from '../../src/node/fleet.js'
+import { decodeJoinToken, encodeJoinToken, fleetTag, newEnrolSecret, newFleetKey, noisePrologue } from '../../src/node/fleet.js'
 import { holdfastCode } from './helpers.js'
 
 const KEY_A = 'a1'.repeat(32)
@@ -7,7 +7,7 @@ const KEY_B = 'b2'.repeat(32)
 const PEER = '12D3KooWQYhTNQdmr3ArTeUHRYzFg94BKyTkoWBDWez9kSCVe2Xo'
 
 function tokenOf (payload: string): string {
-  return 'hfj1.' + Buffer.from(payload).toString('base64url')
+  return 'hfj2.' + Buffer.from(payload).toString('base64url')
 }
 
 describe('fleet', () => {
@@ -22,45 +22,51 @@ describe('fleet', () => {
   })
 
   describe('join tokens', () => {
-    it('round-trip the fleet key and manager peer id', () => {
-      const token = encodeJoinToken({ fleetKey: KEY_A, managerPeerId: PEER })
-      assert.ok(token.startsWith('hfj1.'))
-      assert.match(token, /^hfj1\.[A-Za-z0-9_-]+$/, 'the token is URL- and shell-safe')
-      assert.deepEqual(decodeJoinToken(token), { fleetKey: KEY_A, managerPeerId: PEER })
-      const fresh = newFleetKey()
-      assert.deepEqual(decodeJoinToken(encodeJoinToken({ fleetKey: fresh, managerPeerId: PEER })), { fleetKey: fresh, managerPeerId: PEER })
+    const ADDRS = ['/ip4/127.0.0.1/tcp/4011', '/ip6/::1/tcp/4011']
+    it('round-trip the enrolment secret, manager peer id and addresses, and carry no fleet key', () => {
+      const secret = newEnrolSecret()
+      const token = encodeJoinToken({ secret, managerPeerId: PEER, addrs: ADDRS })
+      assert.match(token, /^hfj2\.[A-Za-z0-9_-]+$/, 'the token is URL- and shell-safe')
+      assert.deepEqual(decodeJoinToken(token), { secret, managerPeerId: PEER, addrs: ADDRS })
+      assert.deepEqual(Object.keys(JSON.parse(Buffer.from(token.slice(5), 'base64url').toString('utf8')) as object).sort(), ['a', 'm', 's'])
     })
 
-    it('reject a wrong or missing prefix', () => {
-      const good = encodeJoinToken({ fleetKey: KEY_A, managerPeerId: PEER })
-      for (const text of ['', good.slice(5), 'hfj2.' + good.slice(5), 'HFJ1.' + good.slice(5), ' ' + good]) {
-        assert.throws(() => decodeJoinToken(text), holdfastCode('CONFIG_INVALID', 'hfj1.'), JSON.stringify(text.slice(0, 12)))
+    it('reject a wrong or missing prefix, and say an old hfj1 token is to be replaced', () => {
+      const good = encodeJoinToken({ secret: KEY_A, managerPeerId: PEER, addrs: ADDRS })
+      for (const text of ['', good.slice(5), 'hfj3.' + good.slice(5), 'HFJ2.' + good.slice(5), ' ' + good]) {
+        assert.throws(() => decodeJoinToken(text), holdfastCode('CONFIG_INVALID', 'hfj2.'), JSON.stringify(text.slice(0, 12)))
       }
+      assert.throws(() => decodeJoinToken('hfj1.' + good.slice(5)), holdfastCode('CONFIG_INVALID', 'token create'))
     })
 
     it('reject a body that is not base64url JSON', () => {
-      for (const text of ['hfj1.', 'hfj1.!!!!', 'hfj1.%%%', tokenOf('not json'), tokenOf('{"k":'), tokenOf('\u0000')]) {
+      for (const text of ['hfj2.', 'hfj2.!!!!', 'hfj2.%%%', tokenOf('not json'), tokenOf('{"s":'), tokenOf('\u0000')]) {
         assert.throws(() => decodeJoinToken(text), holdfastCode('CONFIG_INVALID', 'damaged'), text)
       }
     })
 
     it('reject a truncated token', () => {
-      const good = encodeJoinToken({ fleetKey: KEY_A, managerPeerId: PEER })
+      const good = encodeJoinToken({ secret: KEY_A, managerPeerId: PEER, addrs: ADDRS })
       assert.throws(() => decodeJoinToken(good.slice(0, good.length - 10)), holdfastCode('CONFIG_INVALID'))
     })
 
-    it('reject JSON of the wrong shape or a bad key or peer id', () => {
+    it('reject JSON of the wrong shape or a bad secret, peer id or address', () => {
+      const a = ADDRS
       const bodies: unknown[] = [
         null, 42, 'text', [], {},
-        { k: KEY_A }, { m: PEER },
-        { k: KEY_A.slice(2), m: PEER },
-        { k: KEY_A + 'ab', m: PEER },
-        { k: KEY_A.toUpperCase(), m: PEER },
-        { k: 'z'.repeat(64), m: PEER },
-        { k: 123, m: PEER },
-        { k: KEY_A, m: 'short' },
-        { k: KEY_A, m: 12345678901 },
-        { fleetKey: KEY_A, managerPeerId: PEER }
+        { s: KEY_A }, { m: PEER }, { s: KEY_A, m: PEER },
+        { s: KEY_A.slice(2), m: PEER, a },
+        { s: KEY_A + 'ab', m: PEER, a },
+        { s: KEY_A.toUpperCase(), m: PEER, a },
+        { s: 'z'.repeat(64), m: PEER, a },
+        { s: 123, m: PEER, a },
+        { s: KEY_A, m: 'short', a },
+        { s: KEY_A, m: 12345678901, a },
+        { s: KEY_A, m: PEER, a: [] },
+        { s: KEY_A, m: PEER, a: ['not an address'] },
+        { s: KEY_A, m: PEER, a: [`/ip4/1.2.3.4/tcp/1/p2p/${PEER}`] },
+        { s: KEY_A, m: PEER, a: Array(9).fill(a[0]) },
+        { k: KEY_A, m: PEER }
       ]
       for (const body of bodies) {
         assert.throws(() => decodeJoinToken(tokenOf(JSON.stringify(body))), holdfastCode('CONFIG_INVALID', 'damaged'), JSON.stringify(body))

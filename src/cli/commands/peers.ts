@@ -19,10 +19,10 @@ const CALL_TIMEOUT_MS = 10_000
 const UNIT_MS: Record<string, number> = { s: 1_000, min: 60_000, h: 3_600_000, d: 86_400_000 }
 
 /** --overdue-after: "90s", "30min", "48h", "2d" (fractions allowed: "1.5h"). */
-export function parseOverdueAfter (text: string): number {
+export function parseOverdueAfter (text: string, flag = '--overdue-after'): number {
   const m = /^(\d+(?:\.\d+)?)(s|min|h|d)$/.exec(text.trim())
   const ms = m === null ? Number.NaN : Math.round(Number(m[1]) * UNIT_MS[m[2]])
-  if (!Number.isSafeInteger(ms)) throw new HoldfastError('ADMIN_BAD_REQUEST', `--overdue-after needs a number and a unit (s, min, h, d), e.g. 48h or 30min; not '${text}'`)
+  if (!Number.isSafeInteger(ms) || ms <= 0) throw new HoldfastError('ADMIN_BAD_REQUEST', `${flag} needs a number and a unit (s, min, h, d), e.g. 48h or 30min; not '${text}'`)
   return ms
 }
 
@@ -101,6 +101,7 @@ export const peerCommands: Record<string, Command> = {
     usage: `holdfast peers [--overdue] [--overdue-after DURATION] [--watch] [options]
 holdfast peers add MULTIADDR [options]
 holdfast peers remove PEER_ID|MULTIADDR [options]
+holdfast peers approve|revoke PEER_ID [options]
 
 Lists every peer the manager knows: STATE (online, offline, backing up, waiting), when it was
 last seen, its last good backup (a pull that left nothing waiting) and its age, the bytes it
@@ -114,15 +115,23 @@ manager.overdueAfterHours (default 48 h).
   add MULTIADDR           dial this agent (/ip4/<addr>/tcp/<port>/p2p/<peer id>) where mDNS
                           does not reach it; kept in the manager's data dir (static-peers.json)
   remove ID|MULTIADDR     stop dialling a peer added with 'peers add'
+  approve ID              a pending host (holds the fleet key, not enrolled or not yet approved)
+                          is backed up from now on
+  revoke ID               cut a host off for good: its connections closed, its dials refused
+                          (kept across restarts); its backups stay restorable
+STATE pending: a host that holds the fleet key but was never approved; it is not pulled.
 ${SOCKET_HELP}`,
     options: { ...socketOptions, overdue: { type: 'boolean' }, 'overdue-after': { type: 'string' }, watch: { type: 'boolean' } },
     run: async (values, positionals) => {
       const [sub, arg, ...extra] = positionals
       if (sub !== undefined) {
-        if (sub !== 'add' && sub !== 'remove') throw new HoldfastError('ADMIN_BAD_REQUEST', `peers: unknown subcommand '${sub}' (add or remove)`)
-        if (arg === undefined || extra.length > 0) throw new HoldfastError('ADMIN_BAD_REQUEST', `peers ${sub} takes one ${sub === 'add' ? 'multiaddr' : 'peer id or multiaddr'}`)
+        if (sub !== 'add' && sub !== 'remove' && sub !== 'approve' && sub !== 'revoke') throw new HoldfastError('ADMIN_BAD_REQUEST', `peers: unknown subcommand '${sub}' (add, remove, approve or revoke)`)
+        if (arg === undefined || extra.length > 0) throw new HoldfastError('ADMIN_BAD_REQUEST', `peers ${sub} takes one ${sub === 'add' ? 'multiaddr' : sub === 'remove' ? 'peer id or multiaddr' : 'peer id'}`)
         const socket = socketPath(values, 'manager')
-        if (sub === 'add') {
+        if (sub === 'approve' || sub === 'revoke') {
+          const r = await callManager(socket, sub === 'approve' ? 'peers-approve' : 'peers-revoke', { peerId: arg })
+          print(values, r, () => `${r.peerId}: ${r.state}${r.state === 'revoked' ? ' (connections closed, dials refused; its backups are kept)' : ''}`)
+        } else if (sub === 'add') {
           const r = await callManager(socket, 'peers-add', { address: arg })
           print(values, r, () => r.added ? `added ${r.address}\n  the manager dials it now, and after a restart` : `${r.address} was listed already`)
         } else {

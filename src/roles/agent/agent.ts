@@ -117,7 +117,9 @@ export class Agent {
     this.peerId = identity.peerId
     const node = await this.listenWherePossible(identity.privateKey)
     this.node = node
-    const allow = (remote: string): boolean => this.config.managers.length === 0 || this.config.managers.includes(remote)
+    // Only the pinned managers (config requires at least one): holding the fleet key does not
+    // make a host a manager. Every agent protocol below goes through this gate.
+    const allow = (remote: string): boolean => this.config.managers.includes(remote)
     await new ManifestService(node, {
       allow,
       log: this.log,

@@ -11,13 +11,13 @@
 import { closeSync, fsyncSync, openSync, readFileSync, writeSync } from 'node:fs'
 import { HoldfastError } from '../../util/errors.js'
 
-export type AuditCommand = 'restore' | 'prune' | 'retention-set' | 'backup-now' | 'join' | 'approve' | 'revoke' | 'peers-add' | 'peers-remove' | 'config-change' | 'deploy'
+export type AuditCommand = 'restore' | 'prune' | 'retention-set' | 'backup-now' | 'join' | 'approve' | 'revoke' | 'token-create' | 'token-revoke' | 'peers-add' | 'peers-remove' | 'config-change' | 'deploy'
 
 export interface AuditEntry {
   /** ms since the epoch. */
   time: number
-  /** The admin socket peer's uid, or "unknown" (see above). */
-  actor: { uid: number | 'unknown' }
+  /** The admin socket peer's uid, or "unknown" (see above); "network" for a join (the target names the host). */
+  actor: { uid: number | 'unknown' | 'network' }
   command: AuditCommand
   /** What it acted on: an endpoint, a snapshot, the store. */
   target: string

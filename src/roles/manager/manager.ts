@@ -2,13 +2,15 @@
  * The manager role: finds endpoints (mDNS + static peers), and on a timer dials each agent in
  * turn, pulls what it has staged into the store, and answers the admin CLI.
  */
-import { mkdirSync } from 'node:fs'
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import type { HoldfastConfig } from '../../config/config.js'
 import { loadOrCreateIdentity } from '../../node/identity.js'
 import { createHoldfastNode, listenPort, type HoldfastNode } from '../../node/libp2p-node.js'
 import { Discovery } from '../../node/discovery.js'
-import { fleetTag } from '../../node/fleet.js'
+import { ENROL_PROLOGUE, encodeJoinToken, fleetTag, isPeerId } from '../../node/fleet.js'
+import { EnrolService } from '../../protocols/enrol.js'
+import { Membership, type MemberState } from './membership.js'
 import { Catalog } from '../../store/core/catalog.js'
 import { PackStore } from '../../store/core/packs.js'
 import { pathFilter, restoreSnapshot, type RestoreProgress, type RestoreSummary } from '../../store/restore.js'
@@ -20,7 +22,7 @@ import { HoldfastError, describeError } from '../../util/errors.js'
 import type { Clock } from '../../util/clock.js'
 import type { Logger } from '../../util/log.js'
 import { HOLDFAST_VERSION } from '../../version.js'
-import { PeerTable } from './peer-table.js'
+import { PeerTable, type PeerRecord } from './peer-table.js'
 import { Puller, type PullProgress, type PullResult } from './puller.js'
 import { storeAdminHandlers } from './store-admin.js'
 import { lastHolding, pathAt, resolveSnapshot } from '../../store/queries/browse.js'
@@ -37,6 +39,7 @@ import { RateMeter } from './health/rate-meter.js'
 import { ManagerMetrics, MetricsServer, type EndpointFigures, type ManagerFigures } from './health/metrics.js'
 import { parseListenAddress } from '../../model/listen-address.js'
 import { AuditLog, audited } from './audit-log.js'
+import type { PrivateKey } from '@libp2p/interface'
 
 /** Closing a dead connection must not hold up the round. */
 const HANG_UP_TIMEOUT_MS = 2_000
@@ -64,6 +67,8 @@ export interface PeerListRow {
   schedule?: PeerScheduleStatus
   /** Agents: state, why, last good backup, rate and overdue, as `holdfast peers` shows them (health/fleet-health.ts). */
   health?: EndpointHealth
+  /** Agents: approved (pulled), pending (holds the fleet key, never approved: not pulled), revoked. */
+  membership?: MemberState
 }
 
 export interface RoundResult {
@@ -108,6 +113,10 @@ export class Manager {
   private metricsServer?: MetricsServer
   private metricsUrl?: string
   readonly audit: AuditLog
+  /** Tokens, approved and revoked hosts (membership.ts). */
+  readonly membership: Membership
+  /** The enrolment listener: its own node, its own port, the enrol protocol only. */
+  private enrolNode?: HoldfastNode
 
   constructor (readonly config: HoldfastConfig, private readonly clock: Clock, private readonly log: Logger) {
     mkdirSync(config.dataDir, { recursive: true, mode: 0o700 })
@@ -115,6 +124,7 @@ export class Manager {
     this.packs = new PackStore(join(config.dataDir, 'packs'))
     this.storeLock = new ReadWriteLock(clock)
     this.audit = new AuditLog(join(config.dataDir, 'audit.log'))
+    this.membership = new Membership(config.dataDir)
     // a live peer answers every re-query; three missed in a row (or two minutes, the SRV TTL) means it moved
     this.peers = new PeerTable({ addressTtlMs: Math.max(120_000, 3 * config.mdns.queryIntervalSeconds * 1000) })
     this.rates = new RateMeter(clock.now)
@@ -138,8 +148,10 @@ export class Manager {
     }
     const identity = await loadOrCreateIdentity(this.config.dataDir)
     this.peerId = identity.peerId
-    const node = await createHoldfastNode({ privateKey: identity.privateKey, fleetKey: this.config.fleetKey, listen: this.config.listen })
+    // a revoked host is refused on every connection, both ways, once Noise has proved its id
+    const node = await createHoldfastNode({ privateKey: identity.privateKey, fleetKey: this.config.fleetKey, listen: this.config.listen, denied: id => this.membership.isRevoked(id) })
     this.node = node
+    this.enrolNode = await this.startEnrolment(identity.privateKey)
     this.puller = new Puller({ host: node, catalog: this.catalog, packs: this.packs, clock: this.clock, log: this.log.child('pull') })
     const staticPeerFile = new StaticPeerFile(this.config.dataDir)
     this.staticPeerFile = staticPeerFile
@@ -179,6 +191,11 @@ export class Manager {
       peers: async (req) => this.peerList(req.overdueAfterMs),
       'peers-add': audited(this.audit, now, 'peers-add', req => req.address, async (req) => this.addStaticPeer(req.address)),
       'peers-remove': audited(this.audit, now, 'peers-remove', req => req.target, async (req) => this.removeStaticPeer(req.target)),
+      'peers-approve': audited(this.audit, now, 'approve', req => req.peerId, async (req) => this.approve(req.peerId)),
+      'peers-revoke': audited(this.audit, now, 'revoke', req => req.peerId, async (req) => await this.revoke(req.peerId)),
+      'token-create': audited(this.audit, now, 'token-create', req => `${req.uses ?? 1} use(s), ${Math.round((req.expiresInMs ?? DEFAULT_TOKEN_TTL_MS) / 60_000)} min`, async (req) => this.createToken(req)),
+      'token-list': async () => this.membership.tokens(this.clock.now()),
+      'token-revoke': audited(this.audit, now, 'token-revoke', req => req.id, async (req) => this.membership.revokeToken(req.id, this.clock.now())),
       snapshots: async (req) => this.catalog.snapshots(req.endpoint === undefined ? undefined : this.catalog.findEndpoint(req.endpoint).id),
       restore: audited(this.audit, now, 'restore', req => `${req.endpoint}${req.snapshot !== undefined ? ` snapshot ${req.snapshot}` : ''}${req.path !== undefined ? ` path ${req.path}` : ''} → ${req.toEndpoint === true ? 'the endpoint' : req.target ?? ''}`, async (req, ctx) => await this.restore(req, ctx.progress, ctx.signal)),
       'backup-now': audited(this.audit, now, 'backup-now', () => 'all agents', async (req, ctx) => await this.backupNow(req, ctx.progress, ctx.signal)),
@@ -197,6 +214,7 @@ export class Manager {
     await this.metricsServer?.stop()
     await this.admin?.stop()
     this.discovery?.stop()
+    await this.enrolNode?.stop()
     await this.node?.stop()
     this.packs.close()
     this.catalog.close()
@@ -224,7 +242,8 @@ export class Manager {
       schedule,
       health: p.role !== 'agent'
         ? undefined
-        : endpointHealth({ addrs: p.addrs.length, firstSeen: p.firstSeen, failures: p.failures, lastFailure: p.lastFailure, lastError: p.lastError, schedule, storeLastBackup, rate: this.rates.rate(p.peerId) }, now, overdueAfterMs)
+        : membershipHealth(this.membership.stateOf(p.peerId), p.peerId, endpointHealth({ addrs: p.addrs.length, firstSeen: p.firstSeen, failures: p.failures, lastFailure: p.lastFailure, lastError: p.lastError, schedule, storeLastBackup, rate: this.rates.rate(p.peerId) }, now, overdueAfterMs)),
+      membership: p.role === 'agent' ? this.membership.stateOf(p.peerId) : undefined
       }
     })
   }
@@ -317,6 +336,8 @@ export class Manager {
     return new Scheduler({
       clock: this.clock,
       table: this.peers,
+      // pending and revoked hosts are never pulled (the peer list says why)
+      eligible: peer => this.membership.stateOf(peer.peerId) === 'approved',
       visit: async (peer, ctx) => {
         const started = this.clock.now()
         this.metrics?.pullStarted()
@@ -348,6 +369,80 @@ export class Manager {
     }, this.controller.signal)
   }
 
+  /**
+   * The enrolment listener: a second node with the manager's identity (so the token's peer id
+   * is proved on dial) and a public prologue, on its own port, serving the enrol protocol
+   * only. Its port is kept across restarts so tokens already handed out stay good.
+   */
+  private async startEnrolment (privateKey: PrivateKey): Promise<HoldfastNode> {
+    const portFile = join(this.config.dataDir, 'enrol-port')
+    let saved: number | undefined
+    try {
+      const n = Number(readFileSync(portFile, 'utf8').trim())
+      if (Number.isInteger(n) && n > 0 && n <= 65535) saved = n
+    } catch {}
+    const listenOn = (port: number): string[] => this.config.listen.map(a => a.replace(/\/tcp\/\d+(?=\/|$)/, `/tcp/${port}`))
+    const create = async (port: number): Promise<HoldfastNode> => await createHoldfastNode({ privateKey, fleetKey: this.config.fleetKey, prologue: ENROL_PROLOGUE, listen: listenOn(port), denied: id => this.membership.isRevoked(id) })
+    let node: HoldfastNode
+    try {
+      node = await create(saved ?? 0)
+    } catch (err) {
+      if (saved === undefined) throw err
+      this.log.warn('last enrolment port is taken; tokens made before this start name the old one', { port: saved })
+      node = await create(0)
+    }
+    try {
+      writeFileSync(portFile, `${listenPort(node)}\n`, { mode: 0o600 })
+    } catch (err) {
+      this.log.warn('cannot save the enrolment port; tokens will not survive a restart', { err: describeError(err) })
+    }
+    await new EnrolService(node, {
+      log: this.log.child('enrol'),
+      enrol: async (request, peerId) => {
+        const target = `${peerId}${request.name === '' ? '' : ` (${request.name})`}`
+        let state: MemberState
+        try {
+          state = this.membership.redeem(request.secret, peerId, request.name, this.config.membership.autoApprove, this.clock.now())
+        } catch (err) {
+          this.audit.append({ time: this.clock.now(), actor: { uid: 'network' }, command: 'join', target, outcome: 'failed', detail: describeError(err) })
+          throw err
+        }
+        this.audit.append({ time: this.clock.now(), actor: { uid: 'network' }, command: 'join', target, outcome: 'ok', detail: state })
+        this.log.info('host enrolled', { peer: peerId, name: request.name, state })
+        return { fleetKey: this.config.fleetKey, managerPeerId: this.peerId, state: state === 'approved' ? 'approved' : 'pending' }
+      }
+    }).start()
+    return node
+  }
+
+  private createToken (req: ManagerCommands['token-create']['request']): ManagerCommands['token-create']['reply'] {
+    const addrs = [...new Set((this.enrolNode?.getMultiaddrs() ?? []).map(a => a.decapsulateCode(PEER_ID_CODE).toString()))]
+    if (addrs.length === 0) throw new HoldfastError('NODE_NOT_LISTENING', 'the enrolment listener has no address')
+    const { secret, row } = this.membership.createToken({ expiresInMs: req.expiresInMs ?? DEFAULT_TOKEN_TTL_MS, uses: req.uses ?? 1 }, this.clock.now())
+    return { ...row, token: encodeJoinToken({ secret, managerPeerId: this.peerId, addrs }) }
+  }
+
+  private approve (peerId: string): ManagerCommands['peers-approve']['reply'] {
+    checkPeerId(peerId)
+    const record = this.membership.approve(peerId, this.clock.now())
+    const peer = this.peers.get(peerId)
+    if (peer !== undefined) this.scheduler?.returned(peer)
+    this.scheduler?.wake()
+    return { peerId, state: record.state }
+  }
+
+  /** Recorded first (the gater refuses from then on), then every open connection is closed. */
+  private async revoke (peerId: string): Promise<ManagerCommands['peers-revoke']['reply']> {
+    checkPeerId(peerId)
+    const record = this.membership.revoke(peerId, this.clock.now())
+    await this.hangUp(peerId)
+    try {
+      await this.enrolNode?.hangUp(peerIdFromString(peerId), { signal: AbortSignal.timeout(HANG_UP_TIMEOUT_MS) })
+    } catch {}
+    this.log.warn('peer revoked: connections closed, later dials refused; its backups are kept', { peer: peerId })
+    return { peerId, state: record.state }
+  }
+
   /** Closes our connections to a peer, bounded; failing to close is only logged. */
   private async hangUp (peerId: string): Promise<void> {
     try {
@@ -362,9 +457,10 @@ export class Manager {
     const timeoutMs = req.timeoutMs ?? 30_000
     const deadline = this.clock.now() + timeoutMs
     // Bounded wait for discovery to find the expected number of agents.
-    while (this.peers.agents().length < expect) {
+    const approved = (): PeerRecord[] => this.peers.agents().filter(p => this.membership.stateOf(p.peerId) === 'approved')
+    while (approved().length < expect) {
       if (this.clock.now() >= deadline) {
-        throw new HoldfastError('TIMEOUT', `found ${this.peers.agents().length} of ${expect} expected agents within ${timeoutMs / 1000} s`)
+        throw new HoldfastError('TIMEOUT', `found ${approved().length} of ${expect} expected approved agents within ${timeoutMs / 1000} s`)
       }
       await this.clock.sleep(100, signal)
     }
@@ -378,7 +474,7 @@ export class Manager {
         signal.addEventListener('abort', () => { reject(signal.reason) }, { once: true })
       })
       aborted.catch(() => {})
-      const visits = await Promise.race([scheduler.visitNow(this.peers.agents()), aborted])
+      const visits = await Promise.race([scheduler.visitNow(approved()), aborted])
       return {
         peers: visits.map(({ peer, outcome }) => {
           const ms = this.clock.now() - started
@@ -452,6 +548,23 @@ export class Manager {
     this.log.info('restore pushed to endpoint', { peer: peerId, snapshot: snapshotId, label, files: summary.files, errors: summary.errors.length + summary.errorsOmitted })
     return { snapshotId, endpoint: peerId, label, ...summary, ms: this.clock.now() - started }
   }
+}
+
+/** A token's default life, when `token create` gives no --expires. */
+export const DEFAULT_TOKEN_TTL_MS = 24 * 3_600_000
+/** The multicodec of /p2p (a token's addresses carry no peer id: it is beside them). */
+const PEER_ID_CODE = 421
+
+function checkPeerId (peerId: string): void {
+  if (!isPeerId(peerId)) throw new HoldfastError('ADMIN_BAD_REQUEST', `'${peerId}' is not a peer id`)
+}
+
+/** A host not approved is shown as such, whatever the scheduler would say: it is never pulled. */
+function membershipHealth (state: MemberState, peerId: string, health: EndpointHealth): EndpointHealth {
+  if (state === 'approved') return health
+  return state === 'pending'
+    ? { ...health, state: 'pending', reason: 'not-approved', why: `holds the fleet key but is not approved; not pulled (holdfast peers approve ${peerId})` }
+    : { ...health, state: 'revoked', reason: 'revoked', why: 'revoked: connections refused; its backups are kept' }
 }
 
 /** A failed visit's error code for the metrics: the code its message starts with, else its kind. */

@@ -8,7 +8,8 @@ import type { FailureKind } from '../peer-table.js'
 import type { PeerScheduleStatus } from '../scheduler/scheduler.js'
 import { isOverdue, type AdmitMode } from '../scheduler/admission.js'
 
-export type EndpointState = 'online' | 'offline' | 'backing up' | 'waiting'
+/** pending and revoked: a host the manager does not pull (roles/manager/membership.ts). */
+export type EndpointState = 'online' | 'offline' | 'backing up' | 'waiting' | 'pending' | 'revoked'
 
 /** Why an endpoint is not being backed up, for scripts (`why` says it for people). */
 export type WhyCode =
@@ -20,6 +21,8 @@ export type WhyCode =
   | 'unreachable'
   | 'store-full'
   | 'not-scheduled'
+  | 'not-approved'
+  | 'revoked'
 
 export interface EndpointHealth {
   state: EndpointState

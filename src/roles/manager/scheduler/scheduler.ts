@@ -70,6 +70,8 @@ export interface PeerScheduleStatus {
 export interface SchedulerInit {
   clock: Clock
   table: PeerTable
+  /** Whether an agent may be visited at all (the manager: approved members only); default all. */
+  eligible?: (peer: PeerRecord) => boolean
   visit: VisitFn
   budget: BandwidthBudget
   log: Logger
@@ -130,7 +132,8 @@ export class Scheduler {
     const now = clock.now()
     table.expire(now)
     if (budget.changed()) budget.rebalance()
-    const agents = table.agents()
+    const eligible = this.init.eligible
+    const agents = eligible === undefined ? table.agents() : table.agents().filter(eligible)
     for (const peer of agents) this.stateOf(peer, now)
     // peers the table dropped (expired, evicted) leave no state behind: memory stays bounded
     if (this.states.size > agents.length) {

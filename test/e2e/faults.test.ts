@@ -65,7 +65,10 @@ describe('end to end: faults and limits', function () {
       const r = (await cliJsonStatus<RoundResult>(['backup-now', '--socket', fleet.managerSocket])).json
       return r.peers[0]?.ok === true ? r : undefined
     })
-    assert.equal(ok.peers[0].snapshots.length, 1)
+    assert.ok(ok.peers[0].ok)
+    // The scheduler pulls a returning agent by itself too, so the set may have landed before
+    // this backup-now: what counts is that the store holds it exactly once.
+    assert.equal((await cliJson<SnapshotRow[]>(['snapshots', '--socket', fleet.managerSocket])).length, 1, 'the interrupted set committed once')
     const target = join(root, 'restore')
     const r = await runCli(['restore', '--socket', fleet.managerSocket, '--endpoint', 'victim', '--target', target])
     assert.equal(r.code, 0, r.stderr)

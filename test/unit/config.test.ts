@@ -253,7 +253,7 @@ describe('config', () => {
 
     it('refuses a config file readable or writable by group or others (it holds the fleet key), naming chmod 600', () => {
       const file = join(dir, 'loose.json')
-      writeFileSync(file, JSON.stringify({ fleetKey: KEY, dataDir: 'data' }), { mode: 0o600 })
+      writeFileSync(file, JSON.stringify({ fleetKey: KEY, managers: [MANAGER], dataDir: 'data' }), { mode: 0o600 })
       assert.equal(loadConfig(file).fleetKey, KEY)
       for (const loose of [0o644, 0o640, 0o604, 0o660, 0o606, 0o610]) {
         chmodSync(file, loose)

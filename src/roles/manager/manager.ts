@@ -476,14 +476,18 @@ export class Manager {
       aborted.catch(() => {})
       const visits = await Promise.race([scheduler.visitNow(approved()), aborted])
       return {
-        peers: visits.map(({ peer, outcome }) => {
+        peers: visits.map(({ peer, outcome, earlier }) => {
           const ms = this.clock.now() - started
+          // a scheduled pull already under way when backup-now came is part of what it moved
+          const before = earlier.flatMap(o => o.kind === 'pulled' ? [o.detail as PullResult] : [])
+          const snapshots = before.flatMap(p => p.snapshots)
+          const bytesPulled = before.reduce((n, p) => n + p.bytesPulled, 0)
           if (outcome.kind === 'pulled') {
             const pulled = outcome.detail as PullResult
-            return { peerId: peer.peerId, name: peer.name, ok: true, snapshots: pulled.snapshots, bytesPulled: pulled.bytesPulled, ms }
+            return { peerId: peer.peerId, name: peer.name, ok: true, snapshots: [...snapshots, ...pulled.snapshots], bytesPulled: bytesPulled + pulled.bytesPulled, ms }
           }
-          if (outcome.kind === 'failed') return { peerId: peer.peerId, name: peer.name, ok: false, snapshots: [], bytesPulled: 0, ms, error: outcome.error }
-          return { peerId: peer.peerId, name: peer.name, ok: true, snapshots: [], bytesPulled: 0, ms }
+          if (outcome.kind === 'failed') return { peerId: peer.peerId, name: peer.name, ok: false, snapshots, bytesPulled, ms, error: outcome.error }
+          return { peerId: peer.peerId, name: peer.name, ok: true, snapshots, bytesPulled, ms }
         })
       }
     } finally {

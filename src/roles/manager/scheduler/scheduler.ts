@@ -96,13 +96,22 @@ export interface SchedulerInit {
   dialBudget?: DialBudgetLimits
 }
 
+/** What an admin's visit reports: its own outcome, and the scheduled visits it waited behind. */
+export interface ForcedResult {
+  outcome: VisitOutcome
+  /** A scheduled visit already under way when backup-now came pulled these first (oldest first). */
+  earlier: VisitOutcome[]
+}
+
 interface PeerState {
   dueAt: number
   /** Queue position: lower goes first; a finished visit takes a new, highest number. */
   turn: number
   running?: { since: number, share: BudgetShare, forced: boolean, mode?: AdmitMode, unproven: boolean }
   waitingSince?: number
-  forcedWaiters: Array<(o: VisitOutcome) => void>
+  forcedWaiters: Array<(r: ForcedResult) => void>
+  /** Scheduled visits that ended while an admin's visit of this peer was waiting to start. */
+  carried: VisitOutcome[]
   lastVisitAt?: number
   lastGoodAt?: number
   lastMode?: AdmitMode
@@ -214,12 +223,12 @@ export class Scheduler {
    * time, without slicing (an admin's backup-now). A peer being pulled already is visited
    * again once that pull ends. Resolves with each visit's outcome.
    */
-  async visitNow (peers: PeerRecord[]): Promise<Array<{ peer: PeerRecord, outcome: VisitOutcome }>> {
+  async visitNow (peers: PeerRecord[]): Promise<Array<{ peer: PeerRecord } & ForcedResult>> {
     const now = this.init.clock.now()
     const waits = peers.map(async peer => {
       const s = this.stateOf(peer, now)
-      const outcome = await new Promise<VisitOutcome>(resolve => { s.forcedWaiters.push(resolve) })
-      return { peer, outcome }
+      const result = await new Promise<ForcedResult>(resolve => { s.forcedWaiters.push(resolve) })
+      return { peer, ...result }
     })
     this.tick()
     this.wake()
@@ -250,7 +259,7 @@ export class Scheduler {
     let s = this.states.get(peer.peerId)
     if (s === undefined) {
       // a new peer is due soon, not all at once with every other peer found in the same breath
-      s = { dueAt: now + Math.floor(this.random() * Math.min(this.jitterMs, 5_000)), turn: ++this.turns, forcedWaiters: [], lastGoodAt: this.init.lastBackupOf?.(peer) }
+      s = { dueAt: now + Math.floor(this.random() * Math.min(this.jitterMs, 5_000)), turn: ++this.turns, forcedWaiters: [], carried: [], lastGoodAt: this.init.lastBackupOf?.(peer) }
       this.states.set(peer.peerId, s)
     }
     // A clock that jumped back would leave times far in the future: never wait longer than
@@ -282,6 +291,7 @@ export class Scheduler {
     const s = this.states.get(peer.peerId) as PeerState
     const now = clock.now()
     const waiters = forced ? s.forcedWaiters.splice(0) : []
+    const earlier = forced ? s.carried.splice(0) : []
     // the budget sets the real rate before the visit sees the limiter
     const limiter = new RateLimiter(1, clock)
     const share = budget.attach(peer.peerId, limiter, { cap: this.init.capOf?.(peer) })
@@ -307,7 +317,9 @@ export class Scheduler {
         s.running = undefined
       }
       this.settle(peer, s, outcome)
-      for (const w of waiters) w(outcome)
+      // backup-now came while this scheduled visit ran: what it pulled belongs in that report
+      if (!forced && s.forcedWaiters.length > 0) s.carried.push(outcome)
+      for (const w of waiters) w({ outcome, earlier })
     })()
     this.running.add(run)
     void run.finally(() => {

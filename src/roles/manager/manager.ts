@@ -476,8 +476,8 @@ export class Manager {
       aborted.catch(() => {})
       const visits = await Promise.race([scheduler.visitNow(approved()), aborted])
       return {
-        peers: visits.map(({ peer, outcome, earlier }) => {
-          const ms = this.clock.now() - started
+        peers: visits.map(({ peer, outcome, earlier, earlierSince }) => {
+          const ms = this.clock.now() - Math.min(started, earlierSince ?? started)
           // a scheduled pull already under way when backup-now came is part of what it moved
           const before = earlier.flatMap(o => o.kind === 'pulled' ? [o.detail as PullResult] : [])
           const snapshots = before.flatMap(p => p.snapshots)

@@ -101,6 +101,8 @@ export interface ForcedResult {
   outcome: VisitOutcome
   /** A scheduled visit already under way when backup-now came pulled these first (oldest first). */
   earlier: VisitOutcome[]
+  /** When the first of those visits started (clock time), so a report times the whole pull. */
+  earlierSince?: number
 }
 
 interface PeerState {
@@ -111,7 +113,7 @@ interface PeerState {
   waitingSince?: number
   forcedWaiters: Array<(r: ForcedResult) => void>
   /** Scheduled visits that ended while an admin's visit of this peer was waiting to start. */
-  carried: VisitOutcome[]
+  carried: Array<{ outcome: VisitOutcome, since: number }>
   lastVisitAt?: number
   lastGoodAt?: number
   lastMode?: AdmitMode
@@ -291,7 +293,9 @@ export class Scheduler {
     const s = this.states.get(peer.peerId) as PeerState
     const now = clock.now()
     const waiters = forced ? s.forcedWaiters.splice(0) : []
-    const earlier = forced ? s.carried.splice(0) : []
+    const carried = forced ? s.carried.splice(0) : []
+    const earlier = carried.map(c => c.outcome)
+    const earlierSince = carried.length === 0 ? undefined : Math.min(...carried.map(c => c.since))
     // the budget sets the real rate before the visit sees the limiter
     const limiter = new RateLimiter(1, clock)
     const share = budget.attach(peer.peerId, limiter, { cap: this.init.capOf?.(peer) })
@@ -318,8 +322,8 @@ export class Scheduler {
       }
       this.settle(peer, s, outcome)
       // backup-now came while this scheduled visit ran: what it pulled belongs in that report
-      if (!forced && s.forcedWaiters.length > 0) s.carried.push(outcome)
-      for (const w of waiters) w({ outcome, earlier })
+      if (!forced && s.forcedWaiters.length > 0) s.carried.push({ outcome, since: now })
+      for (const w of waiters) w(earlierSince === undefined ? { outcome, earlier } : { outcome, earlier, earlierSince })
     })()
     this.running.add(run)
     void run.finally(() => {

@@ -444,10 +444,12 @@ describe('end to end: kill -9 crash rounds', function () {
           await f.stop('manager', 'SIGKILL')
           const finished = await pull
           const packsGrew = packBytes(join(f.managerDir, 'packs')) - packsBefore
-          await f.startManager()
-          // Where the kill landed: committed or not (from the restarted manager's catalog), acked or not (from the agent).
-          const committed = (await cliJson<SnapshotRow[]>(['snapshots', '--socket', f.managerSocket])).some(s => s.setId === set.id)
+          // Acked or not, from the agent, before the manager is back: a restarted manager's own
+          // scheduler visits the agent at once and re-acks a committed set.
           const agentSealed = (await agentStatus(agent)).sealedSets
+          await f.startManager()
+          // Committed or not, from the restarted manager's catalog.
+          const committed = (await cliJson<SnapshotRow[]>(['snapshots', '--socket', f.managerSocket])).some(s => s.setId === set.id)
           const phase = committed
             ? (agentSealed > 0 ? 'committed-not-acked' : 'after-ack')
             : (packsGrew > 1024 ? 'not committed, chunks in a pack' : 'not committed, nothing in a pack')

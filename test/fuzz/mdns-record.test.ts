@@ -24,7 +24,7 @@ const record = fc.record({
     port: fc.oneof(fc.integer({ min: -5, max: 70_000 }).map(String), fc.constantFrom('', '0', '65535', '65536', '1e3', ' 80', '0x50'))
   }),
   port: fc.integer({ min: -1, max: 70_000 }),
-  addresses: fc.array(fc.oneof(fc.ipV4(), fc.ipV6(), fc.constantFrom('fe80::1', 'not-an-ip', '', '999.1.1.1')), { maxLength: 4 }),
+  addresses: fc.array(fc.oneof(fc.ipV4(), fc.ipV6(), fc.constantFrom('fe80::1', 'not-an-ip', '', '198.18.0.999')), { maxLength: 4 }),
   referer: fc.option(fc.record({ address: fc.oneof(fc.ipV4(), fc.string({ maxLength: 10 })) }), { nil: undefined })
 })
 

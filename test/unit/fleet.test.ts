@@ -64,7 +64,7 @@ describe('fleet', () => {
         { s: KEY_A, m: 12345678901, a },
         { s: KEY_A, m: PEER, a: [] },
         { s: KEY_A, m: PEER, a: ['not an address'] },
-        { s: KEY_A, m: PEER, a: [`/ip4/1.2.3.4/tcp/1/p2p/${PEER}`] },
+        { s: KEY_A, m: PEER, a: [`/ip4/198.18.0.4/tcp/1/p2p/${PEER}`] },
         { s: KEY_A, m: PEER, a: Array(9).fill(a[0]) },
         { k: KEY_A, m: PEER }
       ]

@@ -24,12 +24,15 @@ import type { VerifyReport, VerifyProgress } from '../store/maintenance/verify.j
 import type { PruneProgress } from '../store/maintenance/prune.js'
 import type { AuditEntry } from '../roles/manager/audit-log.js'
 import type { MemberState, TokenRow } from '../roles/manager/membership.js'
+import type { ConfigChange, ConfigGetReply, ConfigShowReply, AgentConfigState } from '../roles/manager/central-config.js'
+import { checkCentralKey, type VersionedSettings } from '../model/central-settings.js'
 
 // The reply types, for the CLI (and tests) to print and read.
 export type { PeerListRow, RoundResult, EndpointRestoreSummary, RetentionShow, PruneResult, AgentStatus, SnapshotRow, RestoreSummary, StoreStats, VerifyReport, VerifyProgress, PruneProgress, RetentionRules }
 export type { ListResult, VersionsResult, FindResult, TreeEntry } from '../store/queries/browse.js'
 export type { PruneEndpoint } from '../store/maintenance/prune.js'
 export type { AuditEntry, MemberState, TokenRow }
+export type { ConfigChange, ConfigGetReply, ConfigShowReply, AgentConfigState, VersionedSettings }
 // What the CLI needs to turn --keep-* flags into the rules retention-set takes.
 export { RULE_KEYS, UNLIMITED, parseDuration, ruleFlag } from '../store/maintenance/retention.js'
 
@@ -111,6 +114,12 @@ export type ManagerCommands = {
   prune: Cmd<{ dryRun?: boolean, repackThreshold?: number, utc?: boolean }, PruneResult, PruneProgress>
   /** The audit log's entries at or after `since` (ms), oldest first. */
   audit: Cmd<{ since?: number }, AuditEntry[]>
+  /** endpoint: 'all' (fleet-wide), or an endpoint's name or peer id. */
+  'config-show': Cmd<{ endpoint: string }, ConfigShowReply>
+  /** The value in effect for the endpoint, and which scope set it. */
+  'config-get': Cmd<{ endpoint: string, key: string }, ConfigGetReply>
+  /** value: any JSON the key takes; null removes the key from the scope. Audited. */
+  'config-set': Cmd<{ endpoint: string, key: string, value: unknown }, ConfigChange>
 }
 
 /** The agent's commands. */
@@ -242,7 +251,19 @@ export const MANAGER_API: RequestDecoders<ManagerCommands> = {
     if (t !== undefined && (typeof t !== 'number' || !(t >= 0 && t <= 1))) throw f.bad("'repackThreshold' must be a number within 0..1")
     return defined({ dryRun: f.bool('dryRun'), repackThreshold: t, utc: f.bool('utc') })
   },
-  audit: args => defined({ since: new Fields('audit', args, ['since']).int('since') })
+  audit: args => defined({ since: new Fields('audit', args, ['since']).int('since') }),
+  'config-show': args => ({ endpoint: new Fields('config-show', args, ['endpoint']).needStr('endpoint') }),
+  'config-get': args => {
+    const f = new Fields('config-get', args, ['endpoint', 'key'])
+    return { endpoint: f.needStr('endpoint'), key: checkCentralKey(f.needStr('key')) }
+  },
+  'config-set': args => {
+    const f = new Fields('config-set', args, ['endpoint', 'key', 'value'])
+    // the value's type is the key's business (checked with decodeCentralSettings by the store);
+    // null is meaningful (remove the key), so it is read before Fields turns it into absent
+    if (args.value === undefined) throw f.bad("missing 'value' (null removes the key)")
+    return { endpoint: f.needStr('endpoint'), key: checkCentralKey(f.needStr('key')), value: args.value }
+  }
 }
 
 export const AGENT_API: RequestDecoders<AgentCommands> = {

@@ -20,6 +20,7 @@ import { intOption, selection, storeCommands } from './commands/store.js'
 import { peerCommands } from './commands/peers.js'
 import { auditCommand } from './commands/audit.js'
 import { tokenCommand } from './commands/token.js'
+import { configCommand } from './commands/config.js'
 import { defaultDataDir, print, socketHelp, socketOptions, socketPath } from './socket.js'
 import type { AgentStatus } from '../admin/api.js'
 import { runDaemonThread } from '../daemon/run-daemon.js'
@@ -235,6 +236,7 @@ commands.backups = { ...commands.snapshots, summary: 'same as snapshots' }
 Object.assign(commands, storeCommands, peerCommands)
 commands.audit = auditCommand
 commands.token = tokenCommand
+commands.config = configCommand
 
 function agentStatusText (s: AgentStatus): string {
   return [

@@ -3,7 +3,8 @@
  * for the entries of one set.
  *
  *   list:    → {v, op:'list', windows?}       ← {v, agentVersion, idle, sets:[SetSummary],
- *                                                 utcOffsetMinutes?, timeZone?, uploadWindows?, load?, inputIdleSeconds?}
+ *                                                 utcOffsetMinutes?, timeZone?, uploadWindows?, load?, inputIdleSeconds?,
+ *                                                 configVersion?}
  *
  * `windows` is the upload-window spec the manager applies to this endpoint (the agent shows it
  * in its status). The reply's optional fields came later: a manager reading an old agent's
@@ -55,6 +56,8 @@ export interface AgentManifest {
   /** CPU load per core behind `idle`, and seconds since the last user input where known. */
   load?: number
   inputIdleSeconds?: number
+  /** The central config version the agent has applied (0: none); the manager pushes a newer one (protocols/config.ts). */
+  configVersion?: number
 }
 
 /** What the manager says with a list request. */
@@ -182,7 +185,7 @@ export class ManifestService {
     const request = await readJson(reader, MANIFEST_LIMITS.maxRequestBytes, 'the manifest request', requestFromWire)
     if (request.op === 'list') {
       const m = this.init.source.manifest(request.windows === undefined ? {} : { windows: request.windows })
-      await sendJson(stream, { v: WIRE_VERSION, agentVersion: m.agentVersion, name: m.name, idle: m.idle, sets: m.sets.slice(0, MANIFEST_LIMITS.maxSetsPerList), utcOffsetMinutes: m.utcOffsetMinutes, timeZone: m.timeZone, uploadWindows: m.uploadWindows, load: m.load, inputIdleSeconds: m.inputIdleSeconds }, MANIFEST_LIMITS.maxFrameBytes, signal)
+      await sendJson(stream, { v: WIRE_VERSION, agentVersion: m.agentVersion, name: m.name, idle: m.idle, sets: m.sets.slice(0, MANIFEST_LIMITS.maxSetsPerList), utcOffsetMinutes: m.utcOffsetMinutes, timeZone: m.timeZone, uploadWindows: m.uploadWindows, load: m.load, inputIdleSeconds: m.inputIdleSeconds, configVersion: m.configVersion }, MANIFEST_LIMITS.maxFrameBytes, signal)
     } else {
       // throws SET_UNKNOWN before any page is sent; the helper answers with the error frame
       const entries = this.init.source.entries(request.setId)
@@ -235,6 +238,7 @@ export class ManifestClient {
         if (r.uploadWindows !== undefined) manifest.uploadWindows = str(r, 'uploadWindows', MAX_WINDOW_CHARS)
         if (r.load !== undefined) manifest.load = field(typeof r.load === 'number' && Number.isFinite(r.load) && r.load >= 0, 'load', r.load as number)
         if (r.inputIdleSeconds !== undefined) manifest.inputIdleSeconds = int(r, 'inputIdleSeconds')
+        if (r.configVersion !== undefined) manifest.configVersion = int(r, 'configVersion')
         return manifest
       })
     })

@@ -5,6 +5,8 @@
 export type HoldfastErrorCode =
   | 'CONFIG_INVALID'
   | 'CONFIG_UNKNOWN_KEY'
+  /** An agent could not apply a central config (a folder that does not exist, a rule that names none); it kept the one it had. */
+  | 'CONFIG_REFUSED'
   | 'FRAME_TOO_LARGE'
   | 'FRAME_TRUNCATED'
   | 'FRAME_MALFORMED'

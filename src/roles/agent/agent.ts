@@ -3,7 +3,7 @@
  * manager it trusts. Scans run at start, on a timer, and sooner when something is settling;
  * only one staging round runs at a time.
  */
-import { mkdirSync, readFileSync, statfsSync, writeFileSync } from 'node:fs'
+import { mkdirSync, readFileSync, statfsSync, statSync, writeFileSync } from 'node:fs'
 import { spawnSync } from 'node:child_process'
 import { join } from 'node:path'
 import type { HoldfastConfig } from '../../config/config.js'
@@ -29,6 +29,12 @@ import { FolderWatchers } from '../../staging/watcher.js'
 import { restageBrokenSets } from '../../staging/repair.js'
 import { HOLDFAST_VERSION } from '../../version.js'
 import { IdleMonitor, LinuxIdleProbe, type IdleProbe, type IdleReport } from './idle.js'
+import { ConfigService } from '../../protocols/config.js'
+import { agentConfigFrom, centralFolders, decodeCentralSettings, type CentralAgentSettings, type VersionedSettings } from '../../model/central-settings.js'
+import { writeFileDurable } from '../../util/durable-file.js'
+
+/** Where the applied central config is kept (agent.json is the endpoint's and is never rewritten). */
+const CENTRAL_CONFIG_FILE = 'central-config.json'
 
 export interface AgentStatus {
   peerId: string
@@ -55,6 +61,21 @@ export interface AgentStatus {
   /** What the last manifest request reported, and the upload windows in play. */
   idle?: IdleReport
   uploadWindows: { fromManager?: string, own: string }
+  /** The settings in effect: agent.json with the central config the manager sent over it. */
+  config: {
+    /** The central config version applied (0: none); central: its settings as the manager sent them. */
+    version: number
+    central: CentralAgentSettings
+    settleSeconds: number
+    scanIntervalSeconds: number
+    spoolCapBytes: number
+    workers: number
+    uploadWindows: string
+    idleLoadPerCpu: number
+    idleInputSeconds: number
+    /** The last central config this agent refused, and why (it kept the one it had). */
+    refused?: { version: number, error: string }
+  }
 }
 
 export class Agent {
@@ -63,7 +84,7 @@ export class Agent {
   private admin?: AdminServer<AgentCommands>
   private readonly state: AgentStateDb
   private readonly spool: Spool
-  private readonly stager: Stager
+  private stager: Stager
   private readonly controller = new AbortController()
   private peerId = ''
   private running?: Promise<StageRoundResult>
@@ -71,39 +92,139 @@ export class Agent {
   private loop?: Promise<void>
   private wake?: () => void
   private nextScanAt = 0
-  private readonly spoolCapBytes: number
-  private readonly watchers: FolderWatchers
+  private spoolCapBytes = 0
+  private watchers: FolderWatchers
   /** A fetch asked for a chunk the spool lacks: look for sets that cannot be served whole. */
   private repairDue = false
-  private readonly idle: IdleMonitor
+  private idle: IdleMonitor
+  private readonly idleProbe: IdleProbe
+  /** The config in effect: `local` (agent.json) with `central` over it (model/central-settings.ts). */
+  config: HoldfastConfig
+  private central: VersionedSettings = { version: 0, settings: {} }
+  private refused?: { version: number, error: string }
+  /** Central configs are applied one at a time. */
+  private applying: Promise<unknown> = Promise.resolve()
   private lastIdle?: IdleReport
   /** The windows the manager said it applies, from its last manifest request. */
   private managerWindows?: string
 
-  constructor (readonly config: HoldfastConfig, private readonly clock: Clock, private readonly log: Logger, deps: { idleProbe?: IdleProbe } = {}) {
-    this.idle = new IdleMonitor(deps.idleProbe ?? new LinuxIdleProbe(clock), { loadPerCpu: config.agent.idleLoadPerCpu, inputIdleMs: config.agent.idleInputSeconds * 1000 }, clock)
-    mkdirSync(config.dataDir, { recursive: true, mode: 0o700 })
-    this.state = new AgentStateDb(join(config.dataDir, 'agent.db'))
-    this.spool = new Spool(join(config.dataDir, 'spool'), this.state)
-    this.spoolCapBytes = config.agent.spoolCapBytes > 0 ? config.agent.spoolCapBytes : defaultSpoolCap(config.dataDir)
-    this.watchers = new FolderWatchers({
-      mode: config.agent.watch,
-      maxEntries: config.agent.watchMaxEntries,
-      // an event starts a scan once the change has had time to settle
-      onChange: () => { this.requestScan(config.agent.settleSeconds * 1000 + 200) },
-      log: log.child('watch')
+  constructor (readonly local: HoldfastConfig, private readonly clock: Clock, private readonly log: Logger, deps: { idleProbe?: IdleProbe } = {}) {
+    mkdirSync(local.dataDir, { recursive: true, mode: 0o700 })
+    this.idleProbe = deps.idleProbe ?? new LinuxIdleProbe(clock)
+    this.config = this.loadCentral()
+    this.state = new AgentStateDb(join(local.dataDir, 'agent.db'))
+    this.spool = new Spool(join(local.dataDir, 'spool'), this.state)
+    const parts = this.stagingParts(this.config)
+    this.idle = parts.idle
+    this.watchers = parts.watchers
+    this.stager = parts.stager
+  }
+
+  /**
+   * The central config applied before a restart, over agent.json. Not checked against the
+   * disk again: a protected folder that went away is reported per path by staging, as for a
+   * local one. If agent.json changed so that the two no longer fit, the local file wins and
+   * version 0 is reported, so the manager sends the config again and hears why.
+   */
+  private loadCentral (): HoldfastConfig {
+    const file = join(this.local.dataDir, CENTRAL_CONFIG_FILE)
+    let text: string
+    try {
+      text = readFileSync(file, 'utf8')
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') this.log.warn('cannot read the applied central config; running on agent.json alone', { err: describeError(err) })
+      return this.local
+    }
+    try {
+      const saved = JSON.parse(text) as { version?: unknown, settings?: unknown }
+      if (typeof saved.version !== 'number' || !Number.isSafeInteger(saved.version) || saved.version < 1) throw new HoldfastError('CONFIG_INVALID', 'no valid version')
+      const settings = decodeCentralSettings(saved.settings)
+      const config = agentConfigFrom(this.local, settings)
+      this.central = { version: saved.version, settings }
+      return config
+    } catch (err) {
+      this.log.warn('the applied central config no longer fits agent.json; running on agent.json alone until the manager sends it again', { err: describeError(err) })
+      return this.local
+    }
+  }
+
+  /** The parts that read the staging settings; rebuilt whole when a central config changes them. */
+  private stagingParts (config: HoldfastConfig): { idle: IdleMonitor, watchers: FolderWatchers, stager: Stager } {
+    const a = config.agent
+    this.spoolCapBytes = a.spoolCapBytes > 0 ? a.spoolCapBytes : defaultSpoolCap(config.dataDir)
+    return {
+      idle: new IdleMonitor(this.idleProbe, { loadPerCpu: a.idleLoadPerCpu, inputIdleMs: a.idleInputSeconds * 1000 }, this.clock),
+      watchers: new FolderWatchers({
+        mode: a.watch,
+        maxEntries: a.watchMaxEntries,
+        // an event starts a scan once the change has had time to settle
+        onChange: () => { this.requestScan(a.settleSeconds * 1000 + 200) },
+        log: this.log.child('watch')
+      }),
+      stager: new Stager({
+        spoolCapBytes: this.spoolCapBytes,
+        folders: a.folders,
+        state: this.state,
+        spool: this.spool,
+        clock: this.clock,
+        log: this.log.child('stage'),
+        settleMs: a.settleSeconds * 1000,
+        workers: a.workers,
+        diskReserveBytes: a.diskReserveBytes
+      })
+    }
+  }
+
+  /**
+   * Applies a central config from a pinned manager (protocols/config.ts): checked in full
+   * first (every folder it names must be a directory here, a rule must name at least one), so
+   * a refusal changes nothing; then saved, then the staging parts are rebuilt with it. A round
+   * under way finishes with the parts it started with; the next one uses the new ones.
+   */
+  async applyCentral (document: VersionedSettings, manager: string): Promise<number> {
+    const run = this.applying.then(async () => await this.applyNow(document, manager))
+    this.applying = run.catch(() => {})
+    return await run
+  }
+
+  private async applyNow (document: VersionedSettings, manager: string): Promise<number> {
+    if (document.version === this.central.version && JSON.stringify(document.settings) === JSON.stringify(this.central.settings)) return this.central.version
+    let next: HoldfastConfig
+    try {
+      for (const f of centralFolders(document.settings)) {
+        let dir = false
+        try { dir = statSync(f.path).isDirectory() } catch {}
+        if (!dir) throw new HoldfastError('CONFIG_REFUSED', `folder ${f.path} does not exist here (or is not a directory)`, { path: f.path })
+      }
+      next = agentConfigFrom(this.local, document.settings)
+      writeFileDurable(join(this.local.dataDir, CENTRAL_CONFIG_FILE), JSON.stringify(document) + '\n', 0o600)
+    } catch (err) {
+      const error = describeError(err)
+      this.refused = { version: document.version, error }
+      this.log.warn('refused a central config; keeping the one in effect', { manager: manager.slice(-8), version: document.version, err: error })
+      if (err instanceof HoldfastError && err.code !== 'CONFIG_INVALID' && err.code !== 'CONFIG_UNKNOWN_KEY') throw err
+      throw new HoldfastError('CONFIG_REFUSED', error, { version: document.version })
+    }
+    const before = this.config.agent
+    this.config = next
+    this.central = { version: document.version, settings: document.settings }
+    this.refused = undefined
+    const old = this.watchers
+    const parts = this.stagingParts(next)
+    this.idle = parts.idle
+    this.watchers = parts.watchers
+    this.stager = parts.stager
+    await old.stop()
+    this.log.info('applied a central config', {
+      manager: manager.slice(-8),
+      version: document.version,
+      folders: next.agent.folders.map(f => f.path),
+      added: next.agent.folders.filter(f => !before.folders.some(b => b.path === f.path)).map(f => f.path),
+      removed: before.folders.filter(b => !next.agent.folders.some(f => f.path === b.path)).map(f => f.path)
     })
-    this.stager = new Stager({
-      spoolCapBytes: this.spoolCapBytes,
-      folders: config.agent.folders,
-      state: this.state,
-      spool: this.spool,
-      clock,
-      log: log.child('stage'),
-      settleMs: config.agent.settleSeconds * 1000,
-      workers: config.agent.workers,
-      diskReserveBytes: config.agent.diskReserveBytes
-    })
+    // the new folders (and a shorter interval) take effect now, not at the old interval's end
+    this.requestScan(0)
+    return document.version
   }
 
   async start (): Promise<void> {
@@ -138,7 +259,8 @@ export class Agent {
             utcOffsetMinutes: -new Date(this.clock.now()).getTimezoneOffset(),
             timeZone: Intl.DateTimeFormat().resolvedOptions().timeZone,
             uploadWindows: this.config.agent.uploadWindows === '' ? undefined : this.config.agent.uploadWindows,
-            sets: this.state.sealedSets()
+            sets: this.state.sealedSets(),
+            configVersion: this.central.version
           }
         },
         entries: (setId) => {
@@ -169,6 +291,7 @@ export class Agent {
         }
       }
     }).start()
+    await new ConfigService(node, { allow, log: this.log, sink: { apply: async (document, manager) => await this.applyCentral(document, manager) } }).start()
     await new RestoreService(node, { allow, log: this.log, target: { open: async (header, manager) => this.openRestore(header, manager) } }).start()
     this.discovery = new Discovery({
       self: { peerId: this.peerId, role: 'agent', version: HOLDFAST_VERSION, name: this.config.name, port: listenPort(node), fleetTag: fleetTag(this.config.fleetKey) },
@@ -279,7 +402,19 @@ export class Agent {
       errors: this.state.pathErrors().map(e => ({ folder: e.folder, path: displayPath(e.path), code: e.code, message: e.message, at: e.at })),
       mdns: this.discovery?.mdnsEnabled ?? false,
       idle: this.lastIdle,
-      uploadWindows: { fromManager: this.managerWindows, own: this.config.agent.uploadWindows }
+      uploadWindows: { fromManager: this.managerWindows, own: this.config.agent.uploadWindows },
+      config: {
+        version: this.central.version,
+        central: this.central.settings,
+        settleSeconds: this.config.agent.settleSeconds,
+        scanIntervalSeconds: this.config.agent.scanIntervalSeconds,
+        spoolCapBytes: this.spoolCapBytes,
+        workers: this.config.agent.workers,
+        uploadWindows: this.config.agent.uploadWindows,
+        idleLoadPerCpu: this.config.agent.idleLoadPerCpu,
+        idleInputSeconds: this.config.agent.idleInputSeconds,
+        ...(this.refused === undefined ? {} : { refused: this.refused })
+      }
     }
   }
 
@@ -310,9 +445,10 @@ export class Agent {
    */
   private async scanLoop (): Promise<void> {
     const signal = this.controller.signal
-    const interval = this.config.agent.scanIntervalSeconds * 1000
     this.nextScanAt = this.clock.now()
     while (!signal.aborted) {
+      // read each time: a central config may have changed it
+      const interval = this.config.agent.scanIntervalSeconds * 1000
       const wait = this.nextScanAt - this.clock.now()
       if (wait > 0) {
         const wakeController = new AbortController()

@@ -40,6 +40,8 @@ import { ManagerMetrics, MetricsServer, type EndpointFigures, type ManagerFigure
 import { parseListenAddress } from '../../model/listen-address.js'
 import { AuditLog, audited } from './audit-log.js'
 import type { PrivateKey } from '@libp2p/interface'
+import { CentralConfigStore, ConfigDelivery, FLEET_SCOPE, shortValue, type ConfigChange, type ConfigGetReply, type ConfigShowReply } from './central-config.js'
+import { ConfigClient } from '../../protocols/config.js'
 
 /** Closing a dead connection must not hold up the round. */
 const HANG_UP_TIMEOUT_MS = 2_000
@@ -69,6 +71,10 @@ export interface PeerListRow {
   health?: EndpointHealth
   /** Agents: approved (pulled), pending (holds the fleet key, never approved: not pulled), revoked. */
   membership?: MemberState
+  /** Agents: the central config version it reported applied, the one the manager holds for it, and why it refused that one. */
+  configVersion?: number
+  configWanted?: number
+  configError?: string
 }
 
 export interface RoundResult {
@@ -117,6 +123,9 @@ export class Manager {
   readonly membership: Membership
   /** The enrolment listener: its own node, its own port, the enrol protocol only. */
   private enrolNode?: HoldfastNode
+  /** Central agent settings (`holdfast config`), and their delivery on visits. */
+  readonly centralConfig: CentralConfigStore
+  private configDelivery?: ConfigDelivery
 
   constructor (readonly config: HoldfastConfig, private readonly clock: Clock, private readonly log: Logger) {
     mkdirSync(config.dataDir, { recursive: true, mode: 0o700 })
@@ -125,6 +134,7 @@ export class Manager {
     this.storeLock = new ReadWriteLock(clock)
     this.audit = new AuditLog(join(config.dataDir, 'audit.log'))
     this.membership = new Membership(config.dataDir)
+    this.centralConfig = new CentralConfigStore(config.dataDir)
     // a live peer answers every re-query; three missed in a row (or two minutes, the SRV TTL) means it moved
     this.peers = new PeerTable({ addressTtlMs: Math.max(120_000, 3 * config.mdns.queryIntervalSeconds * 1000) })
     this.rates = new RateMeter(clock.now)
@@ -152,6 +162,7 @@ export class Manager {
     const node = await createHoldfastNode({ privateKey: identity.privateKey, fleetKey: this.config.fleetKey, listen: this.config.listen, denied: id => this.membership.isRevoked(id) })
     this.node = node
     this.enrolNode = await this.startEnrolment(identity.privateKey)
+    this.configDelivery = new ConfigDelivery(this.centralConfig, new ConfigClient(node), this.log.child('config'))
     this.puller = new Puller({ host: node, catalog: this.catalog, packs: this.packs, clock: this.clock, log: this.log.child('pull') })
     const staticPeerFile = new StaticPeerFile(this.config.dataDir)
     this.staticPeerFile = staticPeerFile
@@ -188,6 +199,9 @@ export class Manager {
       prune: audited(this.audit, now, 'prune', () => 'store', store.prune, req => req.dryRun === true),
       'retention-set': audited(this.audit, now, 'retention-set', req => req.endpoint ?? 'fleet default', store['retention-set']),
       audit: async (req) => this.audit.read(req.since),
+      'config-show': async (req) => this.configShow(req.endpoint),
+      'config-get': async (req) => this.configGet(req.endpoint, req.key),
+      'config-set': async (req) => this.configSet(req.endpoint, req.key, req.value),
       peers: async (req) => this.peerList(req.overdueAfterMs),
       'peers-add': audited(this.audit, now, 'peers-add', req => req.address, async (req) => this.addStaticPeer(req.address)),
       'peers-remove': audited(this.audit, now, 'peers-remove', req => req.target, async (req) => this.removeStaticPeer(req.target)),
@@ -218,6 +232,7 @@ export class Manager {
     await this.node?.stop()
     this.packs.close()
     this.catalog.close()
+    this.centralConfig.close()
   }
 
   peerList (overdueAfterMs = this.config.manager.overdueAfterHours * 3_600_000): PeerListRow[] {
@@ -243,9 +258,64 @@ export class Manager {
       health: p.role !== 'agent'
         ? undefined
         : membershipHealth(this.membership.stateOf(p.peerId), p.peerId, endpointHealth({ addrs: p.addrs.length, firstSeen: p.firstSeen, failures: p.failures, lastFailure: p.lastFailure, lastError: p.lastError, schedule, storeLastBackup, rate: this.rates.rate(p.peerId) }, now, overdueAfterMs)),
-      membership: p.role === 'agent' ? this.membership.stateOf(p.peerId) : undefined
+      membership: p.role === 'agent' ? this.membership.stateOf(p.peerId) : undefined,
+      ...(p.role === 'agent' ? this.configFields(p.peerId, p.name) : {})
       }
     })
+  }
+
+  private configFields (peerId: string, name: string): Pick<PeerListRow, 'configVersion' | 'configWanted' | 'configError'> {
+    const c = this.configDelivery?.state(peerId, name)
+    if (c === undefined || (c.wanted === 0 && c.applied === undefined)) return {}
+    return { configVersion: c.applied, configWanted: c.wanted, configError: c.error }
+  }
+
+  /** An endpoint as `config` names it: 'all', a known peer (by id or name), or a name not seen yet. */
+  private configScope (endpoint: string): { scope: string, peer?: { peerId: string, name: string } } {
+    if (endpoint === FLEET_SCOPE) return { scope: FLEET_SCOPE }
+    const peer = this.peers.get(endpoint) ?? this.peers.agents().find(p => p.name === endpoint)
+    if (peer !== undefined) return { scope: endpoint, peer: { peerId: peer.peerId, name: peer.name } }
+    if (isPeerId(endpoint)) return { scope: endpoint, peer: { peerId: endpoint, name: '' } }
+    // a name the manager has not met: its settings wait for the host that takes it
+    return { scope: endpoint, peer: { peerId: '', name: endpoint } }
+  }
+
+  private configShow (endpoint: string): ConfigShowReply {
+    const { scope, peer } = this.configScope(endpoint)
+    const own = this.centralConfig.scope(scope)
+    const agents = this.peers.agents()
+      .filter(p => peer === undefined || p.peerId === peer.peerId)
+      .flatMap(p => { const s = this.configDelivery?.state(p.peerId, p.name); return s === undefined ? [] : [s] })
+    const reply: ConfigShowReply = { scope, settings: own.settings, version: own.version, agents, history: this.centralConfig.history(peer === undefined ? [scope] : [FLEET_SCOPE, ...new Set([scope, peer.name, peer.peerId].filter(s => s !== ''))]) }
+    if (peer !== undefined) reply.effective = this.centralConfig.effective(peer.peerId, peer.name)
+    return reply
+  }
+
+  private configGet (endpoint: string, key: string): ConfigGetReply {
+    const { scope, peer } = this.configScope(endpoint)
+    const scopes = peer === undefined ? [scope] : [...new Set([peer.peerId, peer.name, scope].filter(s => s !== ''))].concat(FLEET_SCOPE)
+    for (const s of scopes) {
+      const own = this.centralConfig.scope(s)
+      const value = (own.settings as Record<string, unknown>)[key]
+      if (value !== undefined) return { scope, key, value, from: s, version: own.version }
+    }
+    return { scope, key, from: 'unset', version: 0 }
+  }
+
+  /** Recorded in the audit log with the old and new value, whether it took or not. */
+  private configSet (endpoint: string, key: string, value: unknown): ConfigChange {
+    const { scope } = this.configScope(endpoint)
+    const target = `${scope} ${key}`
+    let change: ConfigChange
+    try {
+      change = this.centralConfig.set(scope, key, value, this.clock.now())
+    } catch (err) {
+      this.audit.append({ time: this.clock.now(), actor: { uid: 'unknown' }, command: 'config-change', target, outcome: 'failed', detail: err instanceof HoldfastError ? `${err.code}: ${err.message}`.slice(0, 300) : 'UNKNOWN' })
+      throw err
+    }
+    this.audit.append({ time: this.clock.now(), actor: { uid: 'unknown' }, command: 'config-change', target, outcome: 'ok', detail: `${shortValue(change.old)} → ${shortValue(change.new)} (version ${change.version})` })
+    this.log.info('central config changed; agents get it on their next contact', { scope, key, version: change.version })
+    return change
   }
 
   /** `holdfast peers add`: persisted first, then dialled like a config static peer. */
@@ -325,6 +395,7 @@ export class Manager {
         peer.pendingSets = manifest.sets.length
         peer.pendingBytes = manifest.sets.reduce((n, set) => n + set.storedBytes, 0)
       },
+      onContact: async (peer, manifest, signal) => { await this.configDelivery?.deliver(peer, manifest.configVersion, signal) },
       onPulled: (peer, pulled) => {
         if (pulled.snapshots.length > 0) {
           peer.lastBackup = this.clock.now()

@@ -28,6 +28,12 @@ export interface PullVisitInit {
   /** The peer broke a protocol limit (see PEER_VIOLATIONS): the manager hangs up on it. */
   onViolation?: (peer: PeerRecord, code: HoldfastErrorCode) => Promise<void>
   onManifest?: (peer: PeerRecord, manifest: AgentManifest) => void
+  /**
+   * Every contact, after the manifest and before admission (windows do not hold it back):
+   * the manager sends the agent its central config here when the agent's is out of date.
+   * Must not throw; bounded by the visit's signal.
+   */
+  onContact?: (peer: PeerRecord, manifest: AgentManifest, signal: AbortSignal) => Promise<void>
   onPulled?: (peer: PeerRecord, result: PullResult) => void
   onProgress?: (p: PullProgress) => void
 }
@@ -51,6 +57,7 @@ export function createPullVisit (init: PullVisitInit): VisitFn {
       return { kind: 'failed', failure: ctx.signal.aborted ? 'error' : 'unreachable', error: describeError(err) }
     }
     init.onManifest?.(peer, manifest)
+    await init.onContact?.(peer, manifest, ctx.signal)
     const now = init.clock.now()
     const decision = admit({ manifest, windows: effectiveWindows(peer, manifest, init.windows, init.log), now, lastGoodAt: ctx.lastGoodAt, firstSeen: peer.firstSeen, policy: init.policy, forced: ctx.forced })
     if (!decision.pull) return { kind: 'skipped', reason: decision.reason, detail: decision.detail, nothingPending: manifest.sets.length === 0 }

@@ -38,6 +38,11 @@ function agoText (ms: number | undefined): string {
 
 function rateText (n: number): string { return `${bytes(n)}/s` }
 
+/** A central config the agent refused, and why (`holdfast config show` has the rest). */
+function configText (r: PeerListRow): string {
+  return r.configError === undefined || r.configWanted === undefined ? '' : `config v${r.configWanted} refused: ${r.configError}`
+}
+
 /**
  * The table. `now` is the CLI's clock, for "last seen" (a wall-clock time the manager sent);
  * the last good backup's age comes from the manager. `width` truncates lines (a TTY).
@@ -52,7 +57,7 @@ export function renderPeers (rows: PeerListRow[], now: number, width?: number): 
       if (h === undefined) return [r.name || '-', shortId(r.peerId), r.role, seen(r), '-', '-', '-', '', `(${r.role}, not backed up)`]
       const last = h.lastGoodAt === undefined ? 'never' : `${agoText(h.lastGoodAgeMs)}`
       const why = h.state === 'backing up' ? `pulling${h.mode === undefined ? '' : ` (${h.mode})`}, budget ${rateText(h.targetRate ?? 0)}` : h.why ?? ''
-      return [r.name || '-', shortId(r.peerId), h.state, seen(r), last, bytes(r.pendingBytes), h.state === 'backing up' ? rateText(h.rate) : '-', h.overdue ? 'OVERDUE' : '', why]
+      return [r.name || '-', shortId(r.peerId), h.state, seen(r), last, bytes(r.pendingBytes), h.state === 'backing up' ? rateText(h.rate) : '-', h.overdue ? 'OVERDUE' : '', [why, configText(r)].filter(t => t !== '').join('; ')]
     })).split('\n')
   return (width === undefined ? lines : lines.map(l => l.length > width ? `${l.slice(0, Math.max(1, width - 1))}…` : l)).join('\n')
 }

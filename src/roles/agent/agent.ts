@@ -29,6 +29,8 @@ import { FolderWatchers } from '../../staging/watcher.js'
 import { restageBrokenSets } from '../../staging/repair.js'
 import { HOLDFAST_VERSION } from '../../version.js'
 import { IdleMonitor, LinuxIdleProbe, type IdleProbe, type IdleReport } from './idle.js'
+import { DeployService } from '../../protocols/deploy.js'
+import { upgradeTarget } from '../node/upgrade-target.js'
 
 export interface AgentStatus {
   peerId: string
@@ -80,7 +82,11 @@ export class Agent {
   /** The windows the manager said it applies, from its last manifest request. */
   private managerWindows?: string
 
-  constructor (readonly config: HoldfastConfig, private readonly clock: Clock, private readonly log: Logger, deps: { idleProbe?: IdleProbe } = {}) {
+  /** Asks the process to exit for its supervisor to restart it (a package was made current). */
+  private readonly restart: () => void
+
+  constructor (readonly config: HoldfastConfig, private readonly clock: Clock, private readonly log: Logger, deps: { idleProbe?: IdleProbe, restart?: () => void } = {}) {
+    this.restart = deps.restart ?? (() => { log.warn('a new version is current, but this agent runs without a supervisor to restart it') })
     this.idle = new IdleMonitor(deps.idleProbe ?? new LinuxIdleProbe(clock), { loadPerCpu: config.agent.idleLoadPerCpu, inputIdleMs: config.agent.idleInputSeconds * 1000 }, clock)
     mkdirSync(config.dataDir, { recursive: true, mode: 0o700 })
     this.state = new AgentStateDb(join(config.dataDir, 'agent.db'))
@@ -170,6 +176,8 @@ export class Agent {
       }
     }).start()
     await new RestoreService(node, { allow, log: this.log, target: { open: async (header, manager) => this.openRestore(header, manager) } }).start()
+    // rolling upgrades (holdfast deploy --version): a signed package from a pinned manager
+    await new DeployService(node, { allow, log: this.log.child('deploy'), target: upgradeTarget(this.config.dataDir, this.config.managers, this.log, this.restart) }).start()
     this.discovery = new Discovery({
       self: { peerId: this.peerId, role: 'agent', version: HOLDFAST_VERSION, name: this.config.name, port: listenPort(node), fleetTag: fleetTag(this.config.fleetKey) },
       mdns: this.config.mdns.enabled,

@@ -26,6 +26,8 @@ import type { AuditEntry } from '../roles/manager/audit-log.js'
 import type { MemberState, TokenRow } from '../roles/manager/membership.js'
 import type { ConfigChange, ConfigGetReply, ConfigShowReply, AgentConfigState } from '../roles/manager/central-config.js'
 import { checkCentralKey, type VersionedSettings } from '../model/central-settings.js'
+import type { NodeStatus } from '../roles/node/node.js'
+import type { DeployOutcome, DeployStatusRow, UpgradeReport } from '../roles/manager/deploy/deployer.js'
 
 // The reply types, for the CLI (and tests) to print and read.
 export type { PeerListRow, RoundResult, EndpointRestoreSummary, RetentionShow, PruneResult, AgentStatus, SnapshotRow, RestoreSummary, StoreStats, VerifyReport, VerifyProgress, PruneProgress, RetentionRules }
@@ -33,6 +35,7 @@ export type { ListResult, VersionsResult, FindResult, TreeEntry } from '../store
 export type { PruneEndpoint } from '../store/maintenance/prune.js'
 export type { AuditEntry, MemberState, TokenRow }
 export type { ConfigChange, ConfigGetReply, ConfigShowReply, AgentConfigState, VersionedSettings }
+export type { NodeStatus, DeployOutcome, DeployStatusRow, UpgradeReport }
 // What the CLI needs to turn --keep-* flags into the rules retention-set takes.
 export { RULE_KEYS, UNLIMITED, parseDuration, ruleFlag } from '../store/maintenance/retention.js'
 
@@ -120,12 +123,23 @@ export type ManagerCommands = {
   'config-get': Cmd<{ endpoint: string, key: string }, ConfigGetReply>
   /** value: any JSON the key takes; null removes the key from the scope. Audited. */
   'config-set': Cmd<{ endpoint: string, key: string, value: unknown }, ConfigChange>
+  /** Offers the agent role to a bare node (by peer id or name) now, whatever the deploy policy says. */
+  deploy: Cmd<{ node: string }, DeployOutcome>
+  /** Every host's version and deploy state. */
+  'deploy-status': Cmd<NoArgs, DeployStatusRow[]>
+  /** Upgrades agents to `version`, `batch` at a time; stops after the first batch with a failure. */
+  'deploy-upgrade': Cmd<{ version: string, batch?: number, healthTimeoutMs?: number }, UpgradeReport>
 }
 
 /** The agent's commands. */
 export type AgentCommands = {
   status: Cmd<NoArgs, AgentStatus>
   'scan-now': Cmd<NoArgs, ScanReply>
+}
+
+/** A bare node's commands (roles/node/node.ts). */
+export type NodeCommands = {
+  status: Cmd<NoArgs, NodeStatus>
 }
 
 /** Reads one request's fields; rejects unknown ones, so a misspelt option is an error, not ignored. */
@@ -263,12 +277,24 @@ export const MANAGER_API: RequestDecoders<ManagerCommands> = {
     // null is meaningful (remove the key), so it is read before Fields turns it into absent
     if (args.value === undefined) throw f.bad("missing 'value' (null removes the key)")
     return { endpoint: f.needStr('endpoint'), key: checkCentralKey(f.needStr('key')), value: args.value }
+  },
+  deploy: args => ({ node: new Fields('deploy', args, ['node']).needStr('node') }),
+  'deploy-status': none('deploy-status'),
+  'deploy-upgrade': args => {
+    const f = new Fields('deploy-upgrade', args, ['version', 'batch', 'healthTimeoutMs'])
+    const version = f.needStr('version')
+    if (!/^[0-9A-Za-z][0-9A-Za-z.+-]{0,63}$/.test(version)) throw f.bad(`'${version}' is not a version`)
+    return defined({ version, batch: f.int('batch', 1), healthTimeoutMs: f.int('healthTimeoutMs', 1) })
   }
 }
 
 export const AGENT_API: RequestDecoders<AgentCommands> = {
   status: none('status'),
   'scan-now': none('scan-now')
+}
+
+export const NODE_API: RequestDecoders<NodeCommands> = {
+  status: none('status')
 }
 
 export interface CallOptions<P> { timeoutMs?: number, onProgress?: (p: P) => void }
@@ -281,6 +307,11 @@ export async function callManager<C extends keyof ManagerCommands & string> (soc
 /** Calls an agent command. */
 export async function callAgent<C extends keyof AgentCommands & string> (socket: string, cmd: C, request: AgentCommands[C]['request'], options: CallOptions<AgentCommands[C]['progress']> = {}): Promise<AgentCommands[C]['reply']> {
   return await call<AgentCommands, C>(socket, cmd, request, options)
+}
+
+/** Calls a bare node's command. */
+export async function callNode<C extends keyof NodeCommands & string> (socket: string, cmd: C, request: NodeCommands[C]['request'], options: CallOptions<NodeCommands[C]['progress']> = {}): Promise<NodeCommands[C]['reply']> {
+  return await call<NodeCommands, C>(socket, cmd, request, options)
 }
 
 async function call<S extends CommandSet, C extends keyof S & string> (socket: string, cmd: C, request: S[C]['request'], options: CallOptions<S[C]['progress']>): Promise<S[C]['reply']> {

@@ -11,7 +11,7 @@ import { loadOrCreateIdentity } from '../node/identity.js'
 import { decodeJoinToken, newFleetKey } from '../node/fleet.js'
 import { enrolWithManager } from './enrol-client.js'
 import { hostname } from 'node:os'
-import { callAgent, callManager, type RestoreRequest } from '../admin/api.js'
+import { callAgent, callManager, callNode, type RestoreRequest } from '../admin/api.js'
 import { HoldfastError, describeError, errorCode, exitStatusFor } from '../util/errors.js'
 import { age, bytes, shortId, table } from './format.js'
 import { HOLDFAST_VERSION } from '../version.js'
@@ -21,6 +21,7 @@ import { peerCommands } from './commands/peers.js'
 import { auditCommand } from './commands/audit.js'
 import { tokenCommand } from './commands/token.js'
 import { configCommand } from './commands/config.js'
+import { deployCommand } from './commands/deploy.js'
 import { defaultDataDir, print, socketHelp, socketOptions, socketPath } from './socket.js'
 import type { AgentStatus } from '../admin/api.js'
 import { runDaemonThread } from '../daemon/run-daemon.js'
@@ -73,6 +74,7 @@ manager's identity. Start the manager, then make a join token per host with
   join: {
     summary: 'make this host an agent of a fleet (enrols with the manager using a join token)',
     usage: `holdfast join TOKEN --folder PATH [--folder PATH]... [--data-dir DIR] [--name NAME]
+holdfast join TOKEN --node [--data-dir DIR] [--name NAME]
 
 Enrols with the manager named in TOKEN (made by \`holdfast token create\`; the manager must be
 running and reachable): the manager checks the token and hands over the fleet key. Writes
@@ -83,16 +85,22 @@ manager this agent serves) and the folders to protect.
   --scan-interval S    seconds between reconcile scans (default 300)
   --settle S           leave a file this many seconds after it changed (default 2)
   --no-mdns            do not advertise over mDNS (the manager must list this host as a static peer)
+  --node               make this host a bare node instead (DIR/node.json, default ~/.holdfast/node):
+                       no folders; it waits for its manager to give it the agent role
+                       (holdfast node; docs/architecture.md, "Deploy")
   --force              overwrite an existing agent.json`,
-    options: { 'data-dir': { type: 'string' }, folder: { type: 'string', multiple: true }, listen: { type: 'string', multiple: true }, name: { type: 'string' }, 'scan-interval': { type: 'string' }, settle: { type: 'string' }, 'no-mdns': { type: 'boolean' }, force: { type: 'boolean' }, json: { type: 'boolean' } },
+    options: { node: { type: 'boolean' }, 'data-dir': { type: 'string' }, folder: { type: 'string', multiple: true }, listen: { type: 'string', multiple: true }, name: { type: 'string' }, 'scan-interval': { type: 'string' }, settle: { type: 'string' }, 'no-mdns': { type: 'boolean' }, force: { type: 'boolean' }, json: { type: 'boolean' } },
     run: async (values, positionals) => {
       const token = positionals[0]
       if (token === undefined) throw new HoldfastError('CONFIG_INVALID', 'join needs the token that `holdfast init` printed')
       const folders = (values.folder as string[] | undefined) ?? []
-      if (folders.length === 0) throw new HoldfastError('CONFIG_INVALID', 'join needs at least one --folder to protect')
+      const asNode = values.node === true
+      if (asNode && folders.length > 0) throw new HoldfastError('CONFIG_INVALID', 'a node takes no --folder: its manager says what to protect when it gives it the agent role')
+      if (!asNode && folders.length === 0) throw new HoldfastError('CONFIG_INVALID', 'join needs at least one --folder to protect (or --node)')
+      const role: Role = asNode ? 'node' : 'agent'
       const joinToken = decodeJoinToken(token)
-      const dataDir = typeof values['data-dir'] === 'string' ? resolve(values['data-dir']) : defaultDataDir('agent')
-      const file = join(dataDir, 'agent.json')
+      const dataDir = typeof values['data-dir'] === 'string' ? resolve(values['data-dir']) : defaultDataDir(role)
+      const file = join(dataDir, `${role}.json`)
       if (existsSync(file) && values.force !== true) throw new HoldfastError('CONFIG_INVALID', `${file} exists; use --force to replace it`)
       mkdirSync(dataDir, { recursive: true, mode: 0o700 })
       // the agent's own identity enrols: the peer id the manager records is the one it will dial
@@ -100,13 +108,15 @@ manager this agent serves) and the folders to protect.
       const name = typeof values.name === 'string' ? values.name : hostname()
       const { fleetKey, managerPeerId, state } = await enrolWithManager(identity.privateKey, joinToken, name)
       const raw: Record<string, unknown> = {
-        role: 'agent',
+        role,
         dataDir,
         fleetKey,
         managers: [managerPeerId],
         listen: values.listen ?? ['/ip4/0.0.0.0/tcp/0'],
-        mdns: { enabled: values['no-mdns'] !== true },
-        agent: {
+        mdns: { enabled: values['no-mdns'] !== true }
+      }
+      if (!asNode) {
+        raw.agent = {
           folders: folders.map(f => resolve(f)),
           scanIntervalSeconds: values['scan-interval'] === undefined ? 300 : Number(values['scan-interval']),
           settleSeconds: values.settle === undefined ? 2 : Number(values.settle)
@@ -116,7 +126,7 @@ manager this agent serves) and the folders to protect.
       resolveConfig(raw, dataDir)
       writeConfig(file, raw)
       print(values, { config: file, peerId: identity.peerId, manager: managerPeerId, state }, () =>
-        `joined the fleet of manager ${managerPeerId}${state === 'pending' ? ' (pending: backed up once an admin runs `holdfast peers approve` for it)' : ''}\n  agent peer id: ${identity.peerId}\n  config:        ${file}\n\nStart the agent:  holdfast agent --config ${file}`)
+        `joined the fleet of manager ${managerPeerId}${state === 'pending' ? ' (pending: backed up once an admin runs `holdfast peers approve` for it)' : ''}\n  ${role} peer id: ${identity.peerId}\n  config:        ${file}\n\nStart the ${role}:  holdfast ${role} --config ${file}`)
       return 0
     }
   },
@@ -132,6 +142,19 @@ manager this agent serves) and the folders to protect.
     options: { config: { type: 'string' } },
     run: async (values) => await runDaemon('agent', values)
   },
+  node: {
+    summary: 'run a bare node: it waits for its manager to give it the agent role (then runs the agent)',
+    usage: `holdfast node [--config FILE]        (default ~/.holdfast/node/node.json, made by \`holdfast join TOKEN --node\`)
+
+Advertises this host over mDNS with role node and serves its pinned manager only, for one
+thing: an offer of the agent role (/holdfast/deploy/1). Once given it, it writes
+<data dir>/agent.json and runs the agent in place, and does so at every start from then on.
+\`holdfast status --role node\` shows its state (bare, deploying, agent, failed: why).
+Exit 75 means a new version was installed and made current: restart it (the supervisor does).`,
+    options: { config: { type: 'string' } },
+    run: async (values) => await runDaemon('node', values)
+  },
+  deploy: deployCommand,
   snapshots: {
     summary: 'list backups (snapshots) in the manager\'s store',
     usage: `holdfast snapshots [--endpoint PEER|NAME] [options]\n${SOCKET_HELP}`,
@@ -207,11 +230,14 @@ ${SOCKET_HELP}`,
   },
   status: {
     summary: 'show an agent\'s state (or a manager\'s, with --role manager)',
-    usage: `holdfast status [--role agent|manager] [options]\n${SOCKET_HELP}`,
+    usage: `holdfast status [--role agent|manager|node] [options]\n${SOCKET_HELP}`,
     options: { ...socketOptions, role: { type: 'string' } },
     run: async (values) => {
-      const role: Role = values.role === 'manager' ? 'manager' : 'agent'
-      if (role === 'manager') {
+      const role: Role = values.role === 'manager' ? 'manager' : values.role === 'node' ? 'node' : 'agent'
+      if (role === 'node') {
+        const status = await callNode(socketPath(values, role), 'status', {})
+        print(values, status, () => `bare node ${status.name} (${status.peerId}), version ${status.version}: ${status.state}${status.why === undefined ? '' : `: ${status.why}`}\n  managers: ${status.managers.join(', ')}\n  listen:   ${status.listen.join(' ')}`)
+      } else if (role === 'manager') {
         const status = await callManager(socketPath(values, role), 'status', {})
         print(values, status, () => JSON.stringify(status, null, 2))
       } else {

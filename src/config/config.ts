@@ -10,8 +10,9 @@ import { writeFileDurable } from '../util/durable-file.js'
 import { parseUploadWindows } from '../model/upload-window.js'
 import { parseBudgetProfiles, parseRate } from '../model/quantities.js'
 import { parseListenAddress } from '../model/listen-address.js'
+import { decodeCentralSettings, type CentralAgentSettings } from '../model/central-settings.js'
 
-export type Role = 'agent' | 'manager'
+export type Role = 'agent' | 'manager' | 'node'
 
 export interface FolderConfig {
   /** Absolute path of the protected folder. */
@@ -81,6 +82,12 @@ export interface ManagerConfig {
   overdueAfterHours: number
   /** The Prometheus endpoint: "<ip>:<port>", or a port (loopback); "" (the default) = off. */
   metrics: { listen: string }
+  /**
+   * Which bare nodes get the agent role without an admin's `holdfast deploy <node>`: 'none',
+   * 'approved' (every approved node), or a glob on the node's name ('lab-*'). `settings` is
+   * the agent configuration an offer carries (docs/architecture.md, "Deploy").
+   */
+  deploy: { auto: string, settings: CentralAgentSettings }
 }
 
 export interface MdnsConfig {
@@ -118,7 +125,7 @@ function isFolderSpec (f: unknown): boolean {
     Object.keys(r).every(k => k === 'path' || k === 'name' || k === 'ignore')
 }
 
-type Shape = { [key: string]: 'string' | 'number' | 'boolean' | 'string[]' | 'folders' | 'stringMap' | Shape }
+type Shape = { [key: string]: 'string' | 'number' | 'boolean' | 'string[]' | 'folders' | 'stringMap' | 'centralSettings' | Shape }
 
 const SHAPE: Shape = {
   role: 'string',
@@ -132,7 +139,7 @@ const SHAPE: Shape = {
   staticPeers: 'string[]',
   adminSocket: 'string',
   agent: { folders: 'folders', scanIntervalSeconds: 'number', settleSeconds: 'number', maxUploadBytesPerSecond: 'number', workers: 'number', spoolCapBytes: 'number', diskReserveBytes: 'number', watch: 'string', watchMaxEntries: 'number', restoreDir: 'string', uploadWindows: 'string', idleLoadPerCpu: 'number', idleInputSeconds: 'number' },
-  manager: { pullIntervalSeconds: 'number', bandwidthBytesPerSecond: 'number', maxConcurrentPulls: 'number', sliceSeconds: 'number', maxAgeHours: 'number', maxAgeRateFraction: 'number', bandwidthProfiles: 'stringMap', endpointCaps: 'stringMap', uploadWindows: { default: 'string', endpoints: 'stringMap' }, overdueAfterHours: 'number', metrics: { listen: 'string' } }
+  manager: { pullIntervalSeconds: 'number', bandwidthBytesPerSecond: 'number', maxConcurrentPulls: 'number', sliceSeconds: 'number', maxAgeHours: 'number', maxAgeRateFraction: 'number', bandwidthProfiles: 'stringMap', endpointCaps: 'stringMap', uploadWindows: { default: 'string', endpoints: 'stringMap' }, overdueAfterHours: 'number', metrics: { listen: 'string' }, deploy: { auto: 'string', settings: 'centralSettings' } }
 }
 
 function checkShape (value: unknown, shape: Shape, where: string): void {
@@ -145,6 +152,7 @@ function checkShape (value: unknown, shape: Shape, where: string): void {
     const expected = Object.hasOwn(shape, key) ? shape[key] : undefined
     if (expected === undefined) throw new HoldfastError('CONFIG_UNKNOWN_KEY', `unknown config key '${path}'`, { key: path })
     if (typeof expected === 'object') { checkShape(v, expected, path); continue }
+    if (expected === 'centralSettings') { withKey(path, () => decodeCentralSettings(v)); continue }
     const ok = expected === 'string[]'
       ? Array.isArray(v) && v.every(x => typeof x === 'string')
       : expected === 'folders'
@@ -159,7 +167,7 @@ function checkShape (value: unknown, shape: Shape, where: string): void {
 export type ConfigInput = Partial<Omit<HoldfastConfig, 'agent' | 'manager' | 'mdns' | 'membership'>> & {
   membership?: { autoApprove?: boolean }
   agent?: Partial<Omit<AgentConfig, 'folders'>> & { folders?: Array<string | { path: string, name?: string, ignore?: string[] }> }
-  manager?: Partial<Omit<ManagerConfig, 'uploadWindows' | 'metrics'>> & { uploadWindows?: { default?: string, endpoints?: Record<string, string> }, metrics?: { listen?: string } }
+  manager?: Partial<Omit<ManagerConfig, 'uploadWindows' | 'metrics' | 'deploy'>> & { uploadWindows?: { default?: string, endpoints?: Record<string, string> }, metrics?: { listen?: string }, deploy?: { auto?: string, settings?: CentralAgentSettings } }
   mdns?: Partial<MdnsConfig>
 }
 
@@ -168,7 +176,7 @@ export function resolveConfig (input: unknown, baseDir = process.cwd()): Holdfas
   checkShape(input, SHAPE, '')
   const raw = input as ConfigInput
   const role = raw.role ?? 'agent'
-  if (role !== 'agent' && role !== 'manager') throw new HoldfastError('CONFIG_INVALID', `role must be 'agent' or 'manager', not '${String(role)}'`)
+  if (role !== 'agent' && role !== 'manager' && role !== 'node') throw new HoldfastError('CONFIG_INVALID', `role must be 'agent', 'manager' or 'node', not '${String(role)}'`)
   const dataDir = resolve(baseDir, raw.dataDir ?? join(process.env.HOME ?? baseDir, '.holdfast', role))
   const fleetKey = raw.fleetKey ?? ''
   if (!/^[0-9a-f]{64}$/.test(fleetKey)) throw new HoldfastError('CONFIG_INVALID', 'fleetKey must be 64 hex characters (run `holdfast init` or `holdfast join`)')
@@ -221,7 +229,8 @@ export function resolveConfig (input: unknown, baseDir = process.cwd()): Holdfas
       endpointCaps: { ...raw.manager?.endpointCaps },
       uploadWindows: { ...(raw.manager?.uploadWindows?.default === undefined ? {} : { default: raw.manager.uploadWindows.default }), endpoints: { ...raw.manager?.uploadWindows?.endpoints } },
       overdueAfterHours: raw.manager?.overdueAfterHours ?? 48,
-      metrics: { listen: raw.manager?.metrics?.listen ?? '' }
+      metrics: { listen: raw.manager?.metrics?.listen ?? '' },
+      deploy: { auto: raw.manager?.deploy?.auto ?? 'none', settings: { ...raw.manager?.deploy?.settings } }
     }
   }
   for (const [key, value, min] of [
@@ -259,7 +268,11 @@ export function resolveConfig (input: unknown, baseDir = process.cwd()): Holdfas
   // An agent serves its files, acks and restores only to the managers it pinned at join: with
   // none, it would serve any host holding the fleet key (docs/security.md, "Membership").
   if (role === 'agent' && config.managers.length === 0) throw new HoldfastError('CONFIG_INVALID', "an agent needs 'managers': the manager peer id it serves (run `holdfast join`)")
-  if (role === 'agent' && !isAbsolute(config.dataDir)) throw new HoldfastError('CONFIG_INVALID', 'dataDir must resolve to an absolute path')
+  if ((role === 'agent' || role === 'node') && !isAbsolute(config.dataDir)) throw new HoldfastError('CONFIG_INVALID', 'dataDir must resolve to an absolute path')
+  // A bare node takes code and configuration from its manager: with no manager pinned, it
+  // would take them from any host holding the fleet key.
+  if (role === 'node' && config.managers.length === 0) throw new HoldfastError('CONFIG_INVALID', "a node needs 'managers': the manager peer id it takes its role from (run `holdfast join <token> --node`)")
+  if (role === 'node' && config.agent.folders.length > 0) throw new HoldfastError('CONFIG_INVALID', 'a node protects no folders until its manager gives it the agent role; remove agent.folders')
   return config
 }
 

@@ -12,8 +12,9 @@ import { systemClock } from '../util/clock.js'
 import { describeError, errorCode } from '../util/errors.js'
 import { lockDataDir, type DirLock } from '../util/dir-lock.js'
 
-export interface DaemonThreadData { role: 'agent' | 'manager', configFile: string }
-export type DaemonThreadMessage = { kind: 'started' } | { kind: 'failed', code: string, message: string } | { kind: 'stopped' }
+export interface DaemonThreadData { role: 'agent' | 'manager' | 'node', configFile: string }
+/** 'restart': a new version is current; the process exits with EXIT_RESTART for its supervisor. */
+export type DaemonThreadMessage = { kind: 'started' } | { kind: 'failed', code: string, message: string } | { kind: 'stopped' } | { kind: 'restart' }
 
 const { role, configFile } = workerData as DaemonThreadData
 const log = createLogger(role)
@@ -27,16 +28,26 @@ try {
   lock = lockDataDir(config.dataDir)
   const { Agent } = await import('../roles/agent/agent.js')
   const { Manager } = await import('../roles/manager/manager.js')
-  const daemon = role === 'agent' ? new Agent(config, systemClock, log) : new Manager(config, systemClock, log)
-  await daemon.start()
-  parentPort?.postMessage({ kind: 'started' } satisfies DaemonThreadMessage)
-  parentPort?.on('message', (msg: unknown) => {
-    if (msg !== 'stop') return
+  const { NodeDaemon } = await import('../roles/node/node-daemon.js')
+  let stopping = false
+  const stop = (): void => {
+    if (stopping) return
+    stopping = true
     void daemon.stop().catch(err => { log.error('stop failed', { err: describeError(err) }) }).finally(() => {
       lock?.release()
       parentPort?.postMessage({ kind: 'stopped' } satisfies DaemonThreadMessage)
       parentPort?.close()
     })
+  }
+  const restart = (): void => {
+    parentPort?.postMessage({ kind: 'restart' } satisfies DaemonThreadMessage)
+    stop()
+  }
+  const daemon = role === 'agent' ? new Agent(config, systemClock, log, { restart }) : role === 'node' ? new NodeDaemon(config, systemClock, log, restart) : new Manager(config, systemClock, log)
+  await daemon.start()
+  parentPort?.postMessage({ kind: 'started' } satisfies DaemonThreadMessage)
+  parentPort?.on('message', (msg: unknown) => {
+    if (msg === 'stop') stop()
   })
 } catch (err) {
   lock?.release()

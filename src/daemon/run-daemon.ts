@@ -8,6 +8,9 @@ import type { DaemonThreadData, DaemonThreadMessage } from './daemon-thread.js'
 
 export type DaemonRole = DaemonThreadData['role']
 
+/** "Restart me into `current`": the exit status a supervisor restarts on (EX_TEMPFAIL). */
+export const EXIT_RESTART = 75
+
 export interface DaemonExit {
   /** The worker's exit code. */
   exitCode: number
@@ -21,12 +24,17 @@ export async function runDaemonThread (role: DaemonRole, configFile: string): Pr
     resourceLimits: { maxYoungGenerationSizeMb: 16 }
   })
   let failure: DaemonExit['failure']
-  worker.on('message', (msg: DaemonThreadMessage) => { if (msg.kind === 'failed') failure = { code: msg.code, message: msg.message } })
+  let restart = false
+  worker.on('message', (msg: DaemonThreadMessage) => {
+    if (msg.kind === 'failed') failure = { code: msg.code, message: msg.message }
+    if (msg.kind === 'restart') restart = true
+  })
   const onSignal = (): void => { worker.postMessage('stop') }
   process.once('SIGINT', onSignal)
   process.once('SIGTERM', onSignal)
   try {
     const exitCode = await new Promise<number>(resolve => worker.once('exit', resolve))
+    if (restart && failure === undefined) return { exitCode: EXIT_RESTART }
     return failure === undefined ? { exitCode } : { exitCode, failure }
   } finally {
     process.off('SIGINT', onSignal)

@@ -75,6 +75,12 @@ export type HoldfastErrorCode =
   | 'METRICS_LISTEN_FAILED'
   /** The audit log could not be written or read. */
   | 'AUDIT_LOG_FAILED'
+  /** A stand-in for a module another change provides (src/deploy/package.ts until it lands). */
+  | 'NOT_IMPLEMENTED'
+  /** A node refused a deploy offer (busy, not a role it takes, settings it cannot apply); nothing changed on it. */
+  | 'DEPLOY_REFUSED'
+  /** A deploy or upgrade did not complete: the host did not answer, failed to install, or did not come back healthy. */
+  | 'DEPLOY_FAILED'
 
 /** An operating system's error code (ENOENT, EACCES, ENOSPC…), kept as the system gave it. */
 export type ErrnoCode = `E${string}`

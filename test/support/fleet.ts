@@ -142,7 +142,7 @@ export class TestFleet {
 
   process (key: string): ChildProcess | undefined { return this.children.get(key) }
 
-  async startDaemon (key: string, role: 'manager' | 'agent', config: string, socket: string, options: DaemonStart = {}): Promise<void> {
+  async startDaemon (key: string, role: 'manager' | 'agent' | 'node', config: string, socket: string, options: DaemonStart = {}): Promise<void> {
     mkdirSync(this.root, { recursive: true })
     const log = createWriteStream(join(this.root, `${key}.log`), { flags: 'a' })
     const argv = [...(options.prefix ?? []), process.execPath, HOLDFAST_BIN, role, '--config', config]

@@ -40,7 +40,7 @@ describe('config', () => {
         staticPeers: [],
         adminSocket: join(dataDir, 'admin.sock'),
         agent: { folders: [], scanIntervalSeconds: 300, settleSeconds: 2, maxUploadBytesPerSecond: 0, workers: 0, spoolCapBytes: 0, diskReserveBytes: 0, watch: 'auto', watchMaxEntries: 50_000, restoreDir: join(dataDir, 'restores'), uploadWindows: '', idleLoadPerCpu: 0.5, idleInputSeconds: 300 },
-        manager: { pullIntervalSeconds: 60, bandwidthBytesPerSecond: 1_250_000, maxConcurrentPulls: 4, sliceSeconds: 300, maxAgeHours: 24, maxAgeRateFraction: 0.25, bandwidthProfiles: {}, endpointCaps: {}, uploadWindows: { endpoints: {} }, overdueAfterHours: 48, metrics: { listen: '' } }
+        manager: { pullIntervalSeconds: 60, bandwidthBytesPerSecond: 1_250_000, maxConcurrentPulls: 4, sliceSeconds: 300, maxAgeHours: 24, maxAgeRateFraction: 0.25, bandwidthProfiles: {}, endpointCaps: {}, uploadWindows: { endpoints: {} }, overdueAfterHours: 48, metrics: { listen: '' }, deploy: { auto: 'none', settings: {} } }
       })
     })
 
@@ -65,7 +65,7 @@ describe('config', () => {
       assert.equal(c.agent.settleSeconds, 0)
       assert.equal(c.agent.workers, 3)
       assert.equal(c.agent.scanIntervalSeconds, 300)
-      assert.deepEqual(c.manager, { pullIntervalSeconds: 60, bandwidthBytesPerSecond: 5, maxConcurrentPulls: 4, sliceSeconds: 300, maxAgeHours: 24, maxAgeRateFraction: 0.25, bandwidthProfiles: {}, endpointCaps: {}, uploadWindows: { endpoints: {} }, overdueAfterHours: 48, metrics: { listen: '' } })
+      assert.deepEqual(c.manager, { pullIntervalSeconds: 60, bandwidthBytesPerSecond: 5, maxConcurrentPulls: 4, sliceSeconds: 300, maxAgeHours: 24, maxAgeRateFraction: 0.25, bandwidthProfiles: {}, endpointCaps: {}, uploadWindows: { endpoints: {} }, overdueAfterHours: 48, metrics: { listen: '' }, deploy: { auto: 'none', settings: {} } })
     })
 
     it('resolves relative dataDir, adminSocket and folder paths against baseDir', () => {
@@ -164,6 +164,8 @@ describe('config', () => {
         [{ manager: { overdueAfterHours: -1 } }, 'CONFIG_INVALID', 'manager.overdueAfterHours'],
         [{ manager: { metrics: { listen: 'localhost:9464' } } }, 'CONFIG_INVALID', 'manager.metrics.listen'],
         [{ manager: { metrics: { listen: 9464 } } }, 'CONFIG_INVALID', 'manager.metrics.listen'],
+        [{ manager: { deploy: { settings: { restoreDir: '/x' } } } }, 'CONFIG_UNKNOWN_KEY', 'manager.deploy.settings'],
+        [{ role: 'node', managers: [] }, 'CONFIG_INVALID', "'managers'"],
         [{ manager: { metrics: { enabled: true } } }, 'CONFIG_UNKNOWN_KEY', 'manager.metrics.enabled']
       ]
       for (const [input, code, key] of cases) {

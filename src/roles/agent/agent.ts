@@ -35,6 +35,8 @@ import { writeFileDurable } from '../../util/durable-file.js'
 
 /** Where the applied central config is kept (agent.json is the endpoint's and is never rewritten). */
 const CENTRAL_CONFIG_FILE = 'central-config.json'
+import { DeployService } from '../../protocols/deploy.js'
+import { upgradeTarget } from '../node/upgrade-target.js'
 
 export interface AgentStatus {
   peerId: string
@@ -108,7 +110,11 @@ export class Agent {
   /** The windows the manager said it applies, from its last manifest request. */
   private managerWindows?: string
 
-  constructor (readonly local: HoldfastConfig, private readonly clock: Clock, private readonly log: Logger, deps: { idleProbe?: IdleProbe } = {}) {
+  /** Asks the process to exit for its supervisor to restart it (a package was made current). */
+  private readonly restart: () => void
+
+  constructor (readonly local: HoldfastConfig, private readonly clock: Clock, private readonly log: Logger, deps: { idleProbe?: IdleProbe, restart?: () => void } = {}) {
+    this.restart = deps.restart ?? (() => { log.warn('a new version is current, but this agent runs without a supervisor to restart it') })
     mkdirSync(local.dataDir, { recursive: true, mode: 0o700 })
     this.idleProbe = deps.idleProbe ?? new LinuxIdleProbe(clock)
     this.config = this.loadCentral()
@@ -293,6 +299,8 @@ export class Agent {
     }).start()
     await new ConfigService(node, { allow, log: this.log, sink: { apply: async (document, manager) => await this.applyCentral(document, manager) } }).start()
     await new RestoreService(node, { allow, log: this.log, target: { open: async (header, manager) => this.openRestore(header, manager) } }).start()
+    // rolling upgrades (holdfast deploy --version): a signed package from a pinned manager
+    await new DeployService(node, { allow, log: this.log.child('deploy'), target: upgradeTarget(this.config.dataDir, this.config.managers, this.log, this.restart) }).start()
     this.discovery = new Discovery({
       self: { peerId: this.peerId, role: 'agent', version: HOLDFAST_VERSION, name: this.config.name, port: listenPort(node), fleetTag: fleetTag(this.config.fleetKey) },
       mdns: this.config.mdns.enabled,

@@ -42,6 +42,8 @@ import { AuditLog, audited } from './audit-log.js'
 import type { PrivateKey } from '@libp2p/interface'
 import { CentralConfigStore, ConfigDelivery, FLEET_SCOPE, shortValue, type ConfigChange, type ConfigGetReply, type ConfigShowReply } from './central-config.js'
 import { ConfigClient } from '../../protocols/config.js'
+import { Deployer, type DeployState } from './deploy/deployer.js'
+import { PackageShelf } from './deploy/package-shelf.js'
 
 /** Closing a dead connection must not hold up the round. */
 const HANG_UP_TIMEOUT_MS = 2_000
@@ -75,6 +77,8 @@ export interface PeerListRow {
   configVersion?: number
   configWanted?: number
   configError?: string
+  /** Bare nodes and deployed hosts: bare, deploying, agent, or failed with why (deploy/deployer.ts). */
+  deploy?: { state: DeployState, why?: string }
 }
 
 export interface RoundResult {
@@ -126,6 +130,8 @@ export class Manager {
   /** Central agent settings (`holdfast config`), and their delivery on visits. */
   readonly centralConfig: CentralConfigStore
   private configDelivery?: ConfigDelivery
+  /** Gives bare nodes the agent role and runs rolling upgrades (deploy/deployer.ts). */
+  private deployer?: Deployer
 
   constructor (readonly config: HoldfastConfig, private readonly clock: Clock, private readonly log: Logger) {
     mkdirSync(config.dataDir, { recursive: true, mode: 0o700 })
@@ -163,6 +169,18 @@ export class Manager {
     this.node = node
     this.enrolNode = await this.startEnrolment(identity.privateKey)
     this.configDelivery = new ConfigDelivery(this.centralConfig, new ConfigClient(node), this.log.child('config'))
+    this.deployer = new Deployer({
+      host: node,
+      peers: this.peers,
+      policy: this.config.manager.deploy,
+      packages: new PackageShelf(this.config.dataDir, identity),
+      clock: this.clock,
+      log: this.log.child('deploy'),
+      isApproved: id => this.membership.stateOf(id) === 'approved',
+      onAgent: peer => { this.scheduler?.returned(peer); this.scheduler?.wake() },
+      audit: (target, ok, detail) => { this.audit.append({ time: this.clock.now(), actor: { uid: 'network' }, command: 'deploy', target, outcome: ok ? 'ok' : 'failed', detail }) },
+      signal: this.controller.signal
+    })
     this.puller = new Puller({ host: node, catalog: this.catalog, packs: this.packs, clock: this.clock, log: this.log.child('pull') })
     const staticPeerFile = new StaticPeerFile(this.config.dataDir)
     this.staticPeerFile = staticPeerFile
@@ -179,6 +197,7 @@ export class Manager {
         if (isNew) this.log.info('found peer', { peer: peer.peerId, role: peer.role, via: peer.source, addrs: peer.addrs.map(String) })
         else if (newAddress) this.log.info('peer announced a new address', { peer: peer.peerId, addrs: record.addrs.map(String) })
         if (newAddress && record.role === 'agent') this.scheduler?.returned(record)
+        this.deployer?.sighted(record)
       },
       onPeerGone: gone => { this.peers.forget(gone.peerId, gone.addrs) },
       clock: this.clock,
@@ -202,6 +221,9 @@ export class Manager {
       'config-show': async (req) => this.configShow(req.endpoint),
       'config-get': async (req) => this.configGet(req.endpoint, req.key),
       'config-set': async (req) => this.configSet(req.endpoint, req.key, req.value),
+      deploy: audited(this.audit, now, 'deploy', req => req.node, async (req) => await (this.deployer as Deployer).deployNow(req.node)),
+      'deploy-status': async () => (this.deployer as Deployer).status(),
+      'deploy-upgrade': audited(this.audit, now, 'deploy', req => `agents → ${req.version}, ${req.batch ?? 1} at a time`, async (req, ctx) => await (this.deployer as Deployer).upgrade(req, AbortSignal.any([ctx.signal, this.controller.signal]))),
       peers: async (req) => this.peerList(req.overdueAfterMs),
       'peers-add': audited(this.audit, now, 'peers-add', req => req.address, async (req) => this.addStaticPeer(req.address)),
       'peers-remove': audited(this.audit, now, 'peers-remove', req => req.target, async (req) => this.removeStaticPeer(req.target)),
@@ -259,7 +281,8 @@ export class Manager {
         ? undefined
         : membershipHealth(this.membership.stateOf(p.peerId), p.peerId, endpointHealth({ addrs: p.addrs.length, firstSeen: p.firstSeen, failures: p.failures, lastFailure: p.lastFailure, lastError: p.lastError, schedule, storeLastBackup, rate: this.rates.rate(p.peerId) }, now, overdueAfterMs)),
       membership: p.role === 'agent' ? this.membership.stateOf(p.peerId) : undefined,
-      ...(p.role === 'agent' ? this.configFields(p.peerId, p.name) : {})
+      ...(p.role === 'agent' ? this.configFields(p.peerId, p.name) : {}),
+      deploy: deployField(this.deployer, p)
       }
     })
   }
@@ -640,6 +663,11 @@ function membershipHealth (state: MemberState, peerId: string, health: EndpointH
   return state === 'pending'
     ? { ...health, state: 'pending', reason: 'not-approved', why: `holds the fleet key but is not approved; not pulled (holdfast peers approve ${peerId})` }
     : { ...health, state: 'revoked', reason: 'revoked', why: 'revoked: connections refused; its backups are kept' }
+}
+
+function deployField (deployer: Deployer | undefined, p: PeerRecord): PeerListRow['deploy'] {
+  const d = deployer?.stateOf(p)
+  return d === undefined ? undefined : { state: d.state, ...(d.why === undefined ? {} : { why: d.why }) }
 }
 
 /** A failed visit's error code for the metrics: the code its message starts with, else its kind. */

@@ -15,14 +15,14 @@
  * Options: --skip-restic, --skip-small-tree, --small-files N (default 10 × the corpus's file
  * count), --idle-seconds S, --out FILE, --workdir DIR (default /var/tmp).
  */
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { setTimeout as delay } from 'node:timers/promises'
 import { TestFleet, type AgentHandle } from '../test/support/fleet.js'
 import { adminCall } from '../src/admin/admin-socket.js'
 import { readFileSync } from 'node:fs'
-import { ensureCorpus, machineFacts, median, procSample, round, runTimed, say, treeFacts, warmCache } from './support.js'
+import { ensureCorpus, machineFacts, makeSmallTree, median, procSample, round, runTimed, say, treeFacts, warmCache } from './support.js'
 
 interface AgentRun {
   stagingS: number
@@ -67,17 +67,6 @@ async function measureAgent (tree: string, work: string, options: { idleSeconds:
   } finally {
     await fleet.stopAll()
     rmSync(fleet.root, { recursive: true, force: true })
-  }
-}
-
-/** A tree of `files` small files (1-4 KiB of varied text), 100 to a directory. */
-function makeSmallTree (root: string, files: number): void {
-  const line = 'the quick brown fox jumps over the lazy dog 0123456789\n'
-  for (let i = 0; i < files; i++) {
-    const dir = join(root, `d${Math.floor(i / 10_000)}`, `e${Math.floor(i / 100) % 100}`)
-    if (i % 100 === 0) mkdirSync(dir, { recursive: true })
-    const size = 1024 + ((i * 2654435761) >>> 0) % 3072
-    writeFileSync(join(dir, `f${i}.txt`), `${i}\n` + line.repeat(Math.ceil(size / line.length)).slice(0, size))
   }
 }
 

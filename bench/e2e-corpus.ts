@@ -24,7 +24,33 @@
  * of the machine used meanwhile (load.otherS). Restores are file creations, whose cost on this
  * VM's disk swings widely: each restore is reported with a creation probe taken just before.
  *
+ * Two-host split (issue 12): on a real fleet the agent runs on the endpoint and the manager on
+ * a server, so their CPUs do not compete. `--split` imitates that on this 2-CPU machine with
+ * taskset: every agent process (its worker threads inherit the affinity) on CPU 0, the manager
+ * on CPU 1, restic on CPU 0 (the endpoint) with its repository on the same disk. Without it both
+ * daemons and restic share both CPUs ("shared box"). `--both` runs the shared box for the first
+ * backup only (Holdfast and restic), then the split for every phase.
+ *
+ * Every run ends with issue 12's targets table (bench/targets-table.ts), one line per row:
+ * Holdfast, restic, ratio, target, met or MISSED. The agent's CPU-s are the agent process's
+ * user + sys (threads and reaped children included, /proc/<pid>/stat) from spawn to the end
+ * of the first backup; restic's from bash `times`. Peak RSS: VmHWM of the daemon (worker
+ * threads share it); the manager's is reset (clear_refs) before the restore so the restore
+ * row is the restore's own; restic's comes from GNU time (wait4's maxrss). The small-file tree
+ * row (10 × the corpus's file count of 1-4 KiB files, as bench:agent makes it: 786k for
+ * corpus A) is the agent staging that tree with no manager, against restic backing it up.
+ *
+ * No bulk delete before a timed restore: on this disk file creation slows for minutes after
+ * tens of thousands of files are deleted. So nothing the bench made is deleted until every
+ * timed phase is over: each restore (and each retry) goes into a new directory, each restic
+ * retry into a new repository, the creation probes are left in place, and every fleet root,
+ * restic root, restored tree and the small-file tree are removed at the very end.
+ *
  * Options:
+ *   --split              the two-host split (taskset: agent and restic on CPU 0, manager on 1)
+ *   --both               shared box (first backup only) and then the split (every phase)
+ *   --small-files N      files in the small-file tree (default 10 × the corpus's file count)
+ *   --skip-small-tree    no small-file tree row
  *   --out FILE           write the results as JSON to FILE (always printed to stdout too)
  *   --nochange-runs N    no-change backups for each tool (default 3; the median is compared)
  *   --restic-first       run restic before Holdfast (default: Holdfast first)
@@ -46,19 +72,23 @@ import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSyn
 import { availableParallelism } from 'node:os'
 import { basename, dirname, join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
-import { TestFleet, runCli, HOLDFAST_BIN } from '../test/support/fleet.js'
+import { TestFleet, runCli, HOLDFAST_BIN, pinPrefix } from '../test/support/fleet.js'
 import { compareTrees } from '../test/support/trees.js'
 import { adminCall } from '../src/admin/admin-socket.js'
 import type { RoundResult } from '../src/roles/manager/manager.js'
 import type { SetSummary } from '../src/model/entry.js'
 import type { RestoreSummary } from '../src/store/restore.js'
 import type { AgentStatus } from '../src/roles/agent/agent.js'
-import { cpuTotals, createProbe, duBytes, ensureCorpus, freePort, machineFacts, median, mib, procSample, round, runTimed, say, sourceRevision, syncDisks, treeFacts, waitQuiet, warmCache, type MachineFacts, type TreeFacts } from './support.js'
+import { cpuTotals, cpusAllowed, cpuWithChildren, createProbe, duBytes, ensureCorpus, freePort, machineFacts, makeSmallTree, median, procSample, resetPeakRss, round, runTimed, say, sourceRevision, syncDisks, treeFacts, waitQuiet, warmCache, type MachineFacts, type TreeFacts } from './support.js'
+import { formatTargetTable, targetRows, type Pair, type TableFigures, type TableRow } from './targets-table.js'
 
 const LONG_MS = 20 * 60_000
 
-/** DESIGN.md §5: Holdfast / restic, same run. */
-export const TARGETS = Object.freeze({ firstBackup: { target: 0.7, floor: 0.4 }, noChange: { target: 0.3, floor: 0.15 } })
+/** CPU lists for taskset in the two-host split; undefined: the shared box. */
+export interface Pinning { agent: string, manager: string, restic: string }
+const SPLIT: Pinning = Object.freeze({ agent: '0', manager: '1', restic: '0' })
+type Mode = 'shared' | 'split'
+
 
 /** What scan-now answers, in the shape of any version (one `set`, or `sets` since sets are sealed
  * every 20,000 entries). */
@@ -85,6 +115,8 @@ interface HoldfastResults {
   revision: { commit: string, srcDirty: boolean | undefined }
   cliStartS: number
   pids: { agent?: number, manager?: number }
+  /** Cpus_allowed_list of every thread of each daemon, read while they ran (split: ["0"], ["1"]). */
+  cpusAllowed: { agent: string[], manager: string[] }
   /** Phase boundaries on CLOCK_MONOTONIC (µs), to slice --cpu-prof profiles. */
   clockMarks: Record<string, number>
   firstBackup: {
@@ -106,19 +138,33 @@ interface HoldfastResults {
     agentPeakRssMiB?: number
     managerPeakRssMiB?: number
   }
-  noChange: { runs: Array<{ scanS: number, backupS: number, totalS: number, load: PhaseLoad }>, medianS: number, discarded: Discarded[] }
-  restore: { wallS: number, createProbeUsPerFile: number, load: PhaseLoad, summary: Omit<RestoreSummary, 'errors'> & { errors: number }, managerPeakRssMiB?: number, discarded: Discarded[] }
+  /** absent when only the first backup was run (the shared box under --both) */
+  noChange?: { runs: Array<{ scanS: number, backupS: number, totalS: number, load: PhaseLoad }>, medianS: number, discarded: Discarded[] }
+  restore?: { wallS: number, createProbeUsPerFile: number, load: PhaseLoad, summary: Omit<RestoreSummary, 'errors'> & { errors: number }, managerCpuS?: number, managerPeakRssMiB?: number, managerPeakRssReset: boolean, discarded: Discarded[] }
   verify?: { seconds: number, differences: number, sample: string[] }
   stored: { packsBytes: number, catalogBytes: number, totalBytes: number, packs: number }
-  agentSpoolAfterAckBytes: number
+  agentSpoolAfterAckBytes?: number
 }
 
 interface ResticResults {
   version: string
-  initial: { wallS: number, cpuS?: number, load: PhaseLoad, summary?: Record<string, unknown>, discarded: Discarded[] }
-  noChange: { runs: Array<{ wallS: number, cpuS?: number, load: PhaseLoad }>, medianS: number, discarded: Discarded[] }
-  restore: { wallS: number, cpuS?: number, createProbeUsPerFile: number, load: PhaseLoad, discarded: Discarded[] }
+  pinnedTo?: string
+  initial: { wallS: number, cpuS?: number, peakRssMiB?: number, load: PhaseLoad, summary?: Record<string, unknown>, discarded: Discarded[] }
+  noChange?: { runs: Array<{ wallS: number, cpuS?: number, load: PhaseLoad }>, medianS: number, discarded: Discarded[] }
+  restore?: { wallS: number, cpuS?: number, peakRssMiB?: number, createProbeUsPerFile: number, load: PhaseLoad, discarded: Discarded[] }
   repoBytes: number
+}
+
+/** One mode's run: both tools, or only their first backups (firstOnly). */
+interface ModeRun { mode: Mode, pinning?: Pinning, firstOnly: boolean, holdfast: HoldfastResults, firstBackupDiscarded: Discarded[], restic?: ResticResults }
+
+/** The small-file tree: the agent staging it (no manager, as bench:agent), restic backing it up. */
+interface SmallTreeResults {
+  files: number
+  fileBytes: number
+  makeS: number
+  holdfast: { stagingS: number, sets: number, cpuS?: number, peakRssMiB?: number, cpusAllowed: string[], load: PhaseLoad }
+  restic?: { wallS: number, cpuS?: number, peakRssMiB?: number, load: PhaseLoad }
 }
 
 function sec (ms: number): number { return Math.round(ms) / 1000 }
@@ -163,8 +209,20 @@ function logTime (file: string, needle: string, last = false): number | undefine
   return undefined
 }
 
-async function benchHoldfast (corpus: string, workdir: string, options: { nochangeRuns: number, verify: boolean, quietWaitMs: number, overlap: boolean, profileDir?: string, keep: boolean }): Promise<HoldfastResults> {
+/** Paths to remove once every timed phase is over (no bulk delete before a timed restore). */
+class Deferred {
+  readonly paths: string[] = []
+  constructor (readonly keep: boolean) {}
+  add (path: string): void { this.paths.push(path) }
+  removeAll (): void {
+    if (this.keep) { for (const p of this.paths) say(`   kept ${p}`); return }
+    for (const p of this.paths.splice(0)) rmSync(p, { recursive: true, force: true })
+  }
+}
+
+async function benchHoldfast (corpus: string, workdir: string, options: { nochangeRuns: number, verify: boolean, quietWaitMs: number, overlap: boolean, profileDir?: string, keep: boolean, pin?: Pinning, firstOnly: boolean, deferred: Deferred }): Promise<HoldfastResults> {
   const root = mkdtempSync(join(workdir, 'holdfast-bench-'))
+  options.deferred.add(root)
   const fleet = new TestFleet(root)
   const stopOnSignal = (): void => { void fleet.stopAll().finally(() => { if (!options.keep) rmSync(root, { recursive: true, force: true }); process.exit(130) }) }
   process.once('SIGINT', stopOnSignal)
@@ -187,7 +245,7 @@ async function benchHoldfast (corpus: string, workdir: string, options: { nochan
       mkdirSync(options.profileDir, { recursive: true })
       process.env.NODE_OPTIONS = `${savedNodeOptions ?? ''} --cpu-prof --cpu-prof-dir=${options.profileDir}`.trim()
     }
-    await fleet.startManager()
+    await fleet.startManager({ cpus: options.pin?.manager })
     const managerPid = fleet.process('manager')?.pid
     const marks: Record<string, number> = {}
 
@@ -198,7 +256,7 @@ async function benchHoldfast (corpus: string, workdir: string, options: { nochan
     const wallT0 = Date.now()
     const t0 = performance.now()
     marks.firstBackupStart = mono()
-    await fleet.startAgent(agent)
+    await fleet.startAgent(agent, { cpus: options.pin?.agent })
     if (options.profileDir !== undefined) {
       if (savedNodeOptions === undefined) delete process.env.NODE_OPTIONS; else process.env.NODE_OPTIONS = savedNodeOptions
     }
@@ -238,6 +296,8 @@ async function benchHoldfast (corpus: string, workdir: string, options: { nochan
       }
     }
     await scanning
+    // read while the staging workers still exist: they must sit on the agent's CPU too
+    const cpus = { agent: cpusAllowed(agentPid), manager: cpusAllowed(managerPid) }
     if (staged === undefined) throw new Error('scan-now gave no answer')
     const stagedSets = setsOf(staged)
     const sets = {
@@ -310,8 +370,38 @@ async function benchHoldfast (corpus: string, workdir: string, options: { nochan
     }
     const pullPerSet = perSet.map(x => ({ ...x, firstBatchS: round(x.firstBatchS, 3), lastBatchS: round(x.lastBatchS, 3), committedS: round(x.committedS, 3) }))
 
+    const firstBackup: HoldfastResults['firstBackup'] = {
+      totalS: sec(tDone - t0),
+      agentUpS: sec(tUp - t0),
+      stagingS: sec(tStaged - t0),
+      pullS: sec(tDone - tStaged),
+      load: firstLoad,
+      fromLogs,
+      pullPhases,
+      pullPerSet,
+      sets,
+      overlap: options.overlap,
+      backupRounds,
+      snapshots,
+      bytesPulled,
+      // the agent's whole life so far: spawn, staging, serving the pull (children included)
+      agentCpuS: round(cpuWithChildren(agentAfter)),
+      managerCpuS: round(managerAfter === undefined || managerBefore === undefined ? undefined : (cpuWithChildren(managerAfter) as number) - (cpuWithChildren(managerBefore) as number)),
+      agentPeakRssMiB: round(agentAfter?.vmHwmMiB, 0),
+      managerPeakRssMiB: round(managerAfter?.vmHwmMiB, 0)
+    }
+    const storedNow = (): HoldfastResults['stored'] => {
+      const packsDir = join(fleet.managerDir, 'packs')
+      const packsBytes = duBytes(packsDir)
+      // the catalog's WAL counts: it is part of what is on disk
+      const catalogBytes = ['catalog.db', 'catalog.db-wal', 'catalog.db-shm'].reduce((n, f) => n + duBytes(join(fleet.managerDir, f)), 0)
+      return { packsBytes, catalogBytes, totalBytes: packsBytes + catalogBytes, packs: readdirSync(packsDir).length }
+    }
+    const base = { revision: sourceRevision(join(dirname(HOLDFAST_BIN), '..')), cliStartS, pids: { agent: agentPid, manager: managerPid }, cpusAllowed: cpus, clockMarks: marks, firstBackup }
+    if (options.firstOnly) return { ...base, stored: storedNow() }
+
     // ---- no-change backups
-    const noChange: HoldfastResults['noChange']['runs'] = []
+    const noChange: NonNullable<HoldfastResults['noChange']>['runs'] = []
     const noChangeDiscarded: Discarded[] = []
     marks.noChangeStart = mono()
     for (let i = 0; i < options.nochangeRuns; i++) {
@@ -333,29 +423,35 @@ async function benchHoldfast (corpus: string, workdir: string, options: { nochan
     }
     marks.noChangeEnd = mono()
 
-    // ---- stored size (the catalog's WAL counts: it is part of what is on disk)
-    const packsDir = join(fleet.managerDir, 'packs')
-    const packsBytes = duBytes(packsDir)
-    const catalogBytes = ['catalog.db', 'catalog.db-wal', 'catalog.db-shm'].reduce((n, f) => n + duBytes(join(fleet.managerDir, f)), 0)
+    // ---- stored size
+    const stored = storedNow()
     const agentSpoolAfterAckBytes = duBytes(join(agent.dataDir, 'spool'))
 
     // ---- restore (by peer id: a static peer's name is never learnt by the manager, so the
     // catalog holds the endpoint with an empty name)
-    const target = join(root, 'restore')
+    // Each try restores into a new directory and nothing is deleted first (see the header);
+    // the manager writes the files itself, so its CPU-s over the call are the restore's.
     const restoreDiscarded: Discarded[] = []
     let summary: RestoreSummary
     let restoreS: number
     let restoreLoad: PhaseLoad
     let createProbeUsPerFile: number
+    let target: string
+    let managerRestoreCpuS: number | undefined
+    let peakReset = false
     for (let attempt = 1; ; attempt++) {
-      rmSync(target, { recursive: true, force: true })
-      createProbeUsPerFile = createProbe(root)
+      target = join(root, `restore-${attempt}`)
+      createProbeUsPerFile = createProbe(root, true)
       const endRestore = await beginPhase(options.quietWaitMs, [managerPid, agentPid])
+      peakReset = resetPeakRss(managerPid)
+      const m0 = procSample(managerPid)
       const r0 = performance.now()
       marks.restoreStart = mono()
       summary = await adminCall(fleet.managerSocket, 'restore', { endpoint: agent.peerId, target }, { timeoutMs: LONG_MS }) as RestoreSummary
       restoreS = sec(performance.now() - r0)
       marks.restoreEnd = mono()
+      const m1 = procSample(managerPid)
+      managerRestoreCpuS = round(m0 === undefined || m1 === undefined ? undefined : (cpuWithChildren(m1) as number) - (cpuWithChildren(m0) as number))
       restoreLoad = endRestore([managerPid, agentPid])
       say(`   restore: ${restoreS} s, ${summary.files} files, ${summary.errors.length} errors (file creation probe: ${createProbeUsPerFile} µs/file, other CPU ${restoreLoad.otherS} s)`)
       if (disturbed(restoreLoad, restoreS) && attempt < MAX_ATTEMPTS) { restoreDiscarded.push({ wallS: restoreS, otherS: restoreLoad.otherS }); say('     disturbed by other processes: again'); continue }
@@ -370,162 +466,206 @@ async function benchHoldfast (corpus: string, workdir: string, options: { nochan
       verify = { seconds: sec(performance.now() - v0), differences: diffs.length, sample: diffs.slice(0, 10).map(d => `${d.path}: ${d.what}`) }
       say(`   verify (not timed in the figures): ${verify.differences} differences in ${verify.seconds} s`)
     }
-    rmSync(target, { recursive: true, force: true })
 
     return {
-      revision: sourceRevision(join(dirname(HOLDFAST_BIN), '..')),
-      cliStartS,
-      pids: { agent: agentPid, manager: managerPid },
-      clockMarks: marks,
-      firstBackup: {
-        totalS: sec(tDone - t0),
-        agentUpS: sec(tUp - t0),
-        stagingS: sec(tStaged - t0),
-        pullS: sec(tDone - tStaged),
-        load: firstLoad,
-        fromLogs,
-        pullPhases,
-        pullPerSet,
-        sets,
-        overlap: options.overlap,
-        backupRounds,
-        snapshots,
-        bytesPulled,
-        agentCpuS: round(agentAfter === undefined ? undefined : agentAfter.userS + agentAfter.sysS),
-        managerCpuS: round(managerAfter === undefined || managerBefore === undefined ? undefined : managerAfter.userS + managerAfter.sysS - managerBefore.userS - managerBefore.sysS),
-        agentPeakRssMiB: round(agentAfter?.vmHwmMiB, 0),
-        managerPeakRssMiB: round(managerAfter?.vmHwmMiB, 0)
-      },
+      ...base,
       noChange: { runs: noChange, medianS: median(noChange.map(r => r.totalS)), discarded: noChangeDiscarded },
-      restore: { wallS: restoreS, createProbeUsPerFile, load: restoreLoad, summary: { ...summary, errors: summary.errors.length }, managerPeakRssMiB: round(managerAfterRestore?.vmHwmMiB, 0), discarded: restoreDiscarded },
+      restore: { wallS: restoreS, createProbeUsPerFile, load: restoreLoad, summary: { ...summary, errors: summary.errors.length }, managerCpuS: managerRestoreCpuS, managerPeakRssMiB: round(managerAfterRestore?.vmHwmMiB, 0), managerPeakRssReset: peakReset, discarded: restoreDiscarded },
       verify,
-      stored: { packsBytes, catalogBytes, totalBytes: packsBytes + catalogBytes, packs: readdirSync(packsDir).length },
+      stored,
       agentSpoolAfterAckBytes
     }
   } finally {
     await fleet.stopAll()
     process.off('SIGINT', stopOnSignal)
     process.off('SIGTERM', stopOnSignal)
-    if (!options.keep) rmSync(root, { recursive: true, force: true }); else say(`   kept ${root}`)
+    // the fleet root (with the restored trees) is removed with the rest at the very end
   }
 }
 
-async function benchRestic (corpus: string, workdir: string, options: { nochangeRuns: number, quietWaitMs: number, keep: boolean }): Promise<ResticResults> {
+async function benchRestic (corpus: string, workdir: string, options: { nochangeRuns: number, quietWaitMs: number, pinTo?: string, firstOnly: boolean, deferred: Deferred }): Promise<ResticResults> {
   const root = mkdtempSync(join(workdir, 'restic-bench-'))
-  const env = { RESTIC_PASSWORD: 'holdfast-bench', RESTIC_REPOSITORY: join(root, 'repo'), RESTIC_CACHE_DIR: join(root, 'cache'), RESTIC_PROGRESS_FPS: '0.1' }
+  // removed with the rest at the very end (repositories, restored trees)
+  options.deferred.add(root)
+  // the repository sits beside the tree, on the same disk (the endpoint's), as in a real run
+  const env = { RESTIC_PASSWORD: 'holdfast-bench', RESTIC_REPOSITORY: join(root, 'repo-1'), RESTIC_CACHE_DIR: join(root, 'cache-1'), RESTIC_PROGRESS_FPS: '0.1' }
+  const prefix = pinPrefix(options.pinTo)
   const cpu = (t: { childUserS?: number, childSysS?: number }): number | undefined => t.childUserS === undefined || t.childSysS === undefined ? undefined : round(t.childUserS + t.childSysS)
   const must = (t: { code: number, stderr: string }, what: string): void => { if (t.code !== 0) throw new Error(`restic ${what} failed (${t.code}): ${t.stderr.trim().slice(-2000)}`) }
-  try {
-    say(`== restic: repository in ${root}`)
-    const version = (await runTimed(['restic', 'version'], { env, timeoutMs: 30_000 })).stdout.trim()
-    const initialDiscarded: Discarded[] = []
-    let initial: Awaited<ReturnType<typeof runTimed>>
-    let initialLoad: PhaseLoad
+  say(`== restic: repository in ${root}`)
+  const version = (await runTimed(['restic', 'version'], { env, timeoutMs: 30_000 })).stdout.trim()
+  const initialDiscarded: Discarded[] = []
+  let initial: Awaited<ReturnType<typeof runTimed>>
+  let initialLoad: PhaseLoad
+  for (let attempt = 1; ; attempt++) {
+    // a fresh repository each attempt (the initial backup must find nothing stored), in a
+    // new directory: the old one is deleted at the end, not before a timed phase
+    env.RESTIC_REPOSITORY = join(root, `repo-${attempt}`)
+    env.RESTIC_CACHE_DIR = join(root, `cache-${attempt}`)
+    must(await runTimed(['restic', 'init'], { env, timeoutMs: 120_000, prefix }), 'init')
+    const end = await beginPhase(options.quietWaitMs, [])
+    initial = await runTimed(['restic', 'backup', '--json', corpus], { env, timeoutMs: LONG_MS, prefix, peakRss: true })
+    initialLoad = end([], cpu(initial))
+    must(initial, 'backup')
+    say(`   initial backup: ${round(initial.wallS)} s (cpu ${cpu(initial)} s, peak RSS ${round(initial.peakRssMiB, 0) ?? '?'} MiB, other CPU ${initialLoad.otherS} s)`)
+    if (disturbed(initialLoad, initial.wallS) && attempt < MAX_ATTEMPTS) { initialDiscarded.push({ wallS: round(initial.wallS) as number, otherS: initialLoad.otherS }); say('     disturbed by other processes: again'); continue }
+    break
+  }
+  const summaryLine = initial.stdout.trim().split('\n').reverse().find(l => l.includes('"message_type":"summary"'))
+  const summary = summaryLine === undefined ? undefined : JSON.parse(summaryLine) as Record<string, unknown>
+  const initialResult = { wallS: round(initial.wallS) as number, cpuS: cpu(initial), peakRssMiB: round(initial.peakRssMiB, 0), load: initialLoad, summary, discarded: initialDiscarded }
+  if (options.firstOnly) return { version, pinnedTo: options.pinTo, initial: initialResult, repoBytes: duBytes(env.RESTIC_REPOSITORY) }
+  const runs: NonNullable<ResticResults['noChange']>['runs'] = []
+  const noChangeDiscarded: Discarded[] = []
+  for (let i = 0; i < options.nochangeRuns; i++) {
     for (let attempt = 1; ; attempt++) {
-      // a fresh repository each attempt: the initial backup must find nothing stored
-      rmSync(env.RESTIC_REPOSITORY, { recursive: true, force: true })
-      rmSync(env.RESTIC_CACHE_DIR, { recursive: true, force: true })
-      must(await runTimed(['restic', 'init'], { env, timeoutMs: 120_000 }), 'init')
       const end = await beginPhase(options.quietWaitMs, [])
-      initial = await runTimed(['restic', 'backup', '--json', corpus], { env, timeoutMs: LONG_MS })
-      initialLoad = end([], cpu(initial))
-      must(initial, 'backup')
-      say(`   initial backup: ${round(initial.wallS)} s (cpu ${cpu(initial)} s, other CPU ${initialLoad.otherS} s)`)
-      if (disturbed(initialLoad, initial.wallS) && attempt < MAX_ATTEMPTS) { initialDiscarded.push({ wallS: round(initial.wallS) as number, otherS: initialLoad.otherS }); say('     disturbed by other processes: again'); continue }
+      const t = await runTimed(['restic', 'backup', '--json', corpus], { env, timeoutMs: LONG_MS, prefix })
+      const load = end([], cpu(t))
+      must(t, 'backup (no change)')
+      say(`   no change #${i + 1}: ${round(t.wallS)} s (other CPU ${load.otherS} s)`)
+      if (disturbed(load, t.wallS) && attempt < MAX_ATTEMPTS) { noChangeDiscarded.push({ wallS: round(t.wallS) as number, otherS: load.otherS }); say('     disturbed by other processes: again'); continue }
+      runs.push({ wallS: round(t.wallS) as number, cpuS: cpu(t), load })
       break
     }
-    const summaryLine = initial.stdout.trim().split('\n').reverse().find(l => l.includes('"message_type":"summary"'))
-    const summary = summaryLine === undefined ? undefined : JSON.parse(summaryLine) as Record<string, unknown>
-    const runs: ResticResults['noChange']['runs'] = []
-    const noChangeDiscarded: Discarded[] = []
-    for (let i = 0; i < options.nochangeRuns; i++) {
-      for (let attempt = 1; ; attempt++) {
-        const end = await beginPhase(options.quietWaitMs, [])
-        const t = await runTimed(['restic', 'backup', '--json', corpus], { env, timeoutMs: LONG_MS })
-        const load = end([], cpu(t))
-        must(t, 'backup (no change)')
-        say(`   no change #${i + 1}: ${round(t.wallS)} s (other CPU ${load.otherS} s)`)
-        if (disturbed(load, t.wallS) && attempt < MAX_ATTEMPTS) { noChangeDiscarded.push({ wallS: round(t.wallS) as number, otherS: load.otherS }); say('     disturbed by other processes: again'); continue }
-        runs.push({ wallS: round(t.wallS) as number, cpuS: cpu(t), load })
-        break
-      }
-    }
-    // the repository holds 1 + the no-change snapshots; those add a few KiB of metadata each
-    const repoBytes = duBytes(join(root, 'repo'))
-    const target = join(root, 'restore')
-    const restoreDiscarded: Discarded[] = []
-    let restore: Awaited<ReturnType<typeof runTimed>>
-    let restoreLoad: PhaseLoad
-    let createProbeUsPerFile: number
-    for (let attempt = 1; ; attempt++) {
-      rmSync(target, { recursive: true, force: true })
-      createProbeUsPerFile = createProbe(root)
-      const end = await beginPhase(options.quietWaitMs, [])
-      restore = await runTimed(['restic', 'restore', 'latest', '--target', target], { env, timeoutMs: LONG_MS })
-      restoreLoad = end([], cpu(restore))
-      must(restore, 'restore')
-      say(`   restore: ${round(restore.wallS)} s (file creation probe: ${createProbeUsPerFile} µs/file, other CPU ${restoreLoad.otherS} s)`)
-      if (disturbed(restoreLoad, restore.wallS) && attempt < MAX_ATTEMPTS) { restoreDiscarded.push({ wallS: round(restore.wallS) as number, otherS: restoreLoad.otherS }); say('     disturbed by other processes: again'); continue }
-      break
-    }
-    return {
-      version,
-      initial: { wallS: round(initial.wallS) as number, cpuS: cpu(initial), load: initialLoad, summary, discarded: initialDiscarded },
-      noChange: { runs, medianS: median(runs.map(r => r.wallS)), discarded: noChangeDiscarded },
-      restore: { wallS: round(restore.wallS) as number, cpuS: cpu(restore), createProbeUsPerFile, load: restoreLoad, discarded: restoreDiscarded },
-      repoBytes
-    }
-  } finally {
-    if (!options.keep) rmSync(root, { recursive: true, force: true }); else say(`   kept ${root}`)
+  }
+  // the repository holds 1 + the no-change snapshots; those add a few KiB of metadata each
+  const repoBytes = duBytes(env.RESTIC_REPOSITORY)
+  const restoreDiscarded: Discarded[] = []
+  let restore: Awaited<ReturnType<typeof runTimed>>
+  let restoreLoad: PhaseLoad
+  let createProbeUsPerFile: number
+  for (let attempt = 1; ; attempt++) {
+    // a new, empty directory each try; nothing deleted before it (see the header)
+    const target = join(root, `restore-${attempt}`)
+    createProbeUsPerFile = createProbe(root, true)
+    const end = await beginPhase(options.quietWaitMs, [])
+    restore = await runTimed(['restic', 'restore', 'latest', '--target', target], { env, timeoutMs: LONG_MS, prefix, peakRss: true })
+    restoreLoad = end([], cpu(restore))
+    must(restore, 'restore')
+    say(`   restore: ${round(restore.wallS)} s (file creation probe: ${createProbeUsPerFile} µs/file, other CPU ${restoreLoad.otherS} s)`)
+    if (disturbed(restoreLoad, restore.wallS) && attempt < MAX_ATTEMPTS) { restoreDiscarded.push({ wallS: round(restore.wallS) as number, otherS: restoreLoad.otherS }); say('     disturbed by other processes: again'); continue }
+    break
+  }
+  return {
+    version,
+    pinnedTo: options.pinTo,
+    initial: initialResult,
+    noChange: { runs, medianS: median(runs.map(r => r.wallS)), discarded: noChangeDiscarded },
+    restore: { wallS: round(restore.wallS) as number, cpuS: cpu(restore), peakRssMiB: round(restore.peakRssMiB, 0), createProbeUsPerFile, load: restoreLoad, discarded: restoreDiscarded },
+    repoBytes
   }
 }
 
-function ratio (a: number | undefined, b: number | undefined): number | undefined {
-  return a === undefined || b === undefined || b === 0 ? undefined : round(a / b, 2)
-}
-
-function verdict (r: number | undefined, t: { target: number, floor: number }, disturbedBy?: number): string {
-  if (r === undefined) return '-'
-  if (disturbedBy !== undefined) return `not comparable: other processes used ${disturbedBy} CPU-s meanwhile`
-  if (r <= t.floor) return `at the floor (≤ ${t.floor}×)`
-  if (r <= t.target) return `target met (≤ ${t.target}×)`
-  return `MISSED (target ${t.target}×)`
-}
-
-/** CPU-s others used during the compared phases, when that disturbed either side; else undefined. */
-function disturbance (h: HoldfastResults, r: ResticResults | undefined, which: 'first' | 'noChange'): number | undefined {
-  if (r === undefined) return undefined
-  const pairs: Array<[PhaseLoad, number]> = which === 'first'
-    ? [[h.firstBackup.load, h.firstBackup.totalS], [r.initial.load, r.initial.wallS]]
-    : [...h.noChange.runs.map(x => [x.load, x.totalS] as [PhaseLoad, number]), ...r.noChange.runs.map(x => [x.load, x.wallS] as [PhaseLoad, number])]
-  const bad = pairs.filter(([load, wall]) => disturbed(load, wall))
+/** CPU-s others used during the phases a row rests on, when that disturbed either side; else undefined. */
+function disturbance (pairs: Array<[PhaseLoad | undefined, number | undefined]>): number | undefined {
+  const bad = pairs.filter((p): p is [PhaseLoad, number] => p[0] !== undefined && p[1] !== undefined && disturbed(p[0], p[1]))
   return bad.length === 0 ? undefined : round(bad.reduce((n, [load]) => n + load.otherS, 0))
 }
 
-function printTable (machine: MachineFacts, facts: TreeFacts, h: HoldfastResults, r?: ResticResults): void {
-  const rows: Array<[string, string, string, string, string]> = []
+/**
+ * The small-file tree (made after every timed restore, removed at the very end): the agent
+ * stages it with no manager, as bench:agent does, and restic backs it up, each pinned to the
+ * endpoint's CPU in the split.
+ */
+async function benchSmallTree (files: number, workdir: string, options: { quietWaitMs: number, pin?: Pinning, skipRestic: boolean, deferred: Deferred }): Promise<SmallTreeResults> {
+  const tree = mkdtempSync(join(workdir, 'holdfast-small-tree-'))
+  options.deferred.add(tree)
+  say(`== small-file tree: making ${files} files in ${tree}`)
+  const m0 = performance.now()
+  makeSmallTree(tree, files)
+  const makeS = sec(performance.now() - m0)
+  const facts = treeFacts(tree)
+  say(`   made in ${makeS} s (${(facts.fileBytes / 1e6).toFixed(1)} MB)`)
+  const root = mkdtempSync(join(workdir, 'holdfast-small-bench-'))
+  options.deferred.add(root)
+  const fleet = new TestFleet(root)
+  let holdfast: SmallTreeResults['holdfast']
+  try {
+    await fleet.init({ mdns: false })
+    const agent = await fleet.addAgent('small', tree, { mdns: false })
+    const end = await beginPhase(options.quietWaitMs, [])
+    const t0 = performance.now()
+    await fleet.startAgent(agent, { cpus: options.pin?.agent })
+    const pid = fleet.process('agent-small')?.pid
+    const first = await adminCall(agent.socket, 'scan-now', {}, { timeoutMs: LONG_MS }) as ScanReply
+    const stagingS = sec(performance.now() - t0)
+    const cpus = cpusAllowed(pid)
+    const after = procSample(pid)
+    const load = end([pid])
+    holdfast = { stagingS, sets: setsOf(first).length, cpuS: round(cpuWithChildren(after)), peakRssMiB: round(after?.vmHwmMiB, 0), cpusAllowed: cpus, load }
+    say(`   agent staged it in ${stagingS} s, ${holdfast.cpuS ?? '?'} CPU-s, peak RSS ${holdfast.peakRssMiB ?? '?'} MiB (other CPU ${load.otherS} s)`)
+  } finally {
+    await fleet.stopAll()
+  }
+  if (options.skipRestic) return { files, fileBytes: facts.fileBytes, makeS, holdfast }
+  const env = { RESTIC_PASSWORD: 'holdfast-bench', RESTIC_REPOSITORY: join(root, 'restic-repo'), RESTIC_CACHE_DIR: join(root, 'restic-cache'), RESTIC_PROGRESS_FPS: '0.1' }
+  const prefix = pinPrefix(options.pin?.restic)
+  const init = await runTimed(['restic', 'init'], { env, timeoutMs: 120_000, prefix })
+  if (init.code !== 0) throw new Error(`restic init failed: ${init.stderr.trim().slice(-2000)}`)
+  const end = await beginPhase(options.quietWaitMs, [])
+  const t = await runTimed(['restic', 'backup', '--quiet', tree], { env, timeoutMs: LONG_MS, prefix, peakRss: true })
+  const cpuS = t.childUserS === undefined || t.childSysS === undefined ? undefined : round(t.childUserS + t.childSysS)
+  const load = end([], cpuS)
+  if (t.code !== 0) throw new Error(`restic backup of the small-file tree failed: ${t.stderr.trim().slice(-2000)}`)
+  const restic = { wallS: round(t.wallS) as number, cpuS, peakRssMiB: round(t.peakRssMiB, 0), load }
+  say(`   restic backed it up in ${restic.wallS} s, ${cpuS ?? '?'} CPU-s, peak RSS ${restic.peakRssMiB ?? '?'} MiB (other CPU ${load.otherS} s)`)
+  return { files, fileBytes: facts.fileBytes, makeS, holdfast, restic }
+}
+
+/** Issue 12's rows from the runs: the split (when run) gives every row but the shared box's. */
+function tableFigures (runs: ModeRun[], small: SmallTreeResults | undefined, smallNote: string): TableFigures {
+  const split = runs.find(r => r.mode === 'split')
+  const shared = runs.find(r => r.mode === 'shared')
+  const main = split ?? shared
+  const label = (r: ModeRun | undefined): string | undefined => r === undefined ? undefined : r.mode === 'split' ? 'split' : 'shared box'
+  const firstOf = (r: ModeRun | undefined, missing: string): Pair => r === undefined
+    ? { missing }
+    : { holdfast: r.holdfast.firstBackup.totalS, restic: r.restic?.initial.wallS, disturbedBy: disturbance([[r.holdfast.firstBackup.load, r.holdfast.firstBackup.totalS], [r.restic?.initial.load, r.restic?.initial.wallS]]), source: label(r), missing: r.restic === undefined ? 'restic skipped' : undefined }
+  const h = main?.holdfast
+  const r = main?.restic
+  const src = label(main)
+  const noRun = 'not run'
+  const nc = h?.noChange
+  const rs = h?.restore
+  return {
+    firstSplit: firstOf(split, 'needs --split or --both'),
+    firstShared: firstOf(shared, 'needs a run without --split, or --both'),
+    agentCpu: { holdfast: h?.firstBackup.agentCpuS, restic: r?.initial.cpuS, source: src },
+    noChange: nc === undefined
+      ? { missing: noRun }
+      : { holdfast: nc.medianS, restic: r?.noChange?.medianS, source: src, disturbedBy: disturbance([...nc.runs.map(x => [x.load, x.totalS] as [PhaseLoad, number]), ...(r?.noChange?.runs ?? []).map(x => [x.load, x.wallS] as [PhaseLoad, number])]) },
+    restoreWall: rs === undefined
+      ? { missing: noRun }
+      : { holdfast: rs.wallS, restic: r?.restore?.wallS, source: src, disturbedBy: disturbance([[rs.load, rs.wallS], [r?.restore?.load, r?.restore?.wallS]]) },
+    restoreCpu: rs === undefined ? { missing: noRun } : { holdfast: rs.managerCpuS, restic: r?.restore?.cpuS, source: `${src ?? ''}, the manager process` },
+    stored: { holdfast: h?.stored.totalBytes, restic: r?.repoBytes, source: src },
+    agentRssCorpus: { holdfast: h?.firstBackup.agentPeakRssMiB, restic: r?.initial.peakRssMiB, source: src },
+    agentRssSmall: small === undefined
+      ? { missing: smallNote }
+      : { holdfast: small.holdfast.peakRssMiB, restic: small.restic?.peakRssMiB, source: `${small.files} small files, agent staging only` },
+    managerRssFirst: { holdfast: h?.firstBackup.managerPeakRssMiB, source: src },
+    managerRssRestore: rs === undefined ? { missing: noRun } : { holdfast: rs.managerPeakRssMiB, source: `${src ?? ''}${rs.managerPeakRssReset ? '' : ', peak since start (clear_refs refused)'}` }
+  }
+}
+
+function printTable (machine: MachineFacts, facts: TreeFacts, runs: ModeRun[], small: SmallTreeResults | undefined, rows: TableRow[]): void {
   const f = (x: number | undefined, unit = 's'): string => x === undefined ? '-' : `${x.toFixed(2)} ${unit}`
-  const first = ratio(h.firstBackup.totalS, r?.initial.wallS)
-  const none = ratio(h.noChange.medianS, r?.noChange.medianS)
-  rows.push(['first backup (end to end)', f(h.firstBackup.totalS), f(r?.initial.wallS), first === undefined ? '-' : `${first}×`, verdict(first, TARGETS.firstBackup, disturbance(h, r, 'first'))])
-  rows.push(['  staging (agent spawn → sealed)', f(h.firstBackup.stagingS), '', '', ''])
-  rows.push(['  pull + commit + ack (backup-now)', f(h.firstBackup.pullS), '', '', ''])
-  rows.push(['no-change backup (median)', f(h.noChange.medianS), f(r?.noChange.medianS), none === undefined ? '-' : `${none}×`, verdict(none, TARGETS.noChange, disturbance(h, r, 'noChange'))])
-  const rest = ratio(h.restore.wallS, r?.restore.wallS)
-  rows.push(['full restore', f(h.restore.wallS), f(r?.restore.wallS), rest === undefined ? '-' : `${rest}×`, `create probe ${h.restore.createProbeUsPerFile} / ${r?.restore.createProbeUsPerFile ?? '-'} µs/file`])
-  const st = ratio(h.stored.totalBytes, r?.repoBytes)
-  rows.push(['stored size', mib(h.stored.totalBytes), r === undefined ? '-' : mib(r.repoBytes), st === undefined ? '-' : `${st}×`, ''])
-  rows.push(['CPU s, first backup', f(h.firstBackup.agentCpuS === undefined ? undefined : h.firstBackup.agentCpuS + (h.firstBackup.managerCpuS ?? 0)), f(r?.initial.cpuS), '', 'Holdfast: agent + manager'])
-  rows.push(['other processes\' CPU s, first backup', f(h.firstBackup.load.otherS), f(r?.initial.load.otherS), '', 'should be ~0'])
-  rows.push(['agent peak RSS (first backup)', f(h.firstBackup.agentPeakRssMiB, 'MiB'), '', '', ''])
-  const widths = [0, 1, 2, 3, 4].map(i => Math.max(...rows.map(row => row[i].length), ['', 'Holdfast', 'restic', 'ratio', ''][i].length))
-  const line = (cells: string[]): string => cells.map((c, i) => c.padEnd(widths[i])).join('  ')
   say()
   say(`machine: ${machine.nproc} cpu (${machine.cpuModel}), ${machine.memTotalGiB} GiB, Node ${machine.node}, ${machine.restic}`)
   say(`corpus: ${facts.files} files, ${facts.dirs} dirs, ${facts.symlinks} symlinks, ${(facts.fileBytes / 1e9).toFixed(2)} GB of file data`)
-  say(`holdfast: ${h.revision.commit}${h.revision.srcDirty === true ? ' + uncommitted changes in src/' : ''}`)
-  say(line(['', 'Holdfast', 'restic', 'ratio', '']))
-  for (const row of rows) say(line(row))
+  const rev = runs[0]?.holdfast.revision
+  if (rev !== undefined) say(`holdfast: ${rev.commit}${rev.srcDirty === true ? ' + uncommitted changes in src/' : ''}`)
+  for (const run of runs) {
+    const h = run.holdfast
+    const pin = run.pinning === undefined ? 'no pinning' : `agent on CPU ${run.pinning.agent} (its threads: ${h.cpusAllowed.agent.join(' ') || '?'}), manager on CPU ${run.pinning.manager} (its threads: ${h.cpusAllowed.manager.join(' ') || '?'}), restic on CPU ${run.pinning.restic}`
+    say(`${run.mode}${run.firstOnly ? ' (first backup only)' : ''}: ${pin}`)
+    say(`   first backup ${f(h.firstBackup.totalS)} = staging ${f(h.firstBackup.stagingS)} + pull/commit/ack ${f(h.firstBackup.pullS)}; manager ${f(h.firstBackup.managerCpuS, 'CPU-s')}; others used ${f(h.firstBackup.load.otherS, 'CPU-s')} (during restic's: ${f(run.restic?.initial.load.otherS, 'CPU-s')})`)
+    if (h.restore !== undefined) say(`   restore: file creation probe ${h.restore.createProbeUsPerFile} / ${run.restic?.restore?.createProbeUsPerFile ?? '-'} µs/file (Holdfast / restic); restic's restore peak RSS ${run.restic?.restore?.peakRssMiB ?? '-'} MiB`)
+  }
+  if (small !== undefined) say(`small-file tree: ${small.files} files, agent staging ${f(small.holdfast.stagingS)} (${f(small.holdfast.cpuS, 'CPU-s')}), restic backup ${f(small.restic?.wallS)} (${f(small.restic?.cpuS, 'CPU-s')})`)
+  say()
+  for (const line of formatTargetTable(rows)) say(line)
   say()
 }
 
@@ -543,7 +683,11 @@ async function main (): Promise<number> {
       workdir: { type: 'string' },
       label: { type: 'string' },
       keep: { type: 'boolean' },
-      overlap: { type: 'boolean' }
+      overlap: { type: 'boolean' },
+      split: { type: 'boolean' },
+      both: { type: 'boolean' },
+      'small-files': { type: 'string' },
+      'skip-small-tree': { type: 'boolean' }
     }
   })
   const corpus = resolve(ensureCorpus(positionals[0]))
@@ -551,43 +695,62 @@ async function main (): Promise<number> {
   const nochangeRuns = Math.max(1, Number(values['nochange-runs'] ?? 3))
   const quietWaitMs = Math.max(0, Number(values['quiet-wait'] ?? 180)) * 1000
   const keep = values.keep === true
+  const skipRestic = values['skip-restic'] === true
+  const deferred = new Deferred(keep)
   const machine = machineFacts()
+  if ((values.split === true || values.both === true) && machine.nproc < 2) throw new Error('--split needs 2 CPUs (agent and restic on CPU 0, manager on CPU 1)')
   say(`== corpus ${corpus}`)
   const facts = treeFacts(corpus)
   const warmS = warmCache(corpus)
   say(`   ${facts.files} files, ${(facts.fileBytes / 1e9).toFixed(2)} GB; page cache warmed in ${warmS.toFixed(1)} s`)
 
-  let holdfast: HoldfastResults | undefined
-  let restic: ResticResults | undefined
-  const firstDiscarded: Discarded[] = []
-  const runHoldfast = async (): Promise<void> => {
-    // the first backup needs a fresh fleet, so a disturbed one costs a whole Holdfast round
-    for (let attempt = 1; ; attempt++) {
-      holdfast = await benchHoldfast(corpus, workdir, { nochangeRuns, verify: values['skip-verify'] !== true, quietWaitMs, overlap: values.overlap === true, profileDir: values.profile === undefined ? undefined : resolve(values.profile), keep })
-      const fb = holdfast.firstBackup
-      if (disturbed(fb.load, fb.totalS) && attempt < 2 && values.profile === undefined) {
-        firstDiscarded.push({ wallS: fb.totalS, otherS: fb.load.otherS })
-        say('   first backup disturbed by other processes: the Holdfast round again')
-        warmCache(corpus)
-        continue
+  // --both: the shared box for its one row (first backup), then the split for every row
+  const modes: Array<{ mode: Mode, firstOnly: boolean }> = values.both === true
+    ? [{ mode: 'shared', firstOnly: true }, { mode: 'split', firstOnly: false }]
+    : [{ mode: values.split === true ? 'split' : 'shared', firstOnly: false }]
+  const runs: ModeRun[] = []
+  let small: SmallTreeResults | undefined
+  const smallFiles = Math.max(1, Number(values['small-files'] ?? facts.files * 10))
+  try {
+    for (const { mode, firstOnly } of modes) {
+      const pin = mode === 'split' ? SPLIT : undefined
+      say(`==== ${mode}${pin === undefined ? '' : ` (agent CPU ${pin.agent}, manager CPU ${pin.manager}, restic CPU ${pin.restic})`}${firstOnly ? ', first backup only' : ''}`)
+      let holdfast: HoldfastResults | undefined
+      let restic: ResticResults | undefined
+      const firstDiscarded: Discarded[] = []
+      const runHoldfast = async (): Promise<void> => {
+        // the first backup needs a fresh fleet, so a disturbed one costs a whole Holdfast round
+        for (let attempt = 1; ; attempt++) {
+          holdfast = await benchHoldfast(corpus, workdir, { nochangeRuns, verify: values['skip-verify'] !== true, quietWaitMs, overlap: values.overlap === true, profileDir: values.profile === undefined ? undefined : resolve(values.profile), keep, pin, firstOnly, deferred })
+          const fb = holdfast.firstBackup
+          if (disturbed(fb.load, fb.totalS) && attempt < 2 && values.profile === undefined) {
+            firstDiscarded.push({ wallS: fb.totalS, otherS: fb.load.otherS })
+            say('   first backup disturbed by other processes: the Holdfast round again')
+            warmCache(corpus)
+            continue
+          }
+          break
+        }
       }
-      break
+      const runRestic = async (): Promise<void> => { if (!skipRestic) restic = await benchRestic(corpus, workdir, { nochangeRuns, quietWaitMs, pinTo: pin?.restic, firstOnly, deferred }) }
+      // The page cache is warmed again right before each tool: this VM reclaims cold page cache
+      // within minutes (kdamond), so a tree read 3 minutes ago may be partly gone.
+      if (values['restic-first'] === true) { await runRestic(); warmCache(corpus); await runHoldfast() } else { await runHoldfast(); warmCache(corpus); await runRestic() }
+      if (holdfast === undefined) throw new Error('Holdfast did not run')
+      runs.push({ mode, pinning: pin, firstOnly, holdfast, firstBackupDiscarded: firstDiscarded, restic })
+      if (modes.length > 1) warmCache(corpus)
     }
+    // after every timed restore: making the tree is a bulk creation, and it is deleted last
+    if (values['skip-small-tree'] !== true) {
+      const last = modes[modes.length - 1]
+      small = await benchSmallTree(smallFiles, workdir, { quietWaitMs, pin: last.mode === 'split' ? SPLIT : undefined, skipRestic, deferred })
+    }
+  } finally {
+    say('== removing what the bench made (after every timed phase)')
+    deferred.removeAll()
   }
-  const runRestic = async (): Promise<void> => { if (values['skip-restic'] !== true) restic = await benchRestic(corpus, workdir, { nochangeRuns, quietWaitMs, keep }) }
-  // The page cache is warmed again right before each tool: this VM reclaims cold page cache
-  // within minutes (kdamond), so a tree read 3 minutes ago may be partly gone.
-  if (values['restic-first'] === true) { await runRestic(); warmCache(corpus); await runHoldfast() } else { await runHoldfast(); warmCache(corpus); await runRestic() }
-  if (holdfast === undefined) throw new Error('Holdfast did not run')
-  const h = holdfast as HoldfastResults
-  const r = restic as ResticResults | undefined
 
-  const ratios = {
-    firstBackup: ratio(h.firstBackup.totalS, r?.initial.wallS),
-    noChange: ratio(h.noChange.medianS, r?.noChange.medianS),
-    restore: ratio(h.restore.wallS, r?.restore.wallS),
-    stored: ratio(h.stored.totalBytes, r?.repoBytes)
-  }
+  const rows = targetRows(tableFigures(runs, small, '--skip-small-tree: `npm run bench:agent` measures the agent on it'))
   const results = {
     bench: 'e2e-corpus',
     label: values.label,
@@ -595,19 +758,21 @@ async function main (): Promise<number> {
     corpus: { path: corpus, ...facts },
     order: values['restic-first'] === true ? 'restic first' : 'holdfast first',
     profiled: values.profile !== undefined,
-    holdfast: { ...h, firstBackupDiscarded: firstDiscarded },
-    restic: r,
-    ratios,
-    targets: TARGETS,
-    verdicts: { firstBackup: verdict(ratios.firstBackup, TARGETS.firstBackup, disturbance(h, r, 'first')), noChange: verdict(ratios.noChange, TARGETS.noChange, disturbance(h, r, 'noChange')) }
+    runs,
+    smallTree: small,
+    table: rows
   }
-  printTable(machine, facts, h, r)
+  printTable(machine, facts, runs, small, rows)
   const json = JSON.stringify(results, null, 2)
   process.stdout.write(json + '\n')
   if (values.out !== undefined) writeFileSync(values.out, json + '\n')
-  const verified = h.verify === undefined || h.verify.differences === 0
-  if (!verified) say(`restore differs from the source in ${h.verify?.differences} places`)
-  return verified && h.restore.summary.errors === 0 ? 0 : 1
+  let ok = true
+  for (const run of runs) {
+    const h = run.holdfast
+    if (h.verify !== undefined && h.verify.differences !== 0) { say(`${run.mode}: restore differs from the source in ${h.verify.differences} places`); ok = false }
+    if (h.restore !== undefined && h.restore.summary.errors !== 0) { say(`${run.mode}: restore reported ${h.restore.summary.errors} errors`); ok = false }
+  }
+  return ok ? 0 : 1
 }
 
 process.exitCode = await main().catch(err => {

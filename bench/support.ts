@@ -6,7 +6,7 @@
 import { spawn, spawnSync } from 'node:child_process'
 import { existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { createServer } from 'node:net'
-import { availableParallelism, totalmem } from 'node:os'
+import { availableParallelism, tmpdir, totalmem } from 'node:os'
 import { join } from 'node:path'
 
 export const CORPUS_TARBALL = '/usr/src/linux-source-6.1.tar.xz'
@@ -115,9 +115,15 @@ export function machineFacts (): MachineFacts {
 
 const CLK_TCK = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout?.trim() ?? '100') || 100
 
-export interface ProcSample { userS: number, sysS: number, vmHwmMiB: number, vmRssMiB: number }
+/** childUserS/childSysS: CPU of its children that it has waited for (cutime, cstime). */
+export interface ProcSample { userS: number, sysS: number, childUserS: number, childSysS: number, vmHwmMiB: number, vmRssMiB: number }
 
-/** CPU seconds (all threads) and peak/current RSS of a live process, from /proc. */
+/** CPU seconds of a process and of its reaped children (user + sys), from a sample. */
+export function cpuWithChildren (s: ProcSample | undefined): number | undefined {
+  return s === undefined ? undefined : s.userS + s.sysS + s.childUserS + s.childSysS
+}
+
+/** CPU seconds (all threads) and peak/current RSS (all threads: they share it) of a live process, from /proc. */
 export function procSample (pid: number | undefined): ProcSample | undefined {
   if (pid === undefined) return undefined
   try {
@@ -126,12 +132,39 @@ export function procSample (pid: number | undefined): ProcSample | undefined {
     const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
     const utime = Number(rest[11])
     const stime = Number(rest[12])
+    const cutime = Number(rest[13])
+    const cstime = Number(rest[14])
     const status = readFileSync(`/proc/${pid}/status`, 'utf8')
     const kb = (key: string): number => Number(new RegExp(`^${key}:\\s*(\\d+) kB`, 'm').exec(status)?.[1] ?? 0)
-    return { userS: utime / CLK_TCK, sysS: stime / CLK_TCK, vmHwmMiB: kb('VmHWM') / 1024, vmRssMiB: kb('VmRSS') / 1024 }
+    return { userS: utime / CLK_TCK, sysS: stime / CLK_TCK, childUserS: cutime / CLK_TCK, childSysS: cstime / CLK_TCK, vmHwmMiB: kb('VmHWM') / 1024, vmRssMiB: kb('VmRSS') / 1024 }
   } catch {
     return undefined
   }
+}
+
+/**
+ * Resets a process's peak RSS (VmHWM) to its current RSS (proc(5), clear_refs "5"), so the
+ * peak of one phase can be read on its own. False where the kernel refuses.
+ */
+export function resetPeakRss (pid: number | undefined): boolean {
+  if (pid === undefined) return false
+  try { writeFileSync(`/proc/${pid}/clear_refs`, '5'); return true } catch { return false }
+}
+
+/** The CPUs each thread of a process may run on (Cpus_allowed_list), distinct lists, sorted:
+ * the proof that a pinned daemon and its worker threads stayed on their side. */
+export function cpusAllowed (pid: number | undefined): string[] {
+  if (pid === undefined) return []
+  const lists = new Set<string>()
+  let tasks: string[] = []
+  try { tasks = readdirSync(`/proc/${pid}/task`) } catch { return [] }
+  for (const tid of tasks) {
+    try {
+      const m = /^Cpus_allowed_list:\s*(\S+)/m.exec(readFileSync(`/proc/${pid}/task/${tid}/status`, 'utf8'))
+      if (m !== null) lists.add(m[1])
+    } catch {}
+  }
+  return [...lists].sort()
 }
 
 /** Machine-wide CPU seconds busy and in total (all cores) since boot, from /proc/stat. */
@@ -190,17 +223,25 @@ export async function freePort (): Promise<number> {
   })
 }
 
-export interface Timed { code: number, stdout: string, stderr: string, wallS: number, childUserS?: number, childSysS?: number }
+export interface Timed { code: number, stdout: string, stderr: string, wallS: number, childUserS?: number, childSysS?: number, peakRssMiB?: number }
+
+/** GNU time(1): the command's peak RSS from wait4's rusage (exact, unlike polling /proc). */
+export const GNU_TIME = '/usr/bin/time'
 
 /**
  * Runs a command with a deadline, timing its wall clock; CPU seconds of the command come from
- * bash's `times` builtin (children's user and system time), printed to fd 3.
+ * bash's `times` builtin (children's user and system time), printed to fd 3. `prefix` runs it
+ * through another command (taskset); with `peakRss` it runs under GNU time, whose maximum
+ * resident set size (KiB) goes to a file read afterwards.
  */
-export async function runTimed (argv: string[], options: { env?: NodeJS.ProcessEnv, timeoutMs: number }): Promise<Timed> {
+export async function runTimed (argv: string[], options: { env?: NodeJS.ProcessEnv, timeoutMs: number, prefix?: string[], peakRss?: boolean }): Promise<Timed> {
   const script = '"$@"; rc=$?; times >&3; exit $rc'
+  const rssDir = options.peakRss === true ? mkdtempSync(join(tmpdir(), 'holdfast-time-')) : undefined
+  const rssFile = rssDir === undefined ? undefined : join(rssDir, 'maxrss')
+  const full = [...(rssFile === undefined ? [] : [GNU_TIME, '-f', '%M', '-o', rssFile]), ...(options.prefix ?? []), ...argv]
   return await new Promise((resolve, reject) => {
     const started = performance.now()
-    const child = spawn('bash', ['-c', script, 'bash', ...argv], { stdio: ['ignore', 'pipe', 'pipe', 'pipe'], env: { ...process.env, ...options.env } })
+    const child = spawn('bash', ['-c', script, 'bash', ...full], { stdio: ['ignore', 'pipe', 'pipe', 'pipe'], env: { ...process.env, ...options.env } })
     let stdout = ''
     let stderr = ''
     let times = ''
@@ -224,18 +265,28 @@ export async function runTimed (argv: string[], options: { env?: NodeJS.ProcessE
         return m === null ? undefined : Number(m[1]) * 60 + Number(m[2])
       }
       const [cu, cs] = (lines[1] ?? '').split(/\s+/)
-      resolve({ code: code ?? 1, stdout, stderr, wallS, childUserS: parse(cu), childSysS: parse(cs) })
+      let peakRssMiB: number | undefined
+      if (rssDir !== undefined && rssFile !== undefined) {
+        try {
+          const kib = Number(readFileSync(rssFile, 'utf8').trim().split('\n').pop())
+          if (Number.isFinite(kib) && kib > 0) peakRssMiB = kib / 1024
+        } catch {}
+        rmSync(rssDir, { recursive: true, force: true })
+      }
+      resolve({ code: code ?? 1, stdout, stderr, wallS, childUserS: parse(cu), childSysS: parse(cs), peakRssMiB })
     })
   })
 }
 
 /**
  * What creating a small file costs right now in `parent` (µs per file): 2,000 files of 4 KiB
- * in 20 directories, then removed. On this VM's ext4 the figure swings from ~20 µs to ~1 ms
- * per file between directories and minutes, and restores are made of file creations, so each
- * restore figure is reported with a probe taken just before it.
+ * in 20 directories, then removed (unless `keep`: a delete slows later file creation on this
+ * disk, so a probe just before a timed restore is left for the caller to remove afterwards).
+ * On this VM's ext4 the figure swings from ~20 µs to ~1 ms per file between directories and
+ * minutes, and restores are made of file creations, so each restore figure is reported with a
+ * probe taken just before it.
  */
-export function createProbe (parent: string): number {
+export function createProbe (parent: string, keep = false): number {
   const dir = mkdtempSync(join(parent, 'create-probe-'))
   const buf = Buffer.alloc(4096, 0x61)
   const t = performance.now()
@@ -244,7 +295,7 @@ export function createProbe (parent: string): number {
     for (let f = 0; f < 100; f++) writeFileSync(join(dir, String(d), `f${f}`), buf, { flag: 'wx' })
   }
   const us = (performance.now() - t) * 1000 / 2000
-  rmSync(dir, { recursive: true, force: true })
+  if (!keep) rmSync(dir, { recursive: true, force: true })
   return Math.round(us)
 }
 
@@ -269,3 +320,15 @@ export function round (x: number | undefined, digits = 2): number | undefined {
 }
 
 export function mib (bytes: number): string { return `${(bytes / 2 ** 20).toFixed(1)} MiB` }
+
+/** A tree of `files` small files (1-4 KiB of varied text), 100 to a directory (bench:agent's
+ * small-file tree: 10 × corpus A's file count is the 786k tree of issue 12). */
+export function makeSmallTree (root: string, files: number): void {
+  const line = 'the quick brown fox jumps over the lazy dog 0123456789\n'
+  for (let i = 0; i < files; i++) {
+    const dir = join(root, `d${Math.floor(i / 10_000)}`, `e${Math.floor(i / 100) % 100}`)
+    if (i % 100 === 0) mkdirSync(dir, { recursive: true })
+    const size = 1024 + ((i * 2654435761) >>> 0) % 3072
+    writeFileSync(join(dir, `f${i}.txt`), `${i}\n` + line.repeat(Math.ceil(size / line.length)).slice(0, size))
+  }
+}

@@ -16,9 +16,19 @@ export const HOLDFAST_BIN = join(dirname(fileURLToPath(import.meta.url)), '..', 
 
 export interface CliResult { code: number, stdout: string, stderr: string }
 
-export async function runCli (args: string[], options: { timeoutMs?: number, env?: NodeJS.ProcessEnv } = {}): Promise<CliResult> {
+/** taskset(1), for daemons pinned to CPUs (the bench's two-host split on one machine). */
+export const TASKSET = '/usr/bin/taskset'
+
+/** The command prefix that pins a process, and everything it starts, to a CPU list ("0", "1"). */
+export function pinPrefix (cpus: string | undefined): string[] {
+  return cpus === undefined ? [] : [TASKSET, '-c', cpus]
+}
+
+/** `prefix` runs the CLI through another command (e.g. taskset). */
+export async function runCli (args: string[], options: { timeoutMs?: number, env?: NodeJS.ProcessEnv, prefix?: string[] } = {}): Promise<CliResult> {
   return await new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [HOLDFAST_BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...options.env } })
+    const argv = [...(options.prefix ?? []), process.execPath, HOLDFAST_BIN, ...args]
+    const child = spawn(argv[0], argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...options.env } })
     let stdout = ''
     let stderr = ''
     child.stdout.setEncoding('utf8').on('data', (d: string) => { stdout += d })
@@ -46,8 +56,13 @@ export async function cliJsonStatus<T> (args: string[], options: { timeoutMs?: n
 
 export interface AgentHandle { name: string, dataDir: string, config: string, socket: string, folder: string, peerId: string }
 
-/** How a daemon is started: extra environment, and a command to run it through. */
-export interface DaemonStart { env?: NodeJS.ProcessEnv, prefix?: string[] }
+/**
+ * How a daemon is started: extra environment, a command to run it through, and the CPUs it
+ * may run on (taskset; inherited by its worker threads and children). With `cpus`, the CLI
+ * call that checks the daemon is up runs on the same CPUs, so a pinned daemon's start does
+ * not put work on the other side's CPU.
+ */
+export interface DaemonStart { env?: NodeJS.ProcessEnv, prefix?: string[], cpus?: string }
 
 export class TestFleet {
   readonly managerDir: string
@@ -145,7 +160,7 @@ export class TestFleet {
   async startDaemon (key: string, role: 'manager' | 'agent' | 'node', config: string, socket: string, options: DaemonStart = {}): Promise<void> {
     mkdirSync(this.root, { recursive: true })
     const log = createWriteStream(join(this.root, `${key}.log`), { flags: 'a' })
-    const argv = [...(options.prefix ?? []), process.execPath, HOLDFAST_BIN, role, '--config', config]
+    const argv = [...pinPrefix(options.cpus), ...(options.prefix ?? []), process.execPath, HOLDFAST_BIN, role, '--config', config]
     const child = spawn(argv[0], argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...options.env } })
     child.stdout?.pipe(log)
     child.stderr?.pipe(log)
@@ -156,7 +171,7 @@ export class TestFleet {
     for (let i = 0; i < 300; i++) {
       if (exited) throw new Error(`${key} exited during start; see ${join(this.root, `${key}.log`)}:\n${readLog(join(this.root, `${key}.log`))}`)
       if (existsSync(socket)) {
-        const r = await runCli(['status', '--socket', socket, '--role', role, '--json'], { timeoutMs: 10_000 })
+        const r = await runCli(['status', '--socket', socket, '--role', role, '--json'], { timeoutMs: 10_000, prefix: pinPrefix(options.cpus) })
         if (r.code === 0) return
       }
       await delay(100)

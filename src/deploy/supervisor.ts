@@ -104,6 +104,9 @@ export async function runSupervised (opts: SupervisorOptions): Promise<number> {
     })
     rmSync(healthFile, { force: true })
     if (outcome.kind === 'aborted') return outcome.code
+    // a stop asked for (systemctl stop) is not a failed upgrade, even when the child's exit
+    // from our SIGTERM is seen before the abort's own outcome
+    if (stopRequested(opts.signal)) return outcome.kind === 'exit' ? outcome.code : await stop(child, opts.killGraceMs ?? 10_000, clock)
     if (outcome.kind === 'timeout') {
       await stop(child, opts.killGraceMs ?? 10_000, clock)
       if (await goBack(opts.installRoot, `no health report within ${Math.round(deadlineMs / 1000)} s`, clock, log) === undefined) return 1
@@ -118,6 +121,9 @@ export async function runSupervised (opts: SupervisorOptions): Promise<number> {
   }
   throw new HoldfastError('UPGRADE_FAILED', `more than ${MAX_ROUNDS} restarts into current in one run`)
 }
+
+/** A function, not an inline test: the compiler narrows `signal.aborted` across the await before it. */
+const stopRequested = (signal: AbortSignal | undefined): boolean => signal?.aborted === true
 
 async function goBack (installRoot: string, reason: string, clock: Clock, log: (line: string) => void): Promise<string | undefined> {
   const failed = effectiveState(installRoot)?.current

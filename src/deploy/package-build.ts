@@ -1,12 +1,12 @@
 /**
- * Builds a package from a project checkout: a gzipped tar of package.json, bin/, dist/src/ and
- * the production dependencies (node_modules, as package-lock.json marks them: not `dev`), plus
- * its manifest signed with the manager's key. Nothing is installed or downloaded: the
+ * Builds a package from a project checkout: a gzipped tar of package.json, README.md, bin/,
+ * dist/src/, packaging/systemd/ and the production dependencies (node_modules, as
+ * package-lock.json marks them: not `dev`), plus its manifest signed with the manager's key. Nothing is installed or downloaded: the
  * dependencies are taken from the node_modules already there, so a manager can package the
  * version it runs. Paths in the archive are relative to the project (no `package/` prefix):
  * the tarball unpacks straight into `versions/<version>/`.
  */
-import { createReadStream, lstatSync, readdirSync, readFileSync, readlinkSync, renameSync, unlinkSync, type Stats } from 'node:fs'
+import { createReadStream, existsSync, lstatSync, readdirSync, readFileSync, readlinkSync, renameSync, unlinkSync, type Stats } from 'node:fs'
 import { open } from 'node:fs/promises'
 import { createHash, randomBytes } from 'node:crypto'
 import { join, posix } from 'node:path'
@@ -33,7 +33,7 @@ export interface BuildOptions {
 }
 
 /** The top-level parts of a project that run: everything else (src, test, docs) stays behind. */
-const TOP_LEVEL = ['package.json', 'bin', 'dist/src']
+const TOP_LEVEL = ['package.json', 'README.md', 'bin', 'dist/src', 'packaging/systemd']
 
 /** node_modules/<pkg> paths of the production dependencies, from the lockfile (v2/v3 `packages`). */
 export function productionDependencies (projectDir: string): string[] {
@@ -92,7 +92,7 @@ function * walk (projectDir: string, rel: string, skipNested: boolean, mtime: nu
 
 function * sources (projectDir: string, mtime: number): Generator<TarSource> {
   for (const top of TOP_LEVEL) {
-    if (top.includes('/')) yield { path: top.split('/')[0] as string, type: 'directory', mode: 0o755, mtime }
+    if (top.includes('/') && existsSync(join(projectDir, top))) yield { path: top.split('/')[0] as string, type: 'directory', mode: 0o755, mtime }
     yield * walk(projectDir, top, false, mtime)
   }
   const deps = productionDependencies(projectDir)

@@ -174,6 +174,7 @@ describe('deploy: signed packages', function () {
     assert.equal(existsSync(join(res.dir, 'node_modules', 'libp2p', 'package.json')), true, 'production dependency included')
     assert.equal(existsSync(join(res.dir, 'node_modules', 'mocha')), false, 'dev dependency left out')
     assert.equal(existsSync(join(res.dir, 'dist', 'test')), false, 'tests left out')
+    assert.equal(existsSync(join(res.dir, 'packaging', 'systemd', 'holdfast-node.service')), true, 'the units travel with the package')
     await switchCurrent(installRoot, '0.1.0-test')
     // run from a directory outside the checkout, so nothing resolves back into it
     const version = JSON.parse(readFileSync(join(REPO, 'package.json'), 'utf8')).version as string

@@ -75,12 +75,25 @@ export type HoldfastErrorCode =
   | 'METRICS_LISTEN_FAILED'
   /** The audit log could not be written or read. */
   | 'AUDIT_LOG_FAILED'
-  /** A stand-in for a module another change provides (src/deploy/package.ts until it lands). */
-  | 'NOT_IMPLEMENTED'
   /** A node refused a deploy offer (busy, not a role it takes, settings it cannot apply); nothing changed on it. */
   | 'DEPLOY_REFUSED'
   /** A deploy or upgrade did not complete: the host did not answer, failed to install, or did not come back healthy. */
   | 'DEPLOY_FAILED'
+  // packages and upgrades (src/deploy, docs/architecture.md "Packages and upgrades")
+  /** A package's manifest signature does not verify, or its signer is not a pinned manager. */
+  | 'PACKAGE_SIGNATURE_INVALID'
+  /** A package's manifest or tarball is malformed (bad field, unsafe version name, bad gzip or tar). */
+  | 'PACKAGE_INVALID'
+  /** A package is larger than the receiver's cap or than its signed size. */
+  | 'PACKAGE_TOO_LARGE'
+  /** A package ended before its signed size. */
+  | 'PACKAGE_TRUNCATED'
+  /** A package's SHA-256 is not the one its signed manifest names. */
+  | 'PACKAGE_HASH_MISMATCH'
+  /** A tar entry would land outside its version directory, or is a link, device or fifo we do not unpack. */
+  | 'PACKAGE_PATH_UNSAFE'
+  /** A switch or rollback could not be made (no such version, no current link, nothing to roll back to). */
+  | 'UPGRADE_FAILED'
 
 /** An operating system's error code (ENOENT, EACCES, ENOSPC…), kept as the system gave it. */
 export type ErrnoCode = `E${string}`

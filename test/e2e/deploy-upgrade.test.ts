@@ -9,7 +9,7 @@
  * whose bytes changed after signing: refused, the host keeps its version.
  */
 import { strict as assert } from 'node:assert'
-import { existsSync, mkdtempSync, readFileSync, readlinkSync, rmSync, writeFileSync, openSync, readSync, writeSync, closeSync } from 'node:fs'
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync, writeFileSync, openSync, readSync, writeSync, closeSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -17,7 +17,6 @@ import { TestFleet, cliJson, cliJsonStatus, runCli } from '../support/fleet.js'
 import { compareTrees, makeSampleTree } from '../support/trees.js'
 import { requirePrivateNetns } from '../support/mocha.js'
 import { until } from '../support/wait.js'
-import { fakeProject } from '../support/packages.js'
 import { buildPackage } from '../../src/deploy/package.js'
 import { loadOrCreateIdentity } from '../../src/node/identity.js'
 import { BUILT_VERSION } from '../../src/version.js'
@@ -44,7 +43,12 @@ describe('e2e: upgrades under the supervisor (real package, health, rollback, ta
     // any key will do: `deploy package add` signs with the manager's
     const builder = await loadOrCreateIdentity(join(pkgDir, 'builder'))
     v2Tarball = (await buildPackage({ projectDir: REPO, outDir: pkgDir, privateKey: builder.privateKey, signer: builder.peerId, version: V2 })).tarball
-    badTarball = (await buildPackage({ projectDir: fakeProject(pkgDir, BAD, 'exit-3'), outDir: pkgDir, privateKey: builder.privateKey, signer: builder.peerId })).tarball
+    // a release whose program exits at once, before it could report healthy
+    const badProject = join(pkgDir, 'bad-project')
+    mkdirSync(join(badProject, 'bin'), { recursive: true })
+    writeFileSync(join(badProject, 'package.json'), JSON.stringify({ name: 'holdfast', version: BAD, type: 'module' }) + '\n')
+    writeFileSync(join(badProject, 'bin', 'holdfast.js'), '#!/usr/bin/env node\nprocess.exit(3)\n', { mode: 0o755 })
+    badTarball = (await buildPackage({ projectDir: badProject, outDir: pkgDir, privateKey: builder.privateKey, signer: builder.peerId })).tarball
   })
   after(() => { if (pkgDir !== '') rmSync(pkgDir, { recursive: true, force: true }) })
   beforeEach(() => { root = mkdtempSync(join(tmpdir(), 'holdfast-upgrade-')) })

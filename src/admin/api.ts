@@ -129,7 +129,12 @@ export type ManagerCommands = {
   'deploy-status': Cmd<NoArgs, DeployStatusRow[]>
   /** Upgrades agents to `version`, `batch` at a time; stops after the first batch with a failure. */
   'deploy-upgrade': Cmd<{ version: string, batch?: number, healthTimeoutMs?: number }, UpgradeReport>
+  /** Shelves a package tarball built elsewhere as `version`, signed with the manager's key. Audited. */
+  'deploy-package-add': Cmd<{ tarball: string, version: string }, ShelvedPackageInfo>
 }
+
+/** A package on the manager's shelf (<data dir>/packages). */
+export interface ShelvedPackageInfo { version: string, sha256: string, size: number, tarball: string }
 
 /** The agent's commands. */
 export type AgentCommands = {
@@ -285,6 +290,14 @@ export const MANAGER_API: RequestDecoders<ManagerCommands> = {
     const version = f.needStr('version')
     if (!/^[0-9A-Za-z][0-9A-Za-z.+-]{0,63}$/.test(version)) throw f.bad(`'${version}' is not a version`)
     return defined({ version, batch: f.int('batch', 1), healthTimeoutMs: f.int('healthTimeoutMs', 1) })
+  },
+  'deploy-package-add': args => {
+    const f = new Fields('deploy-package-add', args, ['tarball', 'version'])
+    const tarball = f.needStr('tarball')
+    if (!tarball.startsWith('/')) throw f.bad('tarball must be an absolute path')
+    const version = f.needStr('version')
+    if (!/^[0-9A-Za-z][0-9A-Za-z.+-]{0,63}$/.test(version)) throw f.bad(`'${version}' is not a version`)
+    return { tarball, version }
   }
 }
 

@@ -25,9 +25,17 @@ import { deployCommand } from './commands/deploy.js'
 import { defaultDataDir, print, socketHelp, socketOptions, socketPath } from './socket.js'
 import type { AgentStatus } from '../admin/api.js'
 import { runDaemonThread } from '../daemon/run-daemon.js'
+import { superviseDaemon, underSupervisor } from '../daemon/supervise.js'
 
 
 const SOCKET_HELP = socketHelp()
+const SUPERVISOR_HELP = `  --install-root DIR     run under the upgrade supervisor from DIR/current (as the systemd
+                         unit does, with /opt/holdfast): packages from the manager are
+                         installed in DIR/versions/<v>, made current, and started; a version
+                         that does not report healthy is rolled back. A DIR with no current
+                         version is first given a copy of the code this command runs from.
+                         Without it the host runs unsupervised and refuses packages.
+  --health-deadline S    seconds a new version has to report healthy (default 120)`
 
 const commands: Record<string, Command> = {
   init: {
@@ -138,20 +146,24 @@ manager this agent serves) and the folders to protect.
   },
   agent: {
     summary: 'run the agent daemon',
-    usage: 'holdfast agent [--config FILE]       (default ~/.holdfast/agent/agent.json)',
-    options: { config: { type: 'string' } },
+    usage: `holdfast agent [--config FILE] [--install-root DIR [--health-deadline S]]
+                                     (default ~/.holdfast/agent/agent.json)
+${SUPERVISOR_HELP}`,
+    options: { config: { type: 'string' }, 'install-root': { type: 'string' }, 'health-deadline': { type: 'string' } },
     run: async (values) => await runDaemon('agent', values)
   },
   node: {
     summary: 'run a bare node: it waits for its manager to give it the agent role (then runs the agent)',
-    usage: `holdfast node [--config FILE]        (default ~/.holdfast/node/node.json, made by \`holdfast join TOKEN --node\`)
+    usage: `holdfast node [--config FILE] [--install-root DIR [--health-deadline S]]
+                                     (default ~/.holdfast/node/node.json, made by \`holdfast join TOKEN --node\`)
 
 Advertises this host over mDNS with role node and serves its pinned manager only, for one
 thing: an offer of the agent role (/holdfast/deploy/1). Once given it, it writes
 <data dir>/agent.json and runs the agent in place, and does so at every start from then on.
 \`holdfast status --role node\` shows its state (bare, deploying, agent, failed: why).
-Exit 75 means a new version was installed and made current: restart it (the supervisor does).`,
-    options: { config: { type: 'string' } },
+Exit 75 means a new version was installed and made current: restart it (the supervisor does).
+${SUPERVISOR_HELP}`,
+    options: { config: { type: 'string' }, 'install-root': { type: 'string' }, 'health-deadline': { type: 'string' } },
     run: async (values) => await runDaemon('node', values)
   },
   deploy: deployCommand,
@@ -287,7 +299,14 @@ async function runDaemon (role: Role, values: Record<string, unknown>): Promise<
   const file = typeof values.config === 'string' ? values.config : join(defaultDataDir(role), `${role}.json`)
   const config: HoldfastConfig = loadConfig(file)
   if (config.role !== role) throw new HoldfastError('CONFIG_INVALID', `${file} is a ${config.role} config, not a ${role} config`)
-  const { exitCode, failure } = await runDaemonThread(role, resolve(file))
+  const installRoot = typeof values['install-root'] === 'string' ? resolve(values['install-root']) : undefined
+  if (installRoot === undefined && values['health-deadline'] !== undefined) throw new HoldfastError('ADMIN_BAD_REQUEST', '--health-deadline goes with --install-root')
+  if (installRoot !== undefined && (role === 'node' || role === 'agent') && !underSupervisor()) {
+    const deadline = values['health-deadline'] === undefined ? undefined : Number(values['health-deadline'])
+    if (deadline !== undefined && (!Number.isFinite(deadline) || deadline <= 0)) throw new HoldfastError('ADMIN_BAD_REQUEST', '--health-deadline must be a number of seconds > 0')
+    return await superviseDaemon(role, resolve(file), installRoot, deadline === undefined ? {} : { healthDeadlineMs: Math.round(deadline * 1000) })
+  }
+  const { exitCode, failure } = await runDaemonThread(role, resolve(file), installRoot)
   if (failure !== undefined) {
     process.stderr.write(`holdfast ${role}: ${failure.message}\n`)
     return exitStatusFor(failure.code)

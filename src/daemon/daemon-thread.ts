@@ -11,12 +11,15 @@ import { createLogger } from '../util/log.js'
 import { systemClock } from '../util/clock.js'
 import { describeError, errorCode } from '../util/errors.js'
 import { lockDataDir, type DirLock } from '../util/dir-lock.js'
+import { reportHealthy } from '../deploy/supervisor.js'
+import { HOLDFAST_VERSION } from '../version.js'
 
-export interface DaemonThreadData { role: 'agent' | 'manager' | 'node', configFile: string }
+/** installRoot: where packages go (`--install-root`); absent, the host takes none (nothing would restart it into one). */
+export interface DaemonThreadData { role: 'agent' | 'manager' | 'node', configFile: string, installRoot?: string }
 /** 'restart': a new version is current; the process exits with EXIT_RESTART for its supervisor. */
 export type DaemonThreadMessage = { kind: 'started' } | { kind: 'failed', code: string, message: string } | { kind: 'stopped' } | { kind: 'restart' }
 
-const { role, configFile } = workerData as DaemonThreadData
+const { role, configFile, installRoot } = workerData as DaemonThreadData
 const log = createLogger(role)
 
 let lock: DirLock | undefined
@@ -43,8 +46,13 @@ try {
     parentPort?.postMessage({ kind: 'restart' } satisfies DaemonThreadMessage)
     stop()
   }
-  const daemon = role === 'agent' ? new Agent(config, systemClock, log, { restart }) : role === 'node' ? new NodeDaemon(config, systemClock, log, restart) : new Manager(config, systemClock, log)
+  const daemon = role === 'agent' ? new Agent(config, systemClock, log, { restart, installRoot }) : role === 'node' ? new NodeDaemon(config, systemClock, log, restart, installRoot) : new Manager(config, systemClock, log)
   await daemon.start()
+  // The health condition of an upgrade (docs/architecture.md, "Packages and upgrades"): the
+  // role started in full — config loaded, data dir locked, listening, every protocol served,
+  // mDNS announcing this version, the admin socket answering. A version that cannot get this
+  // far is rolled back by the supervisor. A no-op when not run under one.
+  reportHealthy({ version: HOLDFAST_VERSION })
   parentPort?.postMessage({ kind: 'started' } satisfies DaemonThreadMessage)
   parentPort?.on('message', (msg: unknown) => {
     if (msg === 'stop') stop()

@@ -5,11 +5,12 @@
  */
 import { Worker } from 'node:worker_threads'
 import type { DaemonThreadData, DaemonThreadMessage } from './daemon-thread.js'
+import { EXIT_RESTART_INTO_CURRENT } from '../deploy/supervisor.js'
 
 export type DaemonRole = DaemonThreadData['role']
 
 /** "Restart me into `current`": the exit status a supervisor restarts on (EX_TEMPFAIL). */
-export const EXIT_RESTART = 75
+export const EXIT_RESTART = EXIT_RESTART_INTO_CURRENT
 
 export interface DaemonExit {
   /** The worker's exit code. */
@@ -18,9 +19,9 @@ export interface DaemonExit {
   failure?: { code: string, message: string }
 }
 
-export async function runDaemonThread (role: DaemonRole, configFile: string): Promise<DaemonExit> {
+export async function runDaemonThread (role: DaemonRole, configFile: string, installRoot?: string): Promise<DaemonExit> {
   const worker = new Worker(new URL('./daemon-thread.js', import.meta.url), {
-    workerData: { role, configFile } satisfies DaemonThreadData,
+    workerData: { role, configFile, ...(installRoot === undefined ? {} : { installRoot }) } satisfies DaemonThreadData,
     resourceLimits: { maxYoungGenerationSizeMb: 16 }
   })
   let failure: DaemonExit['failure']

@@ -33,7 +33,7 @@ export interface BuildOptions {
 }
 
 /** The top-level parts of a project that run: everything else (src, test, docs) stays behind. */
-const TOP_LEVEL = ['package.json', 'README.md', 'bin', 'dist/src', 'packaging/systemd']
+export const TOP_LEVEL = ['package.json', 'README.md', 'bin', 'dist/src', 'packaging/systemd']
 
 /** node_modules/<pkg> paths of the production dependencies, from the lockfile (v2/v3 `packages`). */
 export function productionDependencies (projectDir: string): string[] {

@@ -40,6 +40,9 @@ export const MANIFEST_LIMITS = Object.freeze({
   timeoutMs: 120_000
 })
 
+/** A rollback's reason as the manifest carries it (the supervisor's words, a line). */
+const MAX_ROLLBACK_REASON_CHARS = 512
+
 export interface AgentManifest {
   agentVersion: string
   /** The endpoint's name, so a manager that found it as a bare static peer can name it. */
@@ -58,6 +61,12 @@ export interface AgentManifest {
   inputIdleSeconds?: number
   /** The central config version the agent has applied (0: none); the manager pushes a newer one (protocols/config.ts). */
   configVersion?: number
+  /**
+   * The last upgrade of this host failed its health check and was undone: the version that
+   * failed and why (the supervisor's record, src/deploy/upgrade-state.ts). A rolling upgrade
+   * reads it to tell "rolled back" from "not back yet".
+   */
+  rolledBack?: { version: string, reason: string }
 }
 
 /** What the manager says with a list request. */
@@ -185,7 +194,7 @@ export class ManifestService {
     const request = await readJson(reader, MANIFEST_LIMITS.maxRequestBytes, 'the manifest request', requestFromWire)
     if (request.op === 'list') {
       const m = this.init.source.manifest(request.windows === undefined ? {} : { windows: request.windows })
-      await sendJson(stream, { v: WIRE_VERSION, agentVersion: m.agentVersion, name: m.name, idle: m.idle, sets: m.sets.slice(0, MANIFEST_LIMITS.maxSetsPerList), utcOffsetMinutes: m.utcOffsetMinutes, timeZone: m.timeZone, uploadWindows: m.uploadWindows, load: m.load, inputIdleSeconds: m.inputIdleSeconds, configVersion: m.configVersion }, MANIFEST_LIMITS.maxFrameBytes, signal)
+      await sendJson(stream, { v: WIRE_VERSION, agentVersion: m.agentVersion, name: m.name, idle: m.idle, sets: m.sets.slice(0, MANIFEST_LIMITS.maxSetsPerList), utcOffsetMinutes: m.utcOffsetMinutes, timeZone: m.timeZone, uploadWindows: m.uploadWindows, load: m.load, inputIdleSeconds: m.inputIdleSeconds, configVersion: m.configVersion, rolledBack: m.rolledBack === undefined ? undefined : { version: m.rolledBack.version.slice(0, 64), reason: m.rolledBack.reason.slice(0, MAX_ROLLBACK_REASON_CHARS) } }, MANIFEST_LIMITS.maxFrameBytes, signal)
     } else {
       // throws SET_UNKNOWN before any page is sent; the helper answers with the error frame
       const entries = this.init.source.entries(request.setId)
@@ -239,6 +248,10 @@ export class ManifestClient {
         if (r.load !== undefined) manifest.load = field(typeof r.load === 'number' && Number.isFinite(r.load) && r.load >= 0, 'load', r.load as number)
         if (r.inputIdleSeconds !== undefined) manifest.inputIdleSeconds = int(r, 'inputIdleSeconds')
         if (r.configVersion !== undefined) manifest.configVersion = int(r, 'configVersion')
+        if (r.rolledBack !== undefined) {
+          const rb = field(typeof r.rolledBack === 'object' && r.rolledBack !== null && !Array.isArray(r.rolledBack), 'rolledBack', r.rolledBack) as Record<string, unknown>
+          manifest.rolledBack = { version: str(rb, 'version', 64), reason: str(rb, 'reason', MAX_ROLLBACK_REASON_CHARS) }
+        }
         return manifest
       })
     })

@@ -62,7 +62,7 @@ export interface AgentHandle { name: string, dataDir: string, config: string, so
  * call that checks the daemon is up runs on the same CPUs, so a pinned daemon's start does
  * not put work on the other side's CPU.
  */
-export interface DaemonStart { env?: NodeJS.ProcessEnv, prefix?: string[], cpus?: string }
+export interface DaemonStart { env?: NodeJS.ProcessEnv, prefix?: string[], cpus?: string, /** after `--config FILE`, e.g. ['--install-root', DIR] */ args?: string[] }
 
 export class TestFleet {
   readonly managerDir: string
@@ -160,7 +160,7 @@ export class TestFleet {
   async startDaemon (key: string, role: 'manager' | 'agent' | 'node', config: string, socket: string, options: DaemonStart = {}): Promise<void> {
     mkdirSync(this.root, { recursive: true })
     const log = createWriteStream(join(this.root, `${key}.log`), { flags: 'a' })
-    const argv = [...pinPrefix(options.cpus), ...(options.prefix ?? []), process.execPath, HOLDFAST_BIN, role, '--config', config]
+    const argv = [...pinPrefix(options.cpus), ...(options.prefix ?? []), process.execPath, HOLDFAST_BIN, role, '--config', config, ...(options.args ?? [])]
     const child = spawn(argv[0], argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...options.env } })
     child.stdout?.pipe(log)
     child.stderr?.pipe(log)

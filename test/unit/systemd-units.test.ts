@@ -47,6 +47,8 @@ function verify (mutate: (text: string) => string = t => t): { status: number | 
   return { status: run.status, output: `${run.stdout}${run.stderr}`, dir }
 }
 
+const BIN = fileURLToPath(new URL('../../../bin/holdfast.js', import.meta.url))
+
 describe('systemd units (packaging/systemd)', () => {
   it('keep the sandboxing of a backup daemon', () => {
     const node = serviceSection(readFileSync(join(DIR, 'holdfast-node.service'), 'utf8'))
@@ -68,6 +70,24 @@ describe('systemd units (packaging/systemd)', () => {
     assert.equal(manager.get('ProtectHome'), 'yes')
     assert.equal(manager.get('CapabilityBoundingSet'), '')
     assert.equal(manager.get('DynamicUser'), 'yes')
+  })
+
+  it('start the daemons with options the CLI takes, the node under the supervisor with the writable install root', () => {
+    const node = serviceSection(readFileSync(join(DIR, 'holdfast-node.service'), 'utf8'))
+    const nodeArgs = (node.get('ExecStart') ?? '').split(' ').slice(2)
+    assert.equal(nodeArgs[0], 'node')
+    const root = nodeArgs[nodeArgs.indexOf('--install-root') + 1]
+    assert.ok(nodeArgs.includes('--install-root'), 'the node runs under the upgrade supervisor')
+    assert.equal(root, node.get('ReadWritePaths'), 'the supervisor switches versions where the unit may write')
+    for (const unit of ['holdfast-node.service', 'holdfast-manager.service']) {
+      const args = (serviceSection(readFileSync(join(DIR, unit), 'utf8')).get('ExecStart') ?? '').split(' ').slice(2)
+      // this checkout's CLI with the unit's arguments: the config under /var/lib is absent
+      // here, so it must get as far as reading it, past the option parser
+      const run = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', timeout: 60_000, env: { ...process.env, HOLDFAST_HEALTH_FILE: '' } })
+      assert.doesNotMatch(run.stderr, /Unknown option|Unexpected argument/i, `${unit}: ${run.stderr}`)
+      assert.match(run.stderr, /\/var\/lib\/holdfast\/(node\/node|manager\/manager)\.json/, `${unit}: ${run.stderr}`)
+      assert.notEqual(run.status, 0)
+    }
   })
 
   it('pass systemd-analyze verify without a warning', function () {

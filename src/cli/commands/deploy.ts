@@ -1,4 +1,5 @@
 /** `holdfast deploy`: give bare nodes the agent role, roll upgrades out, show where each host is. */
+import { resolve } from 'node:path'
 import type { Command } from '../command.js'
 import { print, socketHelp, socketOptions, socketPath } from '../socket.js'
 import { callManager, type DeployOutcome } from '../../admin/api.js'
@@ -14,6 +15,7 @@ export const deployCommand: Command = {
   usage: `holdfast deploy NODE [options]
 holdfast deploy --version VERSION [--batch N] [--health-timeout S] [options]
 holdfast deploy status [options]
+holdfast deploy package add TARBALL --version VERSION [options]
 
 NODE         offers the agent role to a bare node now (peer id or name, as \`holdfast peers\`
              shows it), with the settings in manager.json's manager.deploy.settings; needed
@@ -26,10 +28,22 @@ NODE         offers the agent role to a bare node now (peer id or name, as \`hol
              seconds (default 120). The first batch with a failure ends the run: the hosts
              that failed and why, and those not attempted, are listed; exit 1.
 status       every node and agent: version and deploy state (bare, deploying, agent, failed).
+package add TARBALL --version V
+             puts a package built elsewhere (buildPackage, src/deploy/package-build.ts, from
+             another checkout or release) on the shelf as version V, signed with this
+             manager's key; then \`holdfast deploy --version V\` offers it. A version already
+             on the shelf is refused. The hosts report V once they run it.
 ${socketHelp('manager')}`,
   options: { ...socketOptions, version: { type: 'string' }, batch: { type: 'string' }, 'health-timeout': { type: 'string' } },
   run: async (values, positionals) => {
     const socket = socketPath(values, 'manager')
+    if (positionals[0] === 'package') {
+      const [, verb, tarball, ...extra] = positionals
+      if (verb !== 'add' || tarball === undefined || extra.length > 0 || typeof values.version !== 'string') throw new HoldfastError('ADMIN_BAD_REQUEST', 'deploy package add TARBALL --version V')
+      const p = await callManager(socket, 'deploy-package-add', { tarball: resolve(tarball), version: values.version }, { timeoutMs: 3600_000 })
+      print(values, p, () => `shelved ${p.version}: ${p.size} bytes, sha256 ${p.sha256}\n  ${p.tarball}\nOffer it with: holdfast deploy --version ${p.version}`)
+      return 0
+    }
     if (typeof values.version === 'string') {
       if (positionals.length > 0) throw new HoldfastError('ADMIN_BAD_REQUEST', 'deploy --version upgrades the fleet; it takes no node')
       const batch = values.batch === undefined ? undefined : Number(values.batch)

@@ -37,6 +37,7 @@ import { writeFileDurable } from '../../util/durable-file.js'
 const CENTRAL_CONFIG_FILE = 'central-config.json'
 import { DeployService } from '../../protocols/deploy.js'
 import { upgradeTarget } from '../node/upgrade-target.js'
+import { readUpgradeState } from '../../deploy/upgrade-state.js'
 
 export interface AgentStatus {
   peerId: string
@@ -112,9 +113,12 @@ export class Agent {
 
   /** Asks the process to exit for its supervisor to restart it (a package was made current). */
   private readonly restart: () => void
+  /** Where packages go (`--install-root`, under the supervisor); without one a package is refused. */
+  private readonly installRoot?: string
 
-  constructor (readonly local: HoldfastConfig, private readonly clock: Clock, private readonly log: Logger, deps: { idleProbe?: IdleProbe, restart?: () => void } = {}) {
+  constructor (readonly local: HoldfastConfig, private readonly clock: Clock, private readonly log: Logger, deps: { idleProbe?: IdleProbe, restart?: () => void, installRoot?: string } = {}) {
     this.restart = deps.restart ?? (() => { log.warn('a new version is current, but this agent runs without a supervisor to restart it') })
+    this.installRoot = deps.installRoot
     mkdirSync(local.dataDir, { recursive: true, mode: 0o700 })
     this.idleProbe = deps.idleProbe ?? new LinuxIdleProbe(clock)
     this.config = this.loadCentral()
@@ -266,7 +270,8 @@ export class Agent {
             timeZone: Intl.DateTimeFormat().resolvedOptions().timeZone,
             uploadWindows: this.config.agent.uploadWindows === '' ? undefined : this.config.agent.uploadWindows,
             sets: this.state.sealedSets(),
-            configVersion: this.central.version
+            configVersion: this.central.version,
+            rolledBack: this.rolledBack()
           }
         },
         entries: (setId) => {
@@ -300,7 +305,7 @@ export class Agent {
     await new ConfigService(node, { allow, log: this.log, sink: { apply: async (document, manager) => await this.applyCentral(document, manager) } }).start()
     await new RestoreService(node, { allow, log: this.log, target: { open: async (header, manager) => this.openRestore(header, manager) } }).start()
     // rolling upgrades (holdfast deploy --version): a signed package from a pinned manager
-    await new DeployService(node, { allow, log: this.log.child('deploy'), target: upgradeTarget(this.config.dataDir, this.config.managers, this.log, this.restart) }).start()
+    await new DeployService(node, { allow, log: this.log.child('deploy'), target: upgradeTarget(this.installRoot, this.config.managers, this.log, this.restart) }).start()
     this.discovery = new Discovery({
       self: { peerId: this.peerId, role: 'agent', version: HOLDFAST_VERSION, name: this.config.name, port: listenPort(node), fleetTag: fleetTag(this.config.fleetKey) },
       mdns: this.config.mdns.enabled,
@@ -318,6 +323,18 @@ export class Agent {
     await this.admin.start()
     this.log.info('agent started', { peer: this.peerId, listen: node.getMultiaddrs().map(String), folders: this.config.agent.folders.map(f => f.path) })
     this.loop = this.scanLoop()
+  }
+
+  /** The supervisor's record of a failed upgrade it undid, for the manager's rolling upgrade. */
+  private rolledBack (): { version: string, reason: string } | undefined {
+    if (this.installRoot === undefined) return undefined
+    try {
+      const state = readUpgradeState(this.installRoot)
+      return state?.phase === 'rolled-back' && state.failed !== undefined ? state.failed : undefined
+    } catch (err) {
+      this.log.warn('cannot read the upgrade state', { err: describeError(err) })
+      return undefined
+    }
   }
 
   /**

@@ -42,7 +42,7 @@ import { AuditLog, audited } from './audit-log.js'
 import type { PrivateKey } from '@libp2p/interface'
 import { CentralConfigStore, ConfigDelivery, FLEET_SCOPE, shortValue, type ConfigChange, type ConfigGetReply, type ConfigShowReply } from './central-config.js'
 import { ConfigClient } from '../../protocols/config.js'
-import { Deployer, type DeployState } from './deploy/deployer.js'
+import { Deployer, UPGRADE_PROBE_TIMEOUT_MS, type DeployState } from './deploy/deployer.js'
 import { PackageShelf } from './deploy/package-shelf.js'
 
 /** Closing a dead connection must not hold up the round. */
@@ -179,6 +179,11 @@ export class Manager {
       isApproved: id => this.membership.stateOf(id) === 'approved',
       onAgent: peer => { this.scheduler?.returned(peer); this.scheduler?.wake() },
       audit: (target, ok, detail) => { this.audit.append({ time: this.clock.now(), actor: { uid: 'network' }, command: 'deploy', target, outcome: ok ? 'ok' : 'failed', detail }) },
+      // what an upgraded host runs now, from its manifest (a short bound: it may be restarting)
+      probe: async (peer, signal) => {
+        const m = await new ManifestClient(node).list(peer.addrs, { signal, timeoutMs: UPGRADE_PROBE_TIMEOUT_MS })
+        return { version: m.agentVersion, ...(m.rolledBack === undefined ? {} : { rolledBack: m.rolledBack }) }
+      },
       signal: this.controller.signal
     })
     this.puller = new Puller({ host: node, catalog: this.catalog, packs: this.packs, clock: this.clock, log: this.log.child('pull') })
@@ -224,6 +229,7 @@ export class Manager {
       deploy: audited(this.audit, now, 'deploy', req => req.node, async (req) => await (this.deployer as Deployer).deployNow(req.node)),
       'deploy-status': async () => (this.deployer as Deployer).status(),
       'deploy-upgrade': audited(this.audit, now, 'deploy', req => `agents → ${req.version}, ${req.batch ?? 1} at a time`, async (req, ctx) => await (this.deployer as Deployer).upgrade(req, AbortSignal.any([ctx.signal, this.controller.signal]))),
+      'deploy-package-add': audited(this.audit, now, 'deploy', req => `package ${req.tarball} shelved as ${req.version}`, async (req, ctx) => await (this.deployer as Deployer).addPackage(req.tarball, req.version, ctx.signal)),
       peers: async (req) => this.peerList(req.overdueAfterMs),
       'peers-add': audited(this.audit, now, 'peers-add', req => req.address, async (req) => this.addStaticPeer(req.address)),
       'peers-remove': audited(this.audit, now, 'peers-remove', req => req.target, async (req) => this.removeStaticPeer(req.target)),

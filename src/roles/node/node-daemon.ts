@@ -19,8 +19,11 @@ export class NodeDaemon {
   private switching?: Promise<void>
   private stopped = false
 
-  /** `restart`: a new version is current; the process should exit for its supervisor to restart it. */
-  constructor (private readonly config: HoldfastConfig, private readonly clock: Clock, private readonly log: Logger, private readonly restart: () => void) {}
+  /**
+   * `restart`: a new version is current; the process should exit for its supervisor to restart it.
+   * `installRoot`: where packages go (`--install-root`); without one the host takes none.
+   */
+  constructor (private readonly config: HoldfastConfig, private readonly clock: Clock, private readonly log: Logger, private readonly restart: () => void, private readonly installRoot?: string) {}
 
   async start (): Promise<void> {
     const file = agentConfigFile(this.config.dataDir)
@@ -45,7 +48,7 @@ export class NodeDaemon {
     const bare = new BareNode(this.config, this.clock, this.log.child('node'), {
       becomeAgent: config => { this.switching = this.becomeAgent(bare, config) },
       restart: () => { this.restart() }
-    }, failure)
+    }, failure, this.installRoot)
     this.current = bare
     await bare.start()
   }
@@ -66,7 +69,7 @@ export class NodeDaemon {
   }
 
   private async runAgent (config: HoldfastConfig): Promise<void> {
-    const agent = new Agent(config, this.clock, this.log.child('agent'), { restart: () => { this.restart() } })
+    const agent = new Agent(config, this.clock, this.log.child('agent'), { restart: () => { this.restart() }, installRoot: this.installRoot })
     this.current = agent
     try {
       await agent.start()

@@ -24,6 +24,7 @@ import type { Clock } from '../../util/clock.js'
 import type { Logger } from '../../util/log.js'
 import { HOLDFAST_VERSION } from '../../version.js'
 import { agentConfigFromOffer } from './offer-config.js'
+import { requireInstallRoot } from './upgrade-target.js'
 
 export type NodeState = 'bare' | 'deploying' | 'agent' | 'failed'
 
@@ -41,8 +42,6 @@ export interface NodeStatus {
 
 /** Where a node writes the agent config an offer gives it; `holdfast node` runs it from then on. */
 export function agentConfigFile (dataDir: string): string { return join(dataDir, 'agent.json') }
-/** Where packages are installed (versioned directories and the `current` link). */
-export function installRoot (dataDir: string): string { return join(dataDir, 'install') }
 
 export interface BareNodeHooks {
   /** agent.json is written: run the agent in this node's place (same identity and data dir). */
@@ -62,7 +61,8 @@ export class BareNode {
   /** What an accepted offer leads to, once its result has left: the agent in place, or a restart into a package. */
   private pending?: { config: HoldfastConfig, restart: boolean }
 
-  constructor (readonly config: HoldfastConfig, private readonly clock: Clock, private readonly log: Logger, private readonly hooks: BareNodeHooks, failure?: string) {
+  /** `installRoot`: where packages go (`--install-root`, the supervisor's); without one an offer with a package is refused. */
+  constructor (readonly config: HoldfastConfig, private readonly clock: Clock, private readonly log: Logger, private readonly hooks: BareNodeHooks, failure?: string, private readonly installRoot?: string) {
     if (failure !== undefined) { this.state = 'failed'; this.why = failure }
   }
 
@@ -114,7 +114,10 @@ export class BareNode {
   private async check (offer: DeployOffer): Promise<void> {
     if (this.state === 'deploying' || this.pending !== undefined) throw new HoldfastError('DEPLOY_REFUSED', 'a deploy is already under way on this node')
     try {
-      if (offer.package !== undefined) await verifyManifest(offer.package, this.config.managers)
+      if (offer.package !== undefined) {
+        await verifyManifest(offer.package, this.config.managers)
+        requireInstallRoot(this.installRoot)
+      }
       agentConfigFromOffer(this.config, offer.settings)
     } catch (err) {
       this.fail(err)
@@ -129,7 +132,7 @@ export class BareNode {
       const { raw, config } = agentConfigFromOffer(this.config, offer.settings)
       let version = HOLDFAST_VERSION
       if (offer.package !== undefined && pkg !== undefined) {
-        const root = installRoot(this.config.dataDir)
+        const root = requireInstallRoot(this.installRoot)
         const installed = await installPackage({ installRoot: root, source: pkg, signed: offer.package, pinnedManagers: this.config.managers, maxBytes: DEPLOY_LIMITS.maxPackageBytes, signal })
         await switchCurrent(root, installed.version)
         version = installed.version

@@ -64,12 +64,24 @@ export interface DeployerInit {
   onAgent: (peer: PeerRecord) => void
   /** Records an automatic deploy in the audit log (an admin's goes through the admin socket). */
   audit: (target: string, ok: boolean, detail: string) => void
+  /**
+   * Asks an upgraded host what it runs now (the manifest: its version, and the supervisor's
+   * record when it rolled the new one back). Bounded by its own timeout; throws while the host
+   * is restarting. Without it the rolling upgrade goes by mDNS announcements alone.
+   */
+  probe?: (peer: PeerRecord, signal: AbortSignal) => Promise<HostVersion>
   /** A failed automatic deploy is offered again after this long (on the node's next sighting). */
   retryMs?: number
   signal: AbortSignal
 }
 
+export interface HostVersion { version: string, rolledBack?: { version: string, reason: string } }
+
 export const DEPLOY_RETRY_MS = 5 * 60_000
+/** One look at an upgraded host's manifest (the probe): it may be restarting. */
+export const UPGRADE_PROBE_TIMEOUT_MS = 5000
+/** Between two looks at an upgraded host while it restarts. */
+const CAME_BACK_POLL_MS = 1000
 /** A rolling upgrade's default wait for each host to come back on the new version. */
 export const UPGRADE_HEALTH_TIMEOUT_MS = 120_000
 
@@ -124,6 +136,13 @@ export class Deployer {
       const d = this.stateOf(p) ?? { state: 'agent' as const, at: p.firstSeen }
       return { peerId: p.peerId, name: p.name, role: p.role, version: p.version, state: d.state, ...(d.why === undefined ? {} : { why: d.why }), at: d.at }
     })
+  }
+
+  /** `holdfast deploy package add`: a tarball built elsewhere onto the shelf, signed here. */
+  async addPackage (tarball: string, version: string, signal: AbortSignal): Promise<{ version: string, sha256: string, size: number, tarball: string }> {
+    const p = await this.init.packages.add(tarball, version, signal)
+    this.init.log.info('package shelved', { version, sha256: p.signed.manifest.sha256, size: p.signed.manifest.size })
+    return { version, sha256: p.signed.manifest.sha256, size: p.signed.manifest.size, tarball: p.tarball }
   }
 
   /** Offers the agent role (and the newest shelved package when the node's version differs). */
@@ -187,18 +206,39 @@ export class Deployer {
     return report
   }
 
-  /** Waits (bounded) for an upgraded host to announce the new version: the supervisor restarted it healthy. */
+  /**
+   * Waits (bounded by the health timeout) for an upgraded host to run the new version: it
+   * announces it over mDNS, or says so when asked (probe). It fails at once when the host says
+   * its supervisor rolled this version back (the new version did not report healthy: the
+   * supervisor's reason is the message), and at the timeout when it never came back on it.
+   */
   private async cameBack (peer: PeerRecord, outcome: DeployOutcome, version: string, timeoutMs: number, signal: AbortSignal): Promise<DeployOutcome> {
     const { clock } = this.init
     const until = clock.now() + timeoutMs
-    while (peer.version !== version) {
-      if (clock.now() >= until) {
-        const why = `installed ${version} but did not come back on it within ${Math.round(timeoutMs / 1000)} s (still announces ${peer.version || 'nothing'})`
-        this.hosts.set(peer.peerId, { state: 'failed', why, at: clock.now() })
-        return { ...outcome, ok: false, state: 'failed', code: 'DEPLOY_FAILED', message: why }
-      }
-      await clock.sleep(500, signal)
+    let lastError: string | undefined
+    const failed = (why: string): DeployOutcome => {
+      this.hosts.set(peer.peerId, { state: 'failed', why, at: clock.now() })
+      this.init.log.warn('upgraded host did not come back healthy on the new version', { peer: peer.peerId, name: peer.name, version, why })
+      return { ...outcome, ok: false, state: 'failed', code: 'UPGRADE_FAILED', message: why }
     }
-    return outcome
+    for (;;) {
+      // the table's record: a restart may have replaced the one the batch started with
+      const record = this.init.peers.all().find(p => p.peerId === peer.peerId) ?? peer
+      if (record.version === version) return outcome
+      if (this.init.probe !== undefined && record.addrs.length > 0) {
+        try {
+          const now = await this.init.probe(record, signal)
+          record.version = now.version
+          lastError = undefined
+          if (now.version === version) return outcome
+          if (now.rolledBack?.version === version) return failed(`rolled back to ${now.version}: ${version} ${now.rolledBack.reason}`)
+        } catch (err) {
+          signal.throwIfAborted()
+          lastError = describeError(err)
+        }
+      }
+      if (clock.now() >= until) return failed(`installed ${version} but did not come back on it within ${Math.round(timeoutMs / 1000)} s (runs ${record.version || 'nothing known'}${lastError === undefined ? '' : `; last contact: ${lastError}`})`)
+      await clock.sleep(CAME_BACK_POLL_MS, signal)
+    }
   }
 }

@@ -4,12 +4,14 @@
  * manager's own installation (so the version it runs can always be offered), signed with the
  * manager's key, which every node pinned at join.
  */
-import { createReadStream, existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs'
+import { createReadStream, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, unlinkSync } from 'node:fs'
+import { open } from 'node:fs/promises'
+import { createHash, randomBytes } from 'node:crypto'
 import { basename, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type { PrivateKey } from '@libp2p/interface'
-import { buildPackage, type SignedManifest } from '../../../deploy/package.js'
-import { decodeSignedManifest } from '../../../protocols/deploy.js'
+import { buildPackage, isSafeVersion, signManifest, type SignedManifest } from '../../../deploy/package.js'
+import { decodeSignedManifest, DEPLOY_LIMITS } from '../../../protocols/deploy.js'
 import { HoldfastError, describeError } from '../../../util/errors.js'
 import { writeFileDurable } from '../../../util/durable-file.js'
 import { HOLDFAST_VERSION } from '../../../version.js'
@@ -78,6 +80,48 @@ export class PackageShelf {
     const { tarball, signed } = await buildPackage({ projectDir: PROJECT_DIR, outDir: this.dir, privateKey: this.signer.privateKey, signer: this.signer.peerId, version: HOLDFAST_VERSION, signal })
     writeFileDurable(join(this.dir, `${signed.manifest.version}.json`), JSON.stringify({ tarball: basename(tarball), signed }, null, 2) + '\n', 0o600)
     return { tarball: join(this.dir, basename(tarball)), signed }
+  }
+
+  /**
+   * `holdfast deploy package add TARBALL --version V`: shelves a package built elsewhere (by
+   * buildPackage, from another checkout) as version V, signed here with the manager's key. The
+   * admin vouches for the bytes by adding them; the node still checks everything it can
+   * (hash, size, paths, bin/holdfast.js) and the new version must report healthy. A version
+   * already on the shelf is refused, so what was offered under a name stays what it names.
+   */
+  async add (source: string, version: string, signal?: AbortSignal): Promise<ShelvedPackage> {
+    if (!isSafeVersion(version) || !VERSION_FILE.test(`${version}.json`)) throw new HoldfastError('DEPLOY_FAILED', `${JSON.stringify(version).slice(0, 80)} is not a version name`)
+    if (this.get(version) !== undefined) throw new HoldfastError('DEPLOY_FAILED', `version ${version} is on the shelf already (${this.dir})`)
+    mkdirSync(this.dir, { recursive: true, mode: 0o700 })
+    const name = `holdfast-${version}.tgz`
+    const tmp = join(this.dir, `.${name}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`)
+    const hash = createHash('sha256')
+    let size = 0
+    const out = await open(tmp, 'wx', 0o600)
+    try {
+      try {
+        for await (const chunk of createReadStream(source, { highWaterMark: 256 * 1024, signal }) as AsyncIterable<Buffer>) {
+          size += chunk.byteLength
+          if (size > DEPLOY_LIMITS.maxPackageBytes) throw new HoldfastError('PACKAGE_TOO_LARGE', `${source} is over the ${DEPLOY_LIMITS.maxPackageBytes} bytes a host takes`)
+          hash.update(chunk)
+          let off = 0
+          while (off < chunk.byteLength) off += (await out.write(chunk, off)).bytesWritten
+        }
+        await out.sync()
+      } finally {
+        await out.close()
+      }
+      if (size === 0) throw new HoldfastError('PACKAGE_INVALID', `${source} is empty`)
+      renameSync(tmp, join(this.dir, name))
+    } catch (err) {
+      try { unlinkSync(tmp) } catch {}
+      if (err instanceof HoldfastError) throw err
+      throw new HoldfastError('DEPLOY_FAILED', `cannot shelve ${source}: ${describeError(err)}`, {}, { cause: err })
+    }
+    // builtAt is when it was shelved: the newest package is what a bare node is offered
+    const signed = await signManifest({ format: 1, name: 'holdfast', version, sha256: hash.digest('hex'), size, builtAt: new Date().toISOString() }, this.signer.privateKey, this.signer.peerId)
+    writeFileDurable(join(this.dir, `${version}.json`), JSON.stringify({ tarball: name, signed }, null, 2) + '\n', 0o600)
+    return { tarball: join(this.dir, name), signed }
   }
 
   bytes (pkg: ShelvedPackage): AsyncIterable<Uint8Array> {

@@ -18,6 +18,7 @@ import { chmodSync, linkSync, lstatSync, mkdtempSync, rmSync, unlinkSync, type S
 import { dirname, join } from 'node:path'
 import { HoldfastError, errorCode, type HoldfastErrorCode } from '../util/errors.js'
 import type { Logger } from '../util/log.js'
+import { adminPeer, type AdminPeer } from './peer-credentials.js'
 
 export const ADMIN_LIMITS = Object.freeze({
   maxRequestBytes: 64 * 1024,
@@ -74,7 +75,15 @@ export type CommandSet = Record<string, CommandSpec>
  */
 export type RequestDecoders<S extends CommandSet> = { readonly [C in keyof S]: (args: Record<string, unknown>) => S[C]['request'] }
 
-export interface AdminContext<P = unknown> { progress: (p: P) => void, signal: AbortSignal }
+export interface AdminContext<P = unknown> {
+  progress: (p: P) => void
+  signal: AbortSignal
+  /**
+   * Who sent the request (peer-credentials.ts): looked up on the first call only, so only the
+   * commands that record it (the audited ones) pay for it; never throws.
+   */
+  peer: () => Promise<AdminPeer>
+}
 
 /** A daemon's handlers: one per command, each given a request its decoder has checked. */
 export type AdminHandlers<S extends CommandSet> = { [C in keyof S]: (request: S[C]['request'], ctx: AdminContext<S[C]['progress']>) => Promise<S[C]['reply']> }
@@ -175,11 +184,12 @@ export class AdminServer<S extends CommandSet> {
       const nl = buffer.indexOf('\n')
       if (nl < 0) return
       handled = true
-      void this.handle(buffer.slice(0, nl), socket, controller.signal)
+      let peer: Promise<AdminPeer> | undefined
+      void this.handle(buffer.slice(0, nl), socket, controller.signal, async () => await (peer ??= adminPeer(socket)))
     })
   }
 
-  private async handle (line: string, socket: Socket, signal: AbortSignal): Promise<void> {
+  private async handle (line: string, socket: Socket, signal: AbortSignal, peer: () => Promise<AdminPeer>): Promise<void> {
     let request: AdminRequest
     try {
       const parsed = JSON.parse(line) as unknown
@@ -199,7 +209,7 @@ export class AdminServer<S extends CommandSet> {
       const args = request.args
       if (typeof args !== 'object' || args === null || Array.isArray(args)) throw new HoldfastError('ADMIN_BAD_REQUEST', `'${request.cmd}': args must be an object`)
       const decoded = this.decoders[request.cmd](args)
-      const result = await this.handlers[request.cmd](decoded, { progress: p => { socket.write(JSON.stringify({ progress: p }) + '\n') }, signal })
+      const result = await this.handlers[request.cmd](decoded, { progress: p => { socket.write(JSON.stringify({ progress: p }) + '\n') }, signal, peer })
       this.reply(socket, { ok: true, result })
     } catch (err) {
       this.log.debug('admin command failed', { cmd: request.cmd, err: String(err) })

@@ -200,7 +200,7 @@ export class Manager {
       restore: audited(this.audit, now, 'restore', req => `${req.endpoint}${req.snapshot !== undefined ? ` snapshot ${req.snapshot}` : ''}${req.path !== undefined ? ` path ${req.path}` : ''} → ${req.toEndpoint === true ? 'the endpoint' : req.target ?? ''}`, async (req, ctx) => await this.restore(req, ctx.progress, ctx.signal)),
       'backup-now': audited(this.audit, now, 'backup-now', () => 'all agents', async (req, ctx) => await this.backupNow(req, ctx.progress, ctx.signal)),
       status: async () => ({ peerId: this.peerId, name: this.config.name, listen: node.getMultiaddrs().map(String), mdns: this.discovery?.mdnsEnabled ?? false, peers: this.peers.all().length, snapshots: this.catalog.snapshotCount(), storedBytes: this.catalog.storedBytes(), store: this.storeFull === undefined ? 'ok' : 'store full', storeError: this.storeFull?.error, metrics: this.metricsUrl })
-    }, this.log)
+    }, this.log, { group: this.config.admin.group })
     this.scheduler = this.createScheduler(node)
     await this.admin.start()
     this.log.info('manager started', { peer: this.peerId, listen: node.getMultiaddrs().map(String) })

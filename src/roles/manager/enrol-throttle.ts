@@ -26,7 +26,8 @@ export interface BucketSpec {
 
 export const ENROL_THROTTLE = Object.freeze({
   perPeer: Object.freeze({ burst: 5, refillMs: 60_000 }),
-  perIp: Object.freeze({ burst: 10, refillMs: 30_000 }),
+  // four wrong tokens in a row from one host (an admin's typos) are still checked
+  perIp: Object.freeze({ burst: 20, refillMs: 15_000 }),
   global: Object.freeze({ burst: 30, refillMs: 2_000 }),
   /** What a failed attempt takes in all (the attempt's own token included). */
   failureCost: 5,

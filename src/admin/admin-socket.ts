@@ -1,23 +1,28 @@
 /**
- * The local admin channel between the CLI and a running daemon: a Unix socket with mode 0600
- * inside the daemon's 0700 data directory, one JSON request per connection, answered by zero
- * or more progress lines and one final line. Only the local user who owns the daemon can use it.
+ * The local admin channel between the CLI and a running daemon: a Unix socket, one JSON
+ * request per connection, answered by zero or more progress lines and one final line. Only the
+ * daemon's user (and, with `admin.group`, that group's members) can use it.
  *
- * Access control (docs/security.md, the admin socket): Node has no SO_PEERCRED, so the peer's
- * uid is not read; the control is the file system. The socket's directory must be a real
- * directory of ours that nobody else can enter (mode & 0o077 == 0), else the daemon refuses to
- * start (ADMIN_SOCKET_UNSAFE). The socket is bound inside a fresh 0700 directory, chmodded
- * 0600, and only then hard-linked to its name, so it is never reachable with a looser mode
- * (umask cannot be set from the daemon's worker thread). A socket already at the name is
- * connected to first: one that answers is another live daemon's and is left alone
- * (ADMIN_SOCKET_IN_USE); only a dead one is removed. On stop the name is removed only if it is
- * still our socket.
+ * Access control (docs/security.md, the admin socket): Node has no SO_PEERCRED, so who may
+ * connect is decided by the file system, which the kernel enforces at connect(2) (write
+ * permission on the socket, search permission on every directory above it). The socket's
+ * directory must be a real directory of ours that nobody else can enter (mode & 0o077 == 0),
+ * else the daemon refuses to start (ADMIN_SOCKET_UNSAFE). With `admin.group` G, the directory
+ * (made if missing) is ours, of group G, mode 0710 (members may enter, not list; others
+ * nothing), and the socket is 0660 of group G. Either way the socket is bound inside a fresh
+ * 0700 directory, given its group and mode, and only then hard-linked to its name, so it is
+ * never reachable with a looser mode or another group (umask cannot be set from the daemon's
+ * worker thread). A socket already at the name is connected to first: one that answers is
+ * another live daemon's and is left alone (ADMIN_SOCKET_IN_USE); only a dead one is removed.
+ * On stop the name is removed only if it is still our socket. Who sent each audited request is
+ * looked up separately (peer-credentials.ts).
  */
 import { createServer, createConnection, type Server, type Socket } from 'node:net'
-import { chmodSync, linkSync, lstatSync, mkdtempSync, rmSync, unlinkSync, type Stats } from 'node:fs'
+import { chmodSync, lchownSync, linkSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, rmSync, unlinkSync, type Stats } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { HoldfastError, errorCode, type HoldfastErrorCode } from '../util/errors.js'
 import type { Logger } from '../util/log.js'
+import { adminPeer, type AdminPeer } from './peer-credentials.js'
 
 export const ADMIN_LIMITS = Object.freeze({
   maxRequestBytes: 64 * 1024,
@@ -28,9 +33,11 @@ export const ADMIN_LIMITS = Object.freeze({
 
 /**
  * The socket's directory must be a directory (not a link to one) owned by us with no access
- * for group or others: what makes the socket ours alone, since the peer's uid is not checked.
+ * for others; without a group, none for the group either; with `gid`, it must be of that group
+ * and the group may not write (it could replace the socket's name). This is what makes the
+ * socket ours (and the group's) alone, since the peer's uid is not checked at connect.
  */
-export function checkSocketDir (dir: string): void {
+export function checkSocketDir (dir: string, gid?: number): void {
   let st: Stats
   try {
     st = lstatSync(dir)
@@ -40,9 +47,50 @@ export function checkSocketDir (dir: string): void {
   const uid = process.getuid?.()
   if (!st.isDirectory()) throw new HoldfastError('ADMIN_SOCKET_UNSAFE', `admin socket directory ${dir} is not a directory (a symlink?); put adminSocket inside the data directory`, { dir })
   if (uid !== undefined && st.uid !== uid) throw new HoldfastError('ADMIN_SOCKET_UNSAFE', `admin socket directory ${dir} belongs to uid ${st.uid}, not to this daemon's uid ${uid}`, { dir })
-  if ((st.mode & 0o077) !== 0) {
-    throw new HoldfastError('ADMIN_SOCKET_UNSAFE', `admin socket directory ${dir} is open to others (mode ${(st.mode & 0o777).toString(8).padStart(4, '0')}); run: chmod 700 ${dir}, or put adminSocket inside the data directory`, { dir })
+  const mode = (st.mode & 0o777).toString(8).padStart(4, '0')
+  if (gid === undefined && (st.mode & 0o077) !== 0) {
+    throw new HoldfastError('ADMIN_SOCKET_UNSAFE', `admin socket directory ${dir} is open to others (mode ${mode}); run: chmod 700 ${dir}, or put adminSocket inside the data directory`, { dir })
   }
+  if (gid !== undefined && (st.gid !== gid || (st.mode & 0o027) !== 0)) {
+    throw new HoldfastError('ADMIN_SOCKET_UNSAFE', `admin socket directory ${dir} must be of group ${gid} with mode 0710 or 0750 (it is group ${st.gid}, mode ${mode})`, { dir })
+  }
+}
+
+/** A group name (looked up in /etc/group) or a numeric gid, as `admin.group` gives it. */
+export function resolveGroup (group: string | number): number {
+  if (typeof group === 'number') return group
+  if (/^\d+$/.test(group)) return Number(group)
+  let text = ''
+  try { text = readFileSync('/etc/group', 'utf8') } catch {}
+  for (const line of text.split('\n')) {
+    const f = line.split(':')
+    if (f.length >= 3 && f[0] === group && /^\d+$/.test(f[2])) return Number(f[2])
+  }
+  throw new HoldfastError('CONFIG_INVALID', `admin.group: no group named '${group}' in /etc/group (give a group name or a gid)`, { key: 'admin.group' })
+}
+
+/**
+ * Makes the socket's directory ready for a group: created 0700 if missing (never looser than
+ * that while it is not yet the group's), then given group `gid` and mode 0710. A directory that
+ * exists must be ours and closed to others; it is not loosened beyond what the group needs.
+ */
+function prepareGroupDir (dir: string, gid: number): void {
+  try {
+    mkdirSync(dir, { mode: 0o700 })
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw new HoldfastError('ADMIN_SOCKET_UNSAFE', `cannot create the admin socket directory ${dir}: ${(err as Error).message}`, { dir })
+  }
+  const st = lstatSync(dir)
+  const uid = process.getuid?.()
+  if (!st.isDirectory() || (uid !== undefined && st.uid !== uid) || (st.mode & 0o007) !== 0) checkSocketDir(dir)
+  try {
+    // lchown: a name swapped for a link after the lstat is not followed
+    lchownSync(dir, st.uid, gid)
+  } catch (err) {
+    throw new HoldfastError('ADMIN_SOCKET_UNSAFE', `cannot give ${dir} to group ${gid} (is the daemon's user a member?): ${(err as Error).message}`, { dir })
+  }
+  chmodSync(dir, 0o710)
+  checkSocketDir(dir, gid)
 }
 
 /** Whether something accepts connections on the socket at `path` (within the probe timeout). */
@@ -74,7 +122,15 @@ export type CommandSet = Record<string, CommandSpec>
  */
 export type RequestDecoders<S extends CommandSet> = { readonly [C in keyof S]: (args: Record<string, unknown>) => S[C]['request'] }
 
-export interface AdminContext<P = unknown> { progress: (p: P) => void, signal: AbortSignal }
+export interface AdminContext<P = unknown> {
+  progress: (p: P) => void
+  signal: AbortSignal
+  /**
+   * Who sent the request (peer-credentials.ts): looked up on the first call only, so only the
+   * commands that record it (the audited ones) pay for it; never throws.
+   */
+  peer: () => Promise<AdminPeer>
+}
 
 /** A daemon's handlers: one per command, each given a request its decoder has checked. */
 export type AdminHandlers<S extends CommandSet> = { [C in keyof S]: (request: S[C]['request'], ctx: AdminContext<S[C]['progress']>) => Promise<S[C]['reply']> }
@@ -91,7 +147,8 @@ export class AdminServer<S extends CommandSet> {
   private readonly decoders: Record<string, AnyDecoder>
   private readonly handlers: Record<string, AnyHandler>
 
-  constructor (private readonly path: string, decoders: RequestDecoders<S>, handlers: AdminHandlers<S>, private readonly log: Logger) {
+  /** `options.group`: `admin.group` (a name or gid) whose members may use the socket too. */
+  constructor (private readonly path: string, decoders: RequestDecoders<S>, handlers: AdminHandlers<S>, private readonly log: Logger, private readonly options: { group?: string | number } = {}) {
     this.decoders = decoders as unknown as Record<string, AnyDecoder>
     this.handlers = handlers as unknown as Record<string, AnyHandler>
   }
@@ -103,10 +160,12 @@ export class AdminServer<S extends CommandSet> {
 
   async start (): Promise<void> {
     const dir = dirname(this.path)
-    checkSocketDir(dir)
+    const gid = this.options.group === undefined ? undefined : resolveGroup(this.options.group)
+    if (gid === undefined) checkSocketDir(dir); else prepareGroupDir(dir, gid)
     const server = createServer(socket => { this.onConnection(socket) })
-    // Bound in a fresh 0700 directory, tightened, then linked to its name: reachable at the
-    // name only with mode 0600 (umask cannot be set from a worker thread).
+    // Bound in a fresh 0700 directory, given its group and mode, then linked to its name:
+    // reachable at the name only as 0600 (or 0660 of the group), never looser (umask cannot
+    // be set from a worker thread).
     const fresh = mkdtempSync(join(dir, '.sock-'))
     const bound = join(fresh, 's')
     try {
@@ -114,7 +173,8 @@ export class AdminServer<S extends CommandSet> {
         server.once('error', reject)
         server.listen(bound, () => { server.off('error', reject); resolve() })
       })
-      chmodSync(bound, 0o600)
+      if (gid !== undefined) lchownSync(bound, process.getuid?.() ?? -1, gid)
+      chmodSync(bound, gid === undefined ? 0o600 : 0o660)
       await this.link(bound)
     } catch (err) {
       await new Promise<void>(resolve => { server.close(() => { resolve() }) })
@@ -175,11 +235,12 @@ export class AdminServer<S extends CommandSet> {
       const nl = buffer.indexOf('\n')
       if (nl < 0) return
       handled = true
-      void this.handle(buffer.slice(0, nl), socket, controller.signal)
+      let peer: Promise<AdminPeer> | undefined
+      void this.handle(buffer.slice(0, nl), socket, controller.signal, async () => await (peer ??= adminPeer(socket)))
     })
   }
 
-  private async handle (line: string, socket: Socket, signal: AbortSignal): Promise<void> {
+  private async handle (line: string, socket: Socket, signal: AbortSignal, peer: () => Promise<AdminPeer>): Promise<void> {
     let request: AdminRequest
     try {
       const parsed = JSON.parse(line) as unknown
@@ -199,7 +260,7 @@ export class AdminServer<S extends CommandSet> {
       const args = request.args
       if (typeof args !== 'object' || args === null || Array.isArray(args)) throw new HoldfastError('ADMIN_BAD_REQUEST', `'${request.cmd}': args must be an object`)
       const decoded = this.decoders[request.cmd](args)
-      const result = await this.handlers[request.cmd](decoded, { progress: p => { socket.write(JSON.stringify({ progress: p }) + '\n') }, signal })
+      const result = await this.handlers[request.cmd](decoded, { progress: p => { socket.write(JSON.stringify({ progress: p }) + '\n') }, signal, peer })
       this.reply(socket, { ok: true, result })
     } catch (err) {
       this.log.debug('admin command failed', { cmd: request.cmd, err: String(err) })

@@ -4,7 +4,7 @@
  */
 import { closeSync, fstatSync, openSync, readFileSync } from 'node:fs'
 import { hostname } from 'node:os'
-import { isAbsolute, join, resolve, dirname, basename } from 'node:path'
+import { isAbsolute, join, relative, resolve, dirname, basename } from 'node:path'
 import { HoldfastError } from '../util/errors.js'
 import { writeFileDurable } from '../util/durable-file.js'
 import { parseUploadWindows } from '../model/upload-window.js'
@@ -111,6 +111,8 @@ export interface HoldfastConfig {
   /** Multiaddrs with /p2p/<id>, dialled when multicast does not pass. */
   staticPeers: string[]
   adminSocket: string
+  /** `group`: a group (name or gid) whose members may use the admin socket too; none by default. */
+  admin: { group?: string | number }
   agent: AgentConfig
   manager: ManagerConfig
 }
@@ -125,7 +127,7 @@ function isFolderSpec (f: unknown): boolean {
     Object.keys(r).every(k => k === 'path' || k === 'name' || k === 'ignore')
 }
 
-type Shape = { [key: string]: 'string' | 'number' | 'boolean' | 'string[]' | 'folders' | 'stringMap' | 'centralSettings' | Shape }
+type Shape = { [key: string]: 'string' | 'number' | 'boolean' | 'string[]' | 'folders' | 'stringMap' | 'centralSettings' | 'group' | Shape }
 
 const SHAPE: Shape = {
   role: 'string',
@@ -138,6 +140,7 @@ const SHAPE: Shape = {
   mdns: { enabled: 'boolean', queryIntervalSeconds: 'number' },
   staticPeers: 'string[]',
   adminSocket: 'string',
+  admin: { group: 'group' },
   agent: { folders: 'folders', scanIntervalSeconds: 'number', settleSeconds: 'number', maxUploadBytesPerSecond: 'number', workers: 'number', spoolCapBytes: 'number', diskReserveBytes: 'number', watch: 'string', watchMaxEntries: 'number', restoreDir: 'string', uploadWindows: 'string', idleLoadPerCpu: 'number', idleInputSeconds: 'number' },
   manager: { pullIntervalSeconds: 'number', bandwidthBytesPerSecond: 'number', maxConcurrentPulls: 'number', sliceSeconds: 'number', maxAgeHours: 'number', maxAgeRateFraction: 'number', bandwidthProfiles: 'stringMap', endpointCaps: 'stringMap', uploadWindows: { default: 'string', endpoints: 'stringMap' }, overdueAfterHours: 'number', metrics: { listen: 'string' }, deploy: { auto: 'string', settings: 'centralSettings' } }
 }
@@ -159,12 +162,16 @@ function checkShape (value: unknown, shape: Shape, where: string): void {
         ? Array.isArray(v) && v.every(isFolderSpec)
         : expected === 'stringMap'
           ? typeof v === 'object' && v !== null && !Array.isArray(v) && Object.values(v).every(x => typeof x === 'string')
-          : typeof v === expected && (expected !== 'number' || Number.isFinite(v))
-    if (!ok) throw new HoldfastError('CONFIG_INVALID', `config key '${path}' must be ${expected === 'folders' ? 'a list of paths or {path, name?, ignore?: [globs]}' : expected === 'stringMap' ? 'an object of strings' : expected}`, { key: path })
+          : expected === 'group'
+            // a group name as useradd allows it, or a gid
+            ? (typeof v === 'string' && /^(?:[A-Za-z_][A-Za-z0-9_.-]{0,31}|\d{1,10})$/.test(v)) || (typeof v === 'number' && Number.isInteger(v) && v >= 0 && v < 0xffffffff)
+            : typeof v === expected && (expected !== 'number' || Number.isFinite(v))
+    if (!ok) throw new HoldfastError('CONFIG_INVALID', `config key '${path}' must be ${expected === 'folders' ? 'a list of paths or {path, name?, ignore?: [globs]}' : expected === 'stringMap' ? 'an object of strings' : expected === 'group' ? 'a group name or a gid' : expected}`, { key: path })
   }
 }
 
-export type ConfigInput = Partial<Omit<HoldfastConfig, 'agent' | 'manager' | 'mdns' | 'membership'>> & {
+export type ConfigInput = Partial<Omit<HoldfastConfig, 'agent' | 'manager' | 'mdns' | 'membership' | 'admin'>> & {
+  admin?: { group?: string | number }
   membership?: { autoApprove?: boolean }
   agent?: Partial<Omit<AgentConfig, 'folders'>> & { folders?: Array<string | { path: string, name?: string, ignore?: string[] }> }
   manager?: Partial<Omit<ManagerConfig, 'uploadWindows' | 'metrics' | 'deploy'>> & { uploadWindows?: { default?: string, endpoints?: Record<string, string> }, metrics?: { listen?: string }, deploy?: { auto?: string, settings?: CentralAgentSettings } }
@@ -202,6 +209,7 @@ export function resolveConfig (input: unknown, baseDir = process.cwd()): Holdfas
     mdns: { enabled: raw.mdns?.enabled ?? true, queryIntervalSeconds: raw.mdns?.queryIntervalSeconds ?? 30 },
     staticPeers: raw.staticPeers ?? [],
     adminSocket: raw.adminSocket === undefined ? join(dataDir, 'admin.sock') : resolve(baseDir, raw.adminSocket),
+    admin: raw.admin?.group === undefined ? {} : { group: raw.admin.group },
     agent: {
       folders,
       scanIntervalSeconds: raw.agent?.scanIntervalSeconds ?? 300,
@@ -232,6 +240,11 @@ export function resolveConfig (input: unknown, baseDir = process.cwd()): Holdfas
       metrics: { listen: raw.manager?.metrics?.listen ?? '' },
       deploy: { auto: raw.manager?.deploy?.auto ?? 'none', settings: { ...raw.manager?.deploy?.settings } }
     }
+  }
+  if (config.admin.group !== undefined) {
+    // the data directory is 0700: a socket under it stays out of the group's reach
+    const rel = relative(config.dataDir, dirname(config.adminSocket))
+    if (rel === '' || (!rel.startsWith('..') && !isAbsolute(rel))) throw new HoldfastError('CONFIG_INVALID', `admin.group needs adminSocket outside the data directory, which the group cannot enter (e.g. "adminSocket": "/run/holdfast/admin.sock")`, { key: 'admin.group' })
   }
   for (const [key, value, min] of [
     ['agent.scanIntervalSeconds', config.agent.scanIntervalSeconds, 1],

@@ -61,4 +61,8 @@ try {
   lock?.release()
   parentPort?.postMessage({ kind: 'failed', code: errorCode(err), message: describeError(err) } satisfies DaemonThreadMessage)
   parentPort?.close()
+  // A start that failed midway (e.g. the admin socket refused after the libp2p node was up)
+  // may leave listeners and timers behind that would keep this thread, and so the daemon,
+  // alive; in a worker, exit ends this thread only, after the message above is delivered.
+  setImmediate(() => { process.exit(1) })
 }

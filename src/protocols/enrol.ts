@@ -33,8 +33,8 @@ export interface EnrolRequest { secret: string, name: string }
 export interface EnrolGrant { fleetKey: string, managerPeerId: string, state: 'approved' | 'pending' }
 
 export interface EnrolServiceInit {
-  /** Checks the secret and records `peerId`; throws ENROL_REFUSED. */
-  enrol: (request: EnrolRequest, peerId: string) => Promise<EnrolGrant>
+  /** Checks the secret and records `peerId` (`ip`: where it came from); throws ENROL_REFUSED or ENROL_RATE_LIMITED. */
+  enrol: (request: EnrolRequest, peerId: string, ip: string) => Promise<EnrolGrant>
   log: Logger
 }
 
@@ -55,9 +55,9 @@ export class EnrolService {
   async start (): Promise<void> { await this.service.start() }
   async stop (): Promise<void> { await this.service.stop() }
 
-  private async serve ({ stream, reader, remote, signal }: Exchange): Promise<void> {
+  private async serve ({ stream, reader, remote, remoteIp, signal }: Exchange): Promise<void> {
     const request = await readJson(reader, ENROL_LIMITS.maxMessageBytes, 'the enrolment request', r => ({ secret: str(r, 'secret', 64), name: str(r, 'name', ENROL_LIMITS.maxNameChars) }))
-    const grant = await this.init.enrol(request, remote)
+    const grant = await this.init.enrol(request, remote, remoteIp)
     await sendJson(stream, { v: WIRE_VERSION, ...grant }, ENROL_LIMITS.maxMessageBytes, signal)
     await stream.close({ signal })
   }

@@ -36,6 +36,8 @@ export interface Exchange {
   reader: FrameReader
   /** The remote's peer id, already let through the gate. */
   remote: string
+  /** The remote's IP address as the connection has it ('' when it is not an IP connection). */
+  remoteIp: string
   /** The exchange's deadline (not the idle one): pass it to every write and close. */
   signal: AbortSignal
   /** Pushes the idle deadline back (a no-op when the protocol has none). */
@@ -114,7 +116,7 @@ export class ProtocolService {
       }
       this.perPeer.set(remote, running + 1)
       try {
-        await this.serveExchange(stream, reader, remote, log)
+        await this.serveExchange(stream, reader, remote, remoteIpOf(connection), log)
       } finally {
         const left = (this.perPeer.get(remote) ?? 1) - 1
         if (left <= 0) this.perPeer.delete(remote)
@@ -126,7 +128,7 @@ export class ProtocolService {
     }
   }
 
-  private async serveExchange (stream: Stream, reader: FrameReader, remote: string, log: Logger): Promise<void> {
+  private async serveExchange (stream: Stream, reader: FrameReader, remote: string, remoteIp: string, log: Logger): Promise<void> {
     const { name, limits } = this.spec
     const signal = deadline(limits.timeoutMs)
     const idle = limits.idleTimeoutMs === undefined ? undefined : new IdleDeadline(limits.idleTimeoutMs, signal)
@@ -134,7 +136,7 @@ export class ProtocolService {
     try {
       await runExchange(stream, watched, name, async () => {
         try {
-          await this.spec.handle({ stream, reader, remote, signal, touch: () => { idle?.touch() }, log })
+          await this.spec.handle({ stream, reader, remote, remoteIp, signal, touch: () => { idle?.touch() }, log })
         } catch (err) {
           // past the deadline runExchange resets the stream: there is no one left to tell
           if (watched.aborted) throw err
@@ -183,4 +185,11 @@ export class ProtocolService {
       }
     }
   }
+}
+
+/** The IP in a connection's remote multiaddr (/ip4/… or /ip6/…), or ''. */
+function remoteIpOf (connection: Connection): string {
+  // a test double may have no address at all
+  const addr = (connection as { remoteAddr?: { toString: () => string } }).remoteAddr?.toString() ?? ''
+  return /^\/ip[46]\/([^/]+)/.exec(addr)?.[1] ?? ''
 }

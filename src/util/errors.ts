@@ -23,6 +23,8 @@ export type HoldfastErrorCode =
   | 'PEER_NOT_ALLOWED'
   /** An enrolment was refused: the token is unknown, expired or used up, or the host is revoked (the joiner is not told which). */
   | 'ENROL_REFUSED'
+  /** Too many enrolment attempts from this peer, this address or in all: retry later (roles/manager/enrol-throttle.ts). */
+  | 'ENROL_RATE_LIMITED'
   /** `token revoke` named no token the manager holds. */
   | 'TOKEN_UNKNOWN'
   /** The membership file (tokens, approved and revoked peers) could not be read or written. */

@@ -4,7 +4,8 @@
  * table, scheduler, visit and puller, a real honest agent and a real manager on 127.0.0.1.
  * 10,000 fake agents cost bounded memory and a bounded number of dials, the honest agent is
  * backed up on time, and a forged record for the honest agent's peer id moves neither its
- * proven address nor its role. The peer table's expiry runs on a manual clock.
+ * proven address nor its role. Records with empty and oversized fields are dropped before
+ * they reach the peer table. The peer table's expiry runs on a manual clock.
  */
 import { strict as assert } from 'node:assert'
 import { mkdtempSync, rmSync } from 'node:fs'
@@ -15,7 +16,7 @@ import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { multiaddr } from '@multiformats/multiaddr'
 import { createHoldfastNode, listenPort, type HoldfastNode } from '../../src/node/libp2p-node.js'
 import { fleetTag, newFleetKey } from '../../src/node/fleet.js'
-import { Discovery, type ServiceRecordView } from '../../src/node/discovery.js'
+import { Discovery, RECORD_LIMITS, type ServiceRecordView } from '../../src/node/discovery.js'
 import { ManifestClient } from '../../src/protocols/manifest.js'
 import { silentLogger } from '../../src/util/log.js'
 import { ManualClock, systemClock } from '../../src/util/clock.js'
@@ -105,6 +106,43 @@ describe('Discovery under a flood of fake records (real Discovery, peer table, s
       await until('the honest agent backed up', 30_000, async () => honest.set === undefined ? true : undefined)
       const proven = table.get(honest.peerId)?.addrs[0]?.toString()
       assert.ok(proven?.includes(`/tcp/${listenPort(honest.node)}`), `the address a dial proved comes first: ${proven}`)
+
+      // records with empty and oversized fields, each otherwise valid (a fresh, real peer id
+      // where the id is not the bad field): all dropped, no throw, the honest peer untouched
+      const freshId = async (): Promise<string> => peerIdFromPrivateKey(await generateKeyPair('Ed25519')).toString()
+      const port = String(deadPort)
+      const badRecords: Array<{ what: string, view: ServiceRecordView, id?: string }> = []
+      for (const [what, peer] of [['empty peer id', ''], ['200-byte peer id', 'x'.repeat(200)], ['oversized peer id', `12D3KooW${'A'.repeat(4_000)}`]] as const) {
+        badRecords.push({ what, view: record(peer, fleet, deadPort) })
+      }
+      const txtCases: Array<[string, Record<string, string>]> = [
+        ['empty role', { role: '' }], ['oversized role', { role: 'agent'.repeat(100) }],
+        ['oversized name', { name: 'n'.repeat(10_000) }], ['oversized version', { ver: 'v'.repeat(10_000) }],
+        ['empty port', { port: '' }], ['port 0', { port: '0' }], ['port above 65535', { port: '99999' }], ['oversized port', { port: '9'.repeat(300) }]
+      ]
+      for (const [what, txt] of txtCases) {
+        const id = await freshId()
+        const view = record(id, fleet, deadPort)
+        badRecords.push({ what, id, view: { ...view, txt: { ...(view.txt as Record<string, string>), ...txt }, port: txt.port === undefined ? deadPort : Number(txt.port) } })
+      }
+      for (const [what, addresses] of [['no addresses', []], ['an empty address', ['']], ['an oversized address', ['1'.repeat(10_000)]]] as const) {
+        const id = await freshId()
+        badRecords.push({ what, id, view: { ...record(id, fleet, deadPort), addresses: [...addresses] } })
+      }
+      const sizeBefore = table.size
+      for (const bad of badRecords) {
+        assert.doesNotThrow(() => { discovery.onRecord(bad.view) }, bad.what)
+        if (bad.id !== undefined) assert.equal(table.get(bad.id), undefined, `${bad.what}: the record was taken`)
+      }
+      assert.equal(table.size, sizeBefore, 'no bad record entered the peer table')
+      assert.equal(table.get(honest.peerId)?.addrs[0]?.toString(), proven)
+      // the control: the same record with sane fields is taken (the checks above are not
+      // vacuous); one listing 1,000 addresses is taken with the first few only
+      const control = await freshId()
+      discovery.onRecord({ ...record(control, fleet, Number(port)), addresses: Array.from({ length: 1000 }, (_, i) => `198.18.0.${i % 250 + 1}`) })
+      const taken = table.get(control)
+      assert.ok(taken !== undefined, 'a sane record is taken')
+      assert.ok(taken.addrs.length <= RECORD_LIMITS.maxAddrs, `${taken.addrs.length} addresses kept`)
 
       // the flood: 10,000 fake agents plus 2,000 more, and a forged record for the honest id
       const t0 = Date.now()

@@ -14,7 +14,7 @@ import { Membership } from '../../src/roles/manager/membership.js'
 
 export const HOLDFAST_BIN = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'bin', 'holdfast.js')
 
-export interface CliResult { code: number, stdout: string, stderr: string }
+export interface CliResult { code: number, stdout: string, stderr: string, pid?: number }
 
 /** taskset(1), for daemons pinned to CPUs (the bench's two-host split on one machine). */
 export const TASKSET = '/usr/bin/taskset'
@@ -35,7 +35,7 @@ export async function runCli (args: string[], options: { timeoutMs?: number, env
     child.stderr.setEncoding('utf8').on('data', (d: string) => { stderr += d })
     const timer = setTimeout(() => { child.kill('SIGKILL'); reject(new Error(`holdfast ${args.join(' ')} took longer than ${options.timeoutMs ?? 120_000} ms`)) }, options.timeoutMs ?? 120_000)
     child.on('error', err => { clearTimeout(timer); reject(err) })
-    child.on('close', code => { clearTimeout(timer); resolve({ code: code ?? 1, stdout, stderr }) })
+    child.on('close', code => { clearTimeout(timer); resolve({ code: code ?? 1, stdout, stderr, pid: child.pid ?? -1 }) })
   })
 }
 

@@ -39,6 +39,7 @@ describe('config', () => {
         mdns: { enabled: true, queryIntervalSeconds: 30 },
         staticPeers: [],
         adminSocket: join(dataDir, 'admin.sock'),
+        admin: {},
         agent: { folders: [], scanIntervalSeconds: 300, settleSeconds: 2, maxUploadBytesPerSecond: 0, workers: 0, spoolCapBytes: 0, diskReserveBytes: 0, watch: 'auto', watchMaxEntries: 50_000, restoreDir: join(dataDir, 'restores'), uploadWindows: '', idleLoadPerCpu: 0.5, idleInputSeconds: 300 },
         manager: { pullIntervalSeconds: 60, bandwidthBytesPerSecond: 1_250_000, maxConcurrentPulls: 4, sliceSeconds: 300, maxAgeHours: 24, maxAgeRateFraction: 0.25, bandwidthProfiles: {}, endpointCaps: {}, uploadWindows: { endpoints: {} }, overdueAfterHours: 48, metrics: { listen: '' }, deploy: { auto: 'none', settings: {} } }
       })
@@ -99,6 +100,19 @@ describe('config', () => {
     it('names the root folder "root"', () => {
       const c = resolveConfig(withKey({ agent: { folders: ['/'] } }), BASE)
       assert.deepEqual(c.agent.folders, [{ path: '/', name: 'root', ignore: [] }])
+    })
+
+    it('admin.group: a name or a gid, only with the socket outside the data directory', () => {
+      const outside = { dataDir: '/srv/hf/data', adminSocket: '/run/holdfast/admin.sock' }
+      assert.deepEqual(resolveConfig(withKey({ ...outside, admin: { group: 'hf-admins' } }), BASE).admin, { group: 'hf-admins' })
+      assert.deepEqual(resolveConfig(withKey({ ...outside, admin: { group: 1001 } }), BASE).admin, { group: 1001 })
+      assert.deepEqual(resolveConfig(withKey({ ...outside, admin: { group: '1001' } }), BASE).admin, { group: '1001' })
+      for (const bad of ['', 'a:b', 'x'.repeat(40), -1, 1.5, true, ['wheel']]) {
+        assert.throws(() => resolveConfig(withKey({ ...outside, admin: { group: bad } }), BASE), holdfastCode('CONFIG_INVALID', 'admin.group'), JSON.stringify(bad))
+      }
+      // the data directory is 0700: a socket in it (the default) or under it cannot be the group's
+      assert.throws(() => resolveConfig(withKey({ dataDir: '/srv/hf/data', admin: { group: 'hf-admins' } }), BASE), holdfastCode('CONFIG_INVALID', 'outside the data directory'))
+      assert.throws(() => resolveConfig(withKey({ dataDir: '/srv/hf/data', adminSocket: '/srv/hf/data/run/a.sock', admin: { group: 'hf-admins' } }), BASE), holdfastCode('CONFIG_INVALID', 'outside the data directory'))
     })
 
     it('rejects an unknown top-level key with CONFIG_UNKNOWN_KEY naming it', () => {

@@ -3,21 +3,24 @@
  * <dataDir>/audit.log, each appended and fsynced before the command's reply (an entry is on
  * disk when the admin sees the result). Read back by `holdfast audit [--since T] [--json]`.
  *
- * The actor is the admin socket's peer. Node exposes no SO_PEERCRED, and matching the
- * socket's inode through /proc/net/unix names our end only (the peer's inode is not listed),
- * so the uid is recorded as "unknown"; the socket is reachable only by the daemon's user
- * (0600 in the 0700 data directory), which is who the actor is. docs/security.md says so.
+ * The actor is the admin socket's peer: its uid, pid and user name as found by
+ * admin/peer-credentials.ts (Node has no SO_PEERCRED), or uid "unknown" with the reason the
+ * lookup failed. docs/security.md, "Audit log".
  */
 import { closeSync, fsyncSync, openSync, readFileSync, writeSync } from 'node:fs'
 import { HoldfastError } from '../../util/errors.js'
+import type { AdminPeer } from '../../admin/peer-credentials.js'
 
 export type AuditCommand = 'restore' | 'prune' | 'retention-set' | 'backup-now' | 'join' | 'approve' | 'revoke' | 'token-create' | 'token-revoke' | 'peers-add' | 'peers-remove' | 'config-change' | 'deploy'
 
 export interface AuditEntry {
   /** ms since the epoch. */
   time: number
-  /** The admin socket peer's uid, or "unknown" (see above); "network" for a join (the target names the host). */
-  actor: { uid: number | 'unknown' | 'network' }
+  /**
+   * The admin socket's peer (uid, pid, user; or uid "unknown" and why); uid "network" for a
+   * join (the target names the host).
+   */
+  actor: AdminPeer | { uid: 'network' }
   command: AuditCommand
   /** What it acted on: an endpoint, a snapshot, the store. */
   target: string
@@ -75,17 +78,19 @@ export class AuditLog {
  * Wraps an admin handler so that each call is recorded, success or failure, once it ends.
  * `target` names what the request acts on.
  */
-export function audited<Req, Reply, Ctx> (log: AuditLog, now: () => number, command: AuditCommand, target: (req: Req) => string, handler: (req: Req, ctx: Ctx) => Promise<Reply>, skip?: (req: Req) => boolean): (req: Req, ctx: Ctx) => Promise<Reply> {
+export function audited<Req, Reply, Ctx extends { peer: () => Promise<AdminPeer> }> (log: AuditLog, now: () => number, command: AuditCommand, target: (req: Req) => string, handler: (req: Req, ctx: Ctx) => Promise<Reply>, skip?: (req: Req) => boolean): (req: Req, ctx: Ctx) => Promise<Reply> {
   return async (req, ctx) => {
     if (skip?.(req) === true) return await handler(req, ctx)
+    // looked up while the command runs (the peer is still connected), awaited at the end
+    const actor = ctx.peer()
     let reply: Reply
     try {
       reply = await handler(req, ctx)
     } catch (err) {
-      log.append({ time: now(), actor: { uid: 'unknown' }, command, target: target(req), outcome: 'failed', detail: err instanceof HoldfastError ? err.code : 'UNKNOWN' })
+      log.append({ time: now(), actor: await actor, command, target: target(req), outcome: 'failed', detail: err instanceof HoldfastError ? err.code : 'UNKNOWN' })
       throw err
     }
-    log.append({ time: now(), actor: { uid: 'unknown' }, command, target: target(req), outcome: 'ok' })
+    log.append({ time: now(), actor: await actor, command, target: target(req), outcome: 'ok' })
     return reply
   }
 }

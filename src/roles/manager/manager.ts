@@ -39,6 +39,7 @@ import { RateMeter } from './health/rate-meter.js'
 import { ManagerMetrics, MetricsServer, type EndpointFigures, type ManagerFigures } from './health/metrics.js'
 import { parseListenAddress } from '../../model/listen-address.js'
 import { AuditLog, audited } from './audit-log.js'
+import { EnrolThrottle } from './enrol-throttle.js'
 import type { PrivateKey } from '@libp2p/interface'
 import { CentralConfigStore, ConfigDelivery, FLEET_SCOPE, shortValue, type ConfigChange, type ConfigGetReply, type ConfigShowReply } from './central-config.js'
 import { ConfigClient } from '../../protocols/config.js'
@@ -132,6 +133,7 @@ export class Manager {
   private configDelivery?: ConfigDelivery
   /** Gives bare nodes the agent role and runs rolling upgrades (deploy/deployer.ts). */
   private deployer?: Deployer
+  private enrolThrottle?: EnrolThrottle
 
   constructor (readonly config: HoldfastConfig, private readonly clock: Clock, private readonly log: Logger) {
     mkdirSync(config.dataDir, { recursive: true, mode: 0o700 })
@@ -242,7 +244,7 @@ export class Manager {
       restore: audited(this.audit, now, 'restore', req => `${req.endpoint}${req.snapshot !== undefined ? ` snapshot ${req.snapshot}` : ''}${req.path !== undefined ? ` path ${req.path}` : ''} → ${req.toEndpoint === true ? 'the endpoint' : req.target ?? ''}`, async (req, ctx) => await this.restore(req, ctx.progress, ctx.signal)),
       'backup-now': audited(this.audit, now, 'backup-now', () => 'all agents', async (req, ctx) => await this.backupNow(req, ctx.progress, ctx.signal)),
       status: async () => ({ peerId: this.peerId, name: this.config.name, listen: node.getMultiaddrs().map(String), mdns: this.discovery?.mdnsEnabled ?? false, peers: this.peers.all().length, snapshots: this.catalog.snapshotCount(), storedBytes: this.catalog.storedBytes(), store: this.storeFull === undefined ? 'ok' : 'store full', storeError: this.storeFull?.error, metrics: this.metricsUrl })
-    }, this.log)
+    }, this.log, { group: this.config.admin.group })
     this.scheduler = this.createScheduler(node)
     await this.admin.start()
     this.log.info('manager started', { peer: this.peerId, listen: node.getMultiaddrs().map(String) })
@@ -257,6 +259,7 @@ export class Manager {
     await this.admin?.stop()
     this.discovery?.stop()
     await this.enrolNode?.stop()
+    this.enrolThrottle?.flush()
     await this.node?.stop()
     this.packs.close()
     this.catalog.close()
@@ -496,14 +499,22 @@ export class Manager {
     } catch (err) {
       this.log.warn('cannot save the enrolment port; tokens will not survive a restart', { err: describeError(err) })
     }
+    // refusals are audited as counts (enrol-throttle.ts), not one line per attempt
+    this.enrolThrottle = new EnrolThrottle(this.clock, r => {
+      this.audit.append({ time: this.clock.now(), actor: { uid: 'network' }, command: 'join', target: `${r.count} attempt(s) refused by the rate limit, the last from ${r.lastIp === '' ? '?' : r.lastIp} as ${r.lastPeer}`, outcome: 'failed', detail: 'ENROL_RATE_LIMITED' })
+    })
+    const throttle = this.enrolThrottle
     await new EnrolService(node, {
       log: this.log.child('enrol'),
-      enrol: async (request, peerId) => {
+      enrol: async (request, peerId, ip) => {
         const target = `${peerId}${request.name === '' ? '' : ` (${request.name})`}`
+        const admitted = throttle.admit(peerId, ip)
+        if (!admitted.ok) throw new HoldfastError('ENROL_RATE_LIMITED', `too many enrolment attempts; retry in ${Math.ceil(admitted.retryInMs / 1000)} s`, { retryInMs: admitted.retryInMs })
         let state: MemberState
         try {
           state = this.membership.redeem(request.secret, peerId, request.name, this.config.membership.autoApprove, this.clock.now())
         } catch (err) {
+          throttle.failed(peerId, ip)
           this.audit.append({ time: this.clock.now(), actor: { uid: 'network' }, command: 'join', target, outcome: 'failed', detail: describeError(err) })
           throw err
         }

@@ -11,19 +11,29 @@
  * policy (`manager.deploy.auto: 'approved'`) gives each the agent role. Then backups restore
  * bit-exact per host, and central configuration reaches all three agents (`holdfast config
  * set all`) while a config naming a folder a host lacks is refused and shown in the peer list.
+ * The nodes run under the upgrade supervisor (`--install-root`, as the systemd unit runs
+ * them): a rolling upgrade, one host a batch, to a package whose program exits at once is
+ * rolled back on its first host, the run stops there, and all three are still backed up.
  */
 import { strict as assert } from 'node:assert'
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { HOLDFAST_BIN, cliJson, runCli } from '../support/fleet.js'
+import { fileURLToPath } from 'node:url'
+import { HOLDFAST_BIN, cliJson, cliJsonStatus, runCli } from '../support/fleet.js'
 import { compareTrees, makeSampleTree } from '../support/trees.js'
-import { LanBed, requireLan, type LanHost } from '../support/lan.js'
+import { LanBed, requireLan, sh, type LanHost } from '../support/lan.js'
 import { startLanFleet, type LanFleet } from '../support/lan-fleet.js'
 import { until } from '../support/wait.js'
-import type { AgentStatus, AuditEntry, NodeStatus, PeerListRow, RoundResult, SnapshotRow } from '../../src/admin/api.js'
+import { bootstrapCurrent } from '../../src/deploy/bootstrap.js'
+import { buildPackage } from '../../src/deploy/package.js'
+import { loadOrCreateIdentity } from '../../src/node/identity.js'
+import { BUILT_VERSION } from '../../src/version.js'
+import type { AgentStatus, AuditEntry, DeployStatusRow, NodeStatus, PeerListRow, RoundResult, SnapshotRow, UpgradeReport } from '../../src/admin/api.js'
 
 const NODES = ['n1', 'n2', 'n3']
+const BAD = '0.3.0-bad'
+const REPO = fileURLToPath(new URL('../../../', import.meta.url))
 
 interface LanNode {
   name: string
@@ -34,6 +44,8 @@ interface LanNode {
   peerId: string
   /** What this host has at the protected path (its own folder, bind-mounted there). */
   source: string
+  /** Run under the upgrade supervisor from here, as the systemd unit runs it. */
+  installRoot: string
 }
 
 describe('LAN: a manager deploys the agent to three bare nodes, and configures them centrally', function () {
@@ -43,6 +55,8 @@ describe('LAN: a manager deploys the agent to three bare nodes, and configures t
   let lan: LanFleet
   /** The protected path: empty outside the nodes, each node's own folder inside it. */
   let protectedPath: string
+  /** An install root bootstrapped once from this checkout; each node's starts as a hard-linked copy of its version. */
+  let templateRoot: string
   const nodes: LanNode[] = []
 
   before(async function () {
@@ -50,6 +64,12 @@ describe('LAN: a manager deploys the agent to three bare nodes, and configures t
     root = mkdtempSync(join(tmpdir(), 'holdfast-lan-deploy-'))
     protectedPath = join(root, 'protected')
     mkdirSync(protectedPath)
+    // The supervisor's first start copies this checkout (~50 MB) into its install root; three
+    // such copies at once on a loaded machine cost ~20 s. One is made here, and each node gets
+    // a hard-linked copy of its version directory with no `current` link: the node's first
+    // start still makes it current and records it healthy (bootstrap.ts).
+    templateRoot = join(root, 'opt-template')
+    assert.equal(await bootstrapCurrent(templateRoot, REPO, BUILT_VERSION), BUILT_VERSION)
     bed = LanBed.create()
     lan = await startLanFleet(bed, root, {
       agents: 0,
@@ -83,8 +103,10 @@ describe('LAN: a manager deploys the agent to three bare nodes, and configures t
    * bind-mounted over the protected path (private propagation: the machine never sees it).
    */
   async function startNode (n: LanNode): Promise<void> {
+    mkdirSync(join(n.installRoot, 'versions'), { recursive: true })
+    sh(['cp', '-al', join(templateRoot, 'versions', BUILT_VERSION), join(n.installRoot, 'versions', BUILT_VERSION)])
     const mountOwn = ['unshare', '--mount', '--propagation', 'private', 'sh', '-c', 'mount --bind "$1" "$2" && shift 2 && exec "$@"', 'sh', n.source, protectedPath]
-    await lan.fleet.startDaemon(`node-${n.name}`, 'node', n.config, n.socket, { prefix: [...(bed as LanBed).wrap(n.host, []), ...mountOwn] })
+    await lan.fleet.startDaemon(`node-${n.name}`, 'node', n.config, n.socket, { prefix: [...(bed as LanBed).wrap(n.host, []), ...mountOwn], args: ['--install-root', n.installRoot] })
   }
 
   it('three bare nodes become agents with no step on them, are backed up, and each restores bit-exact', async function () {
@@ -103,7 +125,7 @@ describe('LAN: a manager deploys the agent to three bare nodes, and configures t
       const config = JSON.parse(readFileSync(out.config, 'utf8')) as Record<string, unknown>
       assert.equal(config.role, 'node')
       assert.equal(config.agent, undefined, 'a node config protects no folders')
-      return { name, host, dataDir, config: out.config, socket: join(dataDir, 'admin.sock'), peerId: out.peerId, source }
+      return { name, host, dataDir, config: out.config, socket: join(dataDir, 'admin.sock'), peerId: out.peerId, source, installRoot: join(root, `opt-${name}`) }
     }))
     nodes.push(...joined)
     assert.deepEqual(await cliJson<SnapshotRow[]>(['snapshots', '--socket', lan.fleet.managerSocket]), [], 'nothing of theirs is in the store yet')
@@ -186,5 +208,63 @@ describe('LAN: a manager deploys the agent to three bare nodes, and configures t
     assert.equal(s2.config.version, 1)
     assert.deepEqual(s2.folders.map(f => f.path), [protectedPath], 'nothing of the refused config was applied')
     assert.match(s2.config.refused?.error ?? '', /does not exist/)
+  })
+
+  it('a rolling upgrade (batch 1) to a package that exits at once is rolled back on its first host and stops there; all three are still backed up', async function () {
+    assert.equal(nodes.length, NODES.length, 'the deploy test ran')
+    const current = (n: LanNode): string => readlinkSync(join(n.installRoot, 'current'))
+    // the first start under the supervisor made the code it ran from the current version
+    for (const n of nodes) assert.equal(current(n), `versions/${BUILT_VERSION}`)
+    // a release whose program exits at once, before it could report healthy; signed by any
+    // key (`deploy package add` signs it again with the manager's)
+    const pkgDir = join(root, 'pkg')
+    const builder = await loadOrCreateIdentity(join(pkgDir, 'builder'))
+    const badProject = join(pkgDir, 'bad-project')
+    mkdirSync(join(badProject, 'bin'), { recursive: true })
+    writeFileSync(join(badProject, 'package.json'), JSON.stringify({ name: 'holdfast', version: BAD, type: 'module' }) + '\n')
+    writeFileSync(join(badProject, 'bin', 'holdfast.js'), '#!/usr/bin/env node\nprocess.exit(3)\n', { mode: 0o755 })
+    const bad = await buildPackage({ projectDir: badProject, outDir: pkgDir, privateKey: builder.privateKey, signer: builder.peerId })
+    const added = await runCli(['deploy', 'package', 'add', bad.tarball, '--version', BAD, '--socket', lan.fleet.managerSocket])
+    assert.equal(added.code, 0, added.stderr)
+
+    const up = await cliJsonStatus<UpgradeReport>(['deploy', '--version', BAD, '--batch', '1', '--health-timeout', '60', '--socket', lan.fleet.managerSocket], { timeoutMs: 120_000 })
+    assert.equal(up.code, 1, up.stderr)
+    assert.equal(up.json.ok, false)
+    assert.equal(up.json.batches.length, 1, 'it stops at the failed batch')
+    assert.equal(up.json.batches[0].length, 1)
+    const [failed] = up.json.batches[0]
+    assert.equal(failed.ok, false)
+    assert.match(failed.message ?? '', new RegExp(`rolled back to ${BUILT_VERSION.replace(/\./g, '\\.')}.*exited with code 3`), failed.message)
+    const first = nodes.find(n => n.peerId === failed.peerId)
+    assert.ok(first !== undefined, `the failed host ${failed.peerId} is one of the three`)
+    const rest = nodes.filter(n => n !== first)
+    assert.deepEqual(up.json.notAttempted.map(h => h.peerId).sort(), rest.map(n => n.peerId).sort())
+    assert.equal(current(first), `versions/${BUILT_VERSION}`, 'the supervisor switched back')
+    for (const n of rest) {
+      assert.ok(!existsSync(join(n.installRoot, 'versions', BAD)), `${n.name} was not offered it`)
+      assert.equal(current(n), `versions/${BUILT_VERSION}`)
+    }
+    const status = await cliJson<DeployStatusRow[]>(['deploy', 'status', '--socket', lan.fleet.managerSocket])
+    for (const n of nodes) {
+      const row = status.find(r => r.peerId === n.peerId)
+      assert.equal(row?.version, BUILT_VERSION, JSON.stringify(row))
+      assert.equal(row?.state, n === first ? 'failed' : 'agent', JSON.stringify(row))
+    }
+
+    // the rolled-back host runs its agent again; a file written now on each host is backed up
+    await until(`${first.name}'s agent answers again`, 60_000, async () => (await runCli(['status', '--socket', first.socket, '--json'])).code === 0 ? true : undefined)
+    for (const n of nodes) {
+      writeFileSync(join(n.source, 'after-upgrade.txt'), `${n.name} after the failed upgrade\n`)
+      await until(`${n.name} staged everything`, 30_000, async () => (await cliJson<{ settling: number }>(['scan-now', '--socket', n.socket])).settling === 0 ? true : undefined)
+    }
+    const round = await contact()
+    assert.equal(round.peers.length, NODES.length)
+    for (const p of round.peers) assert.ok(p.ok, `pull from ${p.name} failed after the upgrade: ${p.error ?? ''}`)
+    await Promise.all(nodes.map(async n => {
+      const target = join(root, `restore-after-${n.name}`)
+      const r = await runCli(['restore', '--socket', lan.fleet.managerSocket, '--endpoint', n.peerId, '--target', target])
+      assert.equal(r.code, 0, r.stderr)
+      assert.deepEqual(compareTrees(n.source, join(target, 'protected')), [], `${n.name} restores bit-exact after the upgrade`)
+    }))
   })
 })

@@ -27,6 +27,8 @@ export interface LanFleetOptions {
   queryInterval?: number
   /** Edits an agent's config before it starts. */
   agentConfig?: (c: Record<string, unknown>) => void
+  /** Edits the manager's config before it starts (e.g. its deploy policy). */
+  managerConfig?: (c: Record<string, unknown>) => void
 }
 
 export async function startLanFleet (bed: LanBed, root: string, options: LanFleetOptions): Promise<LanFleet> {
@@ -37,6 +39,7 @@ export async function startLanFleet (bed: LanBed, root: string, options: LanFlee
     const q = options.queryInterval
     fleet.patchConfig(fleet.managerConfig, c => { c.mdns = { ...(c.mdns as object), queryIntervalSeconds: q } })
   }
+  if (options.managerConfig !== undefined) fleet.patchConfig(fleet.managerConfig, options.managerConfig)
   const agents: LanAgent[] = []
   for (let i = 0; i < options.agents; i++) {
     const host = bed.addHost(`a${i + 1}`)

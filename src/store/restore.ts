@@ -9,9 +9,9 @@ import { pathAt } from './queries/browse.js'
 import { verifyChunk } from '../codec/chunk-codec.js'
 import { HoldfastError } from '../util/errors.js'
 import type { Catalog } from './core/catalog.js'
-import type { PackStore } from './core/packs.js'
+import type { PackLocation, PackStore } from './core/packs.js'
 import { checkFreeSpace, type FreeSpaceProbe } from '../restore-writer/free-space.js'
-import { RestoreSink, prepareTarget, type ChunkProvider, type RestoreProgress, type SinkSummary } from '../restore-writer/restore-sink.js'
+import { RestoreSink, prepareTarget, type ChunkProvider, type RestoreProgress, type SinkSummary, type StoredChunkReader } from '../restore-writer/restore-sink.js'
 
 export type { RestoreProgress, RestoreError } from '../restore-writer/restore-sink.js'
 
@@ -49,6 +49,50 @@ export function storeChunks (catalog: Catalog, packs: PackStore, endpointId: num
   }
 }
 
+/** Pack bytes read at once: chunks of neighbouring files sit next to each other in a pack. */
+const READ_WINDOW = 1024 * 1024
+
+/**
+ * Reads stored chunks through a window of their pack: one pread serves the many small chunks
+ * that follow each other there (a backup appends a tree's chunks in order), instead of one
+ * pread each. The pack being appended to is read chunk by chunk (its length is moving).
+ */
+export class PackWindow {
+  private pack = ''
+  private start = 0
+  private data: Buffer = Buffer.alloc(0)
+  private readonly sizes = new Map<string, number>()
+
+  constructor (private readonly packs: PackStore, private readonly windowBytes = READ_WINDOW) {}
+
+  read (loc: PackLocation): Buffer {
+    if (loc.pack === this.pack && loc.offset >= this.start && loc.offset + loc.clen <= this.start + this.data.byteLength) {
+      return this.data.subarray(loc.offset - this.start, loc.offset - this.start + loc.clen)
+    }
+    if (loc.clen >= this.windowBytes || loc.pack === this.packs.currentPack()) return this.packs.read(loc)
+    let size = this.sizes.get(loc.pack)
+    if (size === undefined) { size = this.packs.packSize(loc.pack); this.sizes.set(loc.pack, size) }
+    const clen = Math.max(loc.clen, Math.min(this.windowBytes, size - loc.offset))
+    // a new buffer each time: slices of the last window may still wait to be sent to a writer
+    this.data = this.packs.read({ pack: loc.pack, offset: loc.offset, clen })
+    this.pack = loc.pack
+    this.start = loc.offset
+    return this.data.subarray(0, loc.clen)
+  }
+}
+
+/**
+ * The store's chunks for `addStored`: only chunks the endpoint owns (CHUNK_NOT_OWNED
+ * otherwise), as stored; the restore writers verify them.
+ */
+export function storedChunks (catalog: Catalog, packs: PackStore, endpointId: number): StoredChunkReader {
+  const window = new PackWindow(packs)
+  return (_index, id) => {
+    const loc = catalog.ownedChunkLocation(endpointId, id)
+    return { rawLength: loc.rawlen, compressed: window.read(loc) }
+  }
+}
+
 export async function restoreSnapshot (catalog: Catalog, packs: PackStore, req: RestoreRequest): Promise<RestoreSummary> {
   // The spec's reading is chosen before the target is touched: a path not there fails first.
   const spec = typeof req.path === 'string' ? pathAt(catalog, req.endpointId, req.snapshotId, parsePathSpec(req.path)) : req.path
@@ -61,12 +105,19 @@ export async function restoreSnapshot (catalog: Catalog, packs: PackStore, req: 
   for (const e of catalog.treeAt(req.endpointId, req.snapshotId)) if (e.type === 'file' && (filter === undefined || filter(e))) bytes += e.size
   checkFreeSpace(req.target, bytes, req.freeSpace)
   const sink = new RestoreSink({ target: req.target, keepSetuid: req.keepSetuid, signal: req.signal, onProgress: req.onProgress })
-  const chunks = storeChunks(catalog, packs, req.endpointId)
+  const chunks = storedChunks(catalog, packs, req.endpointId)
   let matched = 0
-  for (const e of catalog.treeAt(req.endpointId, req.snapshotId)) {
-    if (filter !== undefined && !filter(e)) continue
-    matched++
-    await sink.add(e, chunks)
+  try {
+    // files are written by several writer threads; directories' metadata, symlinks and hard
+    // links wait for them (drain, then finish)
+    for (const e of catalog.treeAt(req.endpointId, req.snapshotId)) {
+      if (filter !== undefined && !filter(e)) continue
+      matched++
+      await sink.addStored(e, chunks)
+    }
+    await sink.drain()
+  } finally {
+    await sink.dispose()
   }
   if (filter !== undefined && matched === 0) throw new HoldfastError('PATH_NOT_FOUND', `no path '${shown}' in snapshot ${req.snapshotId}`)
   return { snapshotId: req.snapshotId, ...sink.finish() }

@@ -3,7 +3,7 @@
  * or subtree), read from the catalog and packs and written by the restore writer
  * (restore-writer/restore-sink.ts).
  */
-import { displayPath, type StagedEntry } from '../model/entry.js'
+import { CHUNK_ID_BYTES, displayPath, type StagedEntry } from '../model/entry.js'
 import { parsePathSpec, specCovers, type PathSpec } from '../model/path-spec.js'
 import { pathAt } from './queries/browse.js'
 import { verifyChunk } from '../codec/chunk-codec.js'
@@ -11,7 +11,7 @@ import { HoldfastError } from '../util/errors.js'
 import type { Catalog } from './core/catalog.js'
 import type { PackLocation, PackStore } from './core/packs.js'
 import { checkFreeSpace, type FreeSpaceProbe } from '../restore-writer/free-space.js'
-import { RestoreSink, prepareTarget, type ChunkProvider, type RestoreProgress, type SinkSummary, type StoredChunkReader } from '../restore-writer/restore-sink.js'
+import { RestoreSink, prepareTarget, type ChunkProvider, type RestoreProgress, type SinkSummary } from '../restore-writer/restore-sink.js'
 
 export type { RestoreProgress, RestoreError } from '../restore-writer/restore-sink.js'
 
@@ -81,18 +81,6 @@ export class PackWindow {
   }
 }
 
-/**
- * The store's chunks for `addStored`: only chunks the endpoint owns (CHUNK_NOT_OWNED
- * otherwise), as stored; the restore writers verify them.
- */
-export function storedChunks (catalog: Catalog, packs: PackStore, endpointId: number): StoredChunkReader {
-  const window = new PackWindow(packs)
-  return (_index, id) => {
-    const loc = catalog.ownedChunkLocation(endpointId, id)
-    return { rawLength: loc.rawlen, compressed: window.read(loc) }
-  }
-}
-
 export async function restoreSnapshot (catalog: Catalog, packs: PackStore, req: RestoreRequest): Promise<RestoreSummary> {
   // The spec's reading is chosen before the target is touched: a path not there fails first.
   const spec = typeof req.path === 'string' ? pathAt(catalog, req.endpointId, req.snapshotId, parsePathSpec(req.path)) : req.path
@@ -102,25 +90,67 @@ export async function restoreSnapshot (catalog: Catalog, packs: PackStore, req: 
   const filter = spec === undefined ? undefined : pathFilter(spec)
   // A restore that cannot fit says so before it writes anything (one extra pass over the tree).
   let bytes = 0
-  for (const e of catalog.treeAt(req.endpointId, req.snapshotId)) if (e.type === 'file' && (filter === undefined || filter(e))) bytes += e.size
+  if (filter === undefined) bytes = catalog.treeBytes(req.endpointId, req.snapshotId)
+  else for (const e of catalog.treeAt(req.endpointId, req.snapshotId)) if (e.type === 'file' && filter(e)) bytes += e.size
   checkFreeSpace(req.target, bytes, req.freeSpace)
   const sink = new RestoreSink({ target: req.target, keepSetuid: req.keepSetuid, signal: req.signal, onProgress: req.onProgress })
-  const chunks = storedChunks(catalog, packs, req.endpointId)
+  const window = new PackWindow(packs)
+  const tree = catalog.treeAt(req.endpointId, req.snapshotId)
   let matched = 0
   try {
-    // files are written by several writer threads; directories' metadata, symlinks and hard
-    // links wait for them (drain, then finish)
-    for (const e of catalog.treeAt(req.endpointId, req.snapshotId)) {
-      if (filter !== undefined && !filter(e)) continue
-      matched++
-      await sink.addStored(e, chunks)
+    // Files are written by several writer threads; directories' metadata, symlinks and hard
+    // links wait for them (drain, then finish). Entries come in groups whose chunks are
+    // located in one read transaction, never held across an await.
+    for (let group = nextGroup(catalog, tree, req.endpointId, filter); group.length > 0; group = nextGroup(catalog, tree, req.endpointId, filter)) {
+      for (const { e, locs } of group) {
+        matched++
+        await sink.addStored(e, index => {
+          const loc = locs[index]
+          if (loc instanceof Error) throw loc
+          return { rawLength: loc.rawlen, compressed: window.read(loc) }
+        })
+      }
     }
     await sink.drain()
   } finally {
+    tree.return(undefined) // ends the statement if the restore stopped part way
     await sink.dispose()
   }
   if (filter !== undefined && matched === 0) throw new HoldfastError('PATH_NOT_FOUND', `no path '${shown}' in snapshot ${req.snapshotId}`)
   return { snapshotId: req.snapshotId, ...sink.finish() }
+}
+
+/** Entries located per group: enough to amortise a transaction, little to hold. */
+const GROUP_ENTRIES = 256
+
+type Located = PackLocation & { rawlen: number }
+
+/**
+ * The next entries of the tree (those the filter keeps), each with its chunks' locations, or
+ * the error locating one gave (CHUNK_MISSING, CHUNK_NOT_OWNED: thrown when that chunk is read,
+ * as if looked up then).
+ */
+function nextGroup (catalog: Catalog, tree: Iterator<StagedEntry>, endpointId: number, filter: ((e: StagedEntry) => boolean) | undefined): Array<{ e: StagedEntry, locs: Array<Located | Error> }> {
+  return catalog.readBatch(() => {
+    const group: Array<{ e: StagedEntry, locs: Array<Located | Error> }> = []
+    while (group.length < GROUP_ENTRIES) {
+      const next = tree.next()
+      if (next.done === true) break
+      const e = next.value
+      if (filter !== undefined && !filter(e)) continue
+      const locs: Array<Located | Error> = []
+      for (let i = 0; i < e.chunks.byteLength; i += CHUNK_ID_BYTES) {
+        try {
+          locs.push(catalog.ownedChunkLocation(endpointId, e.chunks.subarray(i, i + CHUNK_ID_BYTES)))
+        } catch (err) {
+          if (!(err instanceof HoldfastError)) throw err
+          locs.push(err)
+        }
+      }
+      group.push({ e, locs })
+    }
+    return group
+  })
 }
 
 /** Selects one reading of a path spec: the folder or path, and what is under it. */

@@ -21,12 +21,15 @@
  * sink was opened with `overwrite`. Each chunk is re-hashed before it is written (by the
  * provider), so a corrupt source is reported rather than restored.
  */
-import { closeSync, constants, lutimesSync, mkdirSync, openSync, readdirSync, symlinkSync, utimesSync, writeSync, chmodSync, statSync, lstatSync, unlinkSync, ftruncateSync, linkSync, renameSync, rmSync, fsyncSync, fchmodSync, futimesSync, readlinkSync, realpathSync } from 'node:fs'
+import { closeSync, constants, lutimesSync, mkdirSync, openSync, readdirSync, symlinkSync, utimesSync, chmodSync, statSync, lstatSync, unlinkSync, ftruncateSync, linkSync, renameSync, rmSync, fsyncSync, fchmodSync, futimesSync, readlinkSync, realpathSync } from 'node:fs'
 import { randomBytes } from 'node:crypto'
 import { join } from 'node:path'
 import { CHUNK_ID_BYTES, displayPath, isSafeFolderName, isSafeRelativePath, type StagedEntry } from '../model/entry.js'
 import { HoldfastError } from '../util/errors.js'
 import { checkFreeSpace, type FreeSpaceProbe } from './free-space.js'
+import { secondsOf, writeSparse } from './sparse-write.js'
+import { FileWriterPool, type JobResult } from './file-writer-pool.js'
+import { verifyChunk } from '../codec/chunk-codec.js'
 
 export interface RestoreProgress { files: number, bytes: number }
 
@@ -53,6 +56,16 @@ export interface SinkSummary {
  */
 export type ChunkProvider = (index: number, id: Uint8Array) => Promise<Uint8Array>
 
+/** A chunk as stored: compressed and not yet verified (`addStored` verifies it). */
+export interface StoredChunk { rawLength: number, compressed: Uint8Array }
+
+/**
+ * Chunk `index` of the file being written, as stored, read synchronously (from the manager's
+ * packs). Throws CHUNK_MISSING or STORE_CORRUPT for that file alone; anything else (a chunk
+ * the endpoint does not own) ends the whole restore.
+ */
+export type StoredChunkReader = (index: number, id: Uint8Array) => StoredChunk
+
 /** Errors that spoil one entry, not the restore: reported in the summary and skipped. */
 const ENTRY_ERROR_CODES = new Set(['CHUNK_HASH_MISMATCH', 'CHUNK_MISSING', 'STORE_CORRUPT', 'RESTORE_PATH_UNSAFE'])
 
@@ -63,16 +76,16 @@ function isEntryError (err: unknown): boolean {
   return typeof code === 'string' && /^E[A-Z]+$/.test(code)
 }
 
+/** The same test for an error a file-writer worker reported by its code. */
+function isEntryCode (code: string): boolean {
+  return ENTRY_ERROR_CODES.has(code) || /^E[A-Z]+$/.test(code)
+}
+
 const SLASH = Buffer.from('/')
 const MAX_REPORTED_ERRORS = 1000
 
-/**
- * Seconds as the double Node's utimes takes. Whole seconds and the fraction are converted
- * separately so the only loss is the double's own resolution (≈ 0.24 µs today).
- */
-function secondsOf (ns: bigint): number {
-  return Number(ns / 1_000_000_000n) + Number(ns % 1_000_000_000n) / 1e9
-}
+/** Parent directories' descriptors kept open for the files being written into them. */
+const MAX_OPEN_PARENTS = 64
 
 export interface RestoreSinkOptions {
   /** The directory entries are written under, as `<target>/<folder>/<path>`; must exist. */
@@ -95,7 +108,14 @@ export class RestoreSink {
   private readonly links: Array<{ abs: Buffer, e: StagedEntry }> = []
   /** Directories known to be real directories made or checked by this restore. */
   private readonly checkedDirs = new Set<string>()
-  private readonly linkGroups = new Map<string, { abs: Buffer, size: number, chunks: Uint8Array }>()
+  /** Hard-link groups: the file written first, and whether it was written whole. */
+  private readonly linkGroups = new Map<string, { abs: Buffer, size: number, chunks: Uint8Array, written: Promise<boolean> }>()
+  /** addStored: the writers, the files they are writing, an error that ends the restore. */
+  private pool?: FileWriterPool
+  private readonly running = new Set<Promise<void>>()
+  private fatal?: unknown
+  /** addStored: parents' checked descriptors, with how many files in flight use each. */
+  private readonly parents = new Map<string, { fd: number, refs: number }>()
 
   constructor (private readonly options: RestoreSinkOptions) {
     // the real path: what the kernel reports for a descriptor is compared with paths built on it
@@ -132,11 +152,12 @@ export class RestoreSink {
       } else if (e.type === 'file') {
         this.ensureParent(abs)
         const linked = e.linkKey === undefined ? undefined : this.linkGroups.get(e.linkKey)
+        if (linked !== undefined) await linked.written
         if (linked !== undefined && this.willLink(e)) {
           this.create(abs, p => { linkSync(linked.abs, p) })
         } else {
           this.summary.bytes += await this.writeFile(abs, e, chunk)
-          if (e.linkKey !== undefined) this.linkGroups.set(e.linkKey, { abs, size: e.size, chunks: e.chunks })
+          if (e.linkKey !== undefined) this.linkGroups.set(e.linkKey, { abs, size: e.size, chunks: e.chunks, written: Promise.resolve(true) })
         }
         this.summary.files++
         if ((this.summary.files & 255) === 0) this.options.onProgress?.({ files: this.summary.files, bytes: this.summary.bytes })
@@ -151,8 +172,165 @@ export class RestoreSink {
     }
   }
 
+  /**
+   * Writes one entry whose chunks are read as stored (`read`, synchronous): a file is handed to
+   * the file-writer workers, which verify each chunk before writing it, so several files are
+   * written at once and this thread only reads and dispatches. Returns once the file's data
+   * is handed over (or, with many bytes in flight, once there is room); call `drain()` before
+   * `finish()`. Other entries, and any entry of a sink that may overwrite, are written as by
+   * `add`. Problems with one file are recorded as by `add`; an error that ends the restore is
+   * thrown here or by `drain()`.
+   */
+  async addStored (e: StagedEntry, read: StoredChunkReader): Promise<void> {
+    if (e.type !== 'file' || this.options.overwrite === true) {
+      await this.add(e, async (index, id) => { const c = read(index, id); return verifyChunk(id, c.compressed, c.rawLength) })
+      return
+    }
+    if (this.fatal !== undefined) throw this.fatal
+    if (this.options.signal?.aborted === true) throw this.options.signal.reason
+    const shown = `${e.folder}/${displayPath(e.path)}`
+    if (!isSafeRelativePath(e.path) || !isSafeFolderName(e.folder)) {
+      this.error(shown, 'RESTORE_PATH_UNSAFE', 'path is absolute or leaves its folder; skipped')
+      return
+    }
+    const abs = Buffer.concat([this.targetBytes, SLASH, Buffer.from(e.folder), SLASH, e.path])
+    try {
+      this.ensureParent(abs)
+      const linked = e.linkKey === undefined ? undefined : this.linkGroups.get(e.linkKey)
+      // a link needs its first name written: wait for that file (hard links are rare)
+      if (linked !== undefined && await linked.written && this.willLink(e)) {
+        this.create(abs, p => { linkSync(linked.abs, p) })
+        this.countFile(0)
+        return
+      }
+      await this.writeStored(abs, e, read, shown)
+    } catch (err) {
+      if (!isEntryError(err)) throw err
+      const error = err as NodeJS.ErrnoException
+      this.error(shown, err instanceof HoldfastError ? err.code : error.code ?? 'EIO', error.message)
+    }
+  }
+
+  /** Waits for every file `addStored` handed over, then stops the writers; throws what ended the restore. */
+  async drain (): Promise<void> {
+    try {
+      await this.pool?.drain()
+      await Promise.all(this.running)
+    } finally {
+      await this.dispose()
+    }
+    if (this.fatal !== undefined) throw this.fatal
+  }
+
+  /** Stops the writers and closes the parents' descriptors (after drain, or on the way out of a failed restore). */
+  async dispose (): Promise<void> {
+    const pool = this.pool
+    this.pool = undefined
+    await pool?.terminate()
+    // what a stopped writer leaves unsettled settles now (as ABORTED)
+    await Promise.all(this.running)
+    for (const { fd } of this.parents.values()) closeSync(fd)
+    this.parents.clear()
+  }
+
+  private countFile (bytes: number): void {
+    this.summary.bytes += bytes
+    this.summary.files++
+    if ((this.summary.files & 255) === 0) this.options.onProgress?.({ files: this.summary.files, bytes: this.summary.bytes })
+  }
+
+  /**
+   * Hands a file to a writer: created through its parent's checked descriptor (as `create`
+   * does), each chunk read here and verified by the writer before it is written.
+   */
+  private async writeStored (abs: Buffer, e: StagedEntry, read: StoredChunkReader, shown: string): Promise<void> {
+    const slash = abs.lastIndexOf(0x2f)
+    const parentKey = this.holdParent(abs.subarray(0, slash))
+    const path = parentKey === undefined ? abs : Buffer.concat([Buffer.from(`/proc/self/fd/${this.parents.get(parentKey)?.fd ?? -1}`), abs.subarray(slash)])
+    const pool = this.pool ??= new FileWriterPool()
+    const { job, result } = pool.begin(path)
+    let settle = (_ok: boolean): void => {}
+    if (e.linkKey !== undefined) {
+      const written = new Promise<boolean>(resolve => { settle = resolve })
+      this.linkGroups.set(e.linkKey, { abs, size: e.size, chunks: e.chunks, written })
+    }
+    const group = e.linkKey === undefined ? undefined : this.linkGroups.get(e.linkKey)
+    const done = result.then(r => { this.settled(r, shown, parentKey, e.linkKey, group); settle(r.ok) })
+    this.running.add(done)
+    void done.finally(() => { this.running.delete(done) })
+    try {
+      for (let i = 0, index = 0; i < e.chunks.byteLength; i += CHUNK_ID_BYTES, index++) {
+        const id = e.chunks.subarray(i, i + CHUNK_ID_BYTES)
+        const c = read(index, id)
+        pool.chunk(job, id, c.rawLength, c.compressed)
+        if (pool.full) await pool.room()
+      }
+    } catch (err) {
+      // the writer removes what it wrote of the file; the error is recorded by addStored
+      pool.abort(job, { ok: false, code: 'READ_FAILED', message: (err as Error).message })
+      throw err
+    }
+    pool.end(job, e.size, this.modeOf(e), secondsOf(e.mtimeNs))
+  }
+
+  /** A file's result from its writer: counted, or recorded as an entry error, or fatal. */
+  private settled (r: JobResult, shown: string, parentKey: string | undefined, linkKey: string | undefined, group: unknown): void {
+    if (parentKey !== undefined) this.releaseParent(parentKey)
+    if (r.ok) { this.countFile(r.bytes); return }
+    // a failed first name is no group: the next name of it is written with its data
+    if (linkKey !== undefined && this.linkGroups.get(linkKey) === group) this.linkGroups.delete(linkKey)
+    if (r.code === 'READ_FAILED') return // addStored records it
+    if (isEntryCode(r.code)) this.error(shown, r.code, r.message)
+    else this.fatal ??= new HoldfastError(r.code === 'ABORTED' ? 'ABORTED' : 'STORE_INVARIANT', `restore writer failed: ${r.message}`)
+  }
+
+  /**
+   * A descriptor of `parent`, checked (as withinParent does) to be the intended directory now,
+   * held for one more file; its key, or undefined without /proc (the plain path is used).
+   */
+  private holdParent (parent: Buffer): string | undefined {
+    const key = parent.toString('latin1')
+    let held = this.parents.get(key)
+    if (held === undefined) {
+      let fd: number
+      try {
+        fd = openSync(parent, constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW)
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code
+        if (code === 'ELOOP' || code === 'ENOTDIR') throw new HoldfastError('RESTORE_PATH_UNSAFE', `${displayPath(parent)} is no longer a directory (swapped for a link during the restore); skipped`)
+        throw err
+      }
+      this.closeIdleParents()
+      held = { fd, refs: 0 }
+      this.parents.set(key, held)
+    }
+    // checked for every file: the directory held must still be the one at the intended path
+    const real = fdPath(held.fd)
+    if (real === undefined) return undefined
+    if (!real.equals(parent)) throw new HoldfastError('RESTORE_PATH_UNSAFE', `${displayPath(parent)} resolved to ${displayPath(real)} (a parent was swapped for a link during the restore); skipped`)
+    held.refs++
+    return key
+  }
+
+  private releaseParent (key: string): void {
+    const held = this.parents.get(key)
+    if (held !== undefined) held.refs--
+  }
+
+  /** Makes room for one more descriptor, closing the oldest that no file in flight uses. */
+  private closeIdleParents (): void {
+    if (this.parents.size < MAX_OPEN_PARENTS) return
+    for (const [key, held] of this.parents) {
+      if (this.parents.size < MAX_OPEN_PARENTS) break
+      if (held.refs > 0) continue
+      closeSync(held.fd)
+      this.parents.delete(key)
+    }
+  }
+
   /** Symlinks, then directories' modes and mtimes (deepest first); returns the counts. */
   finish (): SinkSummary {
+    if (this.running.size > 0 || this.pool !== undefined) throw new HoldfastError('STORE_INVARIANT', 'RestoreSink.finish() before drain(): files are still being written')
     for (const { abs, e } of this.links) {
       try {
         this.ensureParent(abs)
@@ -300,13 +478,16 @@ export class RestoreSink {
     let fd = -1
     this.create(abs, p => { fd = openSync(p, flags, 0o600) })
     let position = 0
+    let dataEnd = 0
     try {
       for (let i = 0, index = 0; i < e.chunks.byteLength; i += CHUNK_ID_BYTES, index++) {
         const plain = await chunk(index, e.chunks.subarray(i, i + CHUNK_ID_BYTES))
-        writeSparse(fd, plain, position)
+        const end = writeSparse(fd, plain, position)
+        if (end > position) dataEnd = end
         position += plain.byteLength
       }
-      ftruncateSync(fd, position) // sets the length when the file ends in a hole
+      // the file is new: its length is what was written, unless it ends in a hole
+      if (position > dataEnd) ftruncateSync(fd, position)
       if (position !== e.size) throw new HoldfastError('STORE_CORRUPT', `restored ${position} bytes, the entry says ${e.size}`)
     } catch (err) {
       // A file that cannot be restored whole is not left behind looking restored.
@@ -335,31 +516,6 @@ function fdPath (fd: number): Buffer | undefined {
   } catch {
     return undefined
   }
-}
-
-const HOLE_BLOCK = 64 * 1024
-const ZEROS = Buffer.alloc(HOLE_BLOCK)
-
-/**
- * Writes `data` at `position`, skipping 64 KiB blocks that are all zeros so they stay holes
- * (sparse files stay sparse where the filesystem allows); runs of data blocks go in one write.
- */
-function writeSparse (fd: number, bytes: Uint8Array, position: number): void {
-  const data = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
-  let runStart = -1
-  const flush = (end: number): void => {
-    if (runStart < 0) return
-    let written = 0
-    while (written < end - runStart) written += writeSync(fd, data, runStart + written, end - runStart - written, position + runStart + written)
-    runStart = -1
-  }
-  for (let off = 0; off < data.byteLength; off += HOLE_BLOCK) {
-    const end = Math.min(data.byteLength, off + HOLE_BLOCK)
-    const zero = data.subarray(off, end).equals(ZEROS.subarray(0, end - off))
-    if (zero) flush(off)
-    else if (runStart < 0) runStart = off
-  }
-  flush(data.byteLength)
 }
 
 /**

@@ -3,13 +3,13 @@
  * or subtree), read from the catalog and packs and written by the restore writer
  * (restore-writer/restore-sink.ts).
  */
-import { displayPath, type StagedEntry } from '../model/entry.js'
+import { CHUNK_ID_BYTES, displayPath, type StagedEntry } from '../model/entry.js'
 import { parsePathSpec, specCovers, type PathSpec } from '../model/path-spec.js'
 import { pathAt } from './queries/browse.js'
 import { verifyChunk } from '../codec/chunk-codec.js'
 import { HoldfastError } from '../util/errors.js'
 import type { Catalog } from './core/catalog.js'
-import type { PackStore } from './core/packs.js'
+import type { PackLocation, PackStore } from './core/packs.js'
 import { checkFreeSpace, type FreeSpaceProbe } from '../restore-writer/free-space.js'
 import { RestoreSink, prepareTarget, type ChunkProvider, type RestoreProgress, type SinkSummary } from '../restore-writer/restore-sink.js'
 
@@ -49,6 +49,38 @@ export function storeChunks (catalog: Catalog, packs: PackStore, endpointId: num
   }
 }
 
+/** Pack bytes read at once: chunks of neighbouring files sit next to each other in a pack. */
+const READ_WINDOW = 1024 * 1024
+
+/**
+ * Reads stored chunks through a window of their pack: one pread serves the many small chunks
+ * that follow each other there (a backup appends a tree's chunks in order), instead of one
+ * pread each. The pack being appended to is read chunk by chunk (its length is moving).
+ */
+export class PackWindow {
+  private pack = ''
+  private start = 0
+  private data: Buffer = Buffer.alloc(0)
+  private readonly sizes = new Map<string, number>()
+
+  constructor (private readonly packs: PackStore, private readonly windowBytes = READ_WINDOW) {}
+
+  read (loc: PackLocation): Buffer {
+    if (loc.pack === this.pack && loc.offset >= this.start && loc.offset + loc.clen <= this.start + this.data.byteLength) {
+      return this.data.subarray(loc.offset - this.start, loc.offset - this.start + loc.clen)
+    }
+    if (loc.clen >= this.windowBytes || loc.pack === this.packs.currentPack()) return this.packs.read(loc)
+    let size = this.sizes.get(loc.pack)
+    if (size === undefined) { size = this.packs.packSize(loc.pack); this.sizes.set(loc.pack, size) }
+    const clen = Math.max(loc.clen, Math.min(this.windowBytes, size - loc.offset))
+    // a new buffer each time: slices of the last window may still wait to be sent to a writer
+    this.data = this.packs.read({ pack: loc.pack, offset: loc.offset, clen })
+    this.pack = loc.pack
+    this.start = loc.offset
+    return this.data.subarray(0, loc.clen)
+  }
+}
+
 export async function restoreSnapshot (catalog: Catalog, packs: PackStore, req: RestoreRequest): Promise<RestoreSummary> {
   // The spec's reading is chosen before the target is touched: a path not there fails first.
   const spec = typeof req.path === 'string' ? pathAt(catalog, req.endpointId, req.snapshotId, parsePathSpec(req.path)) : req.path
@@ -58,18 +90,67 @@ export async function restoreSnapshot (catalog: Catalog, packs: PackStore, req: 
   const filter = spec === undefined ? undefined : pathFilter(spec)
   // A restore that cannot fit says so before it writes anything (one extra pass over the tree).
   let bytes = 0
-  for (const e of catalog.treeAt(req.endpointId, req.snapshotId)) if (e.type === 'file' && (filter === undefined || filter(e))) bytes += e.size
+  if (filter === undefined) bytes = catalog.treeBytes(req.endpointId, req.snapshotId)
+  else for (const e of catalog.treeAt(req.endpointId, req.snapshotId)) if (e.type === 'file' && filter(e)) bytes += e.size
   checkFreeSpace(req.target, bytes, req.freeSpace)
   const sink = new RestoreSink({ target: req.target, keepSetuid: req.keepSetuid, signal: req.signal, onProgress: req.onProgress })
-  const chunks = storeChunks(catalog, packs, req.endpointId)
+  const window = new PackWindow(packs)
+  const tree = catalog.treeAt(req.endpointId, req.snapshotId)
   let matched = 0
-  for (const e of catalog.treeAt(req.endpointId, req.snapshotId)) {
-    if (filter !== undefined && !filter(e)) continue
-    matched++
-    await sink.add(e, chunks)
+  try {
+    // Files are written by several writer threads; directories' metadata, symlinks and hard
+    // links wait for them (drain, then finish). Entries come in groups whose chunks are
+    // located in one read transaction, never held across an await.
+    for (let group = nextGroup(catalog, tree, req.endpointId, filter); group.length > 0; group = nextGroup(catalog, tree, req.endpointId, filter)) {
+      for (const { e, locs } of group) {
+        matched++
+        await sink.addStored(e, index => {
+          const loc = locs[index]
+          if (loc instanceof Error) throw loc
+          return { rawLength: loc.rawlen, compressed: window.read(loc) }
+        })
+      }
+    }
+    await sink.drain()
+  } finally {
+    tree.return(undefined) // ends the statement if the restore stopped part way
+    await sink.dispose()
   }
   if (filter !== undefined && matched === 0) throw new HoldfastError('PATH_NOT_FOUND', `no path '${shown}' in snapshot ${req.snapshotId}`)
   return { snapshotId: req.snapshotId, ...sink.finish() }
+}
+
+/** Entries located per group: enough to amortise a transaction, little to hold. */
+const GROUP_ENTRIES = 256
+
+type Located = PackLocation & { rawlen: number }
+
+/**
+ * The next entries of the tree (those the filter keeps), each with its chunks' locations, or
+ * the error locating one gave (CHUNK_MISSING, CHUNK_NOT_OWNED: thrown when that chunk is read,
+ * as if looked up then).
+ */
+function nextGroup (catalog: Catalog, tree: Iterator<StagedEntry>, endpointId: number, filter: ((e: StagedEntry) => boolean) | undefined): Array<{ e: StagedEntry, locs: Array<Located | Error> }> {
+  return catalog.readBatch(() => {
+    const group: Array<{ e: StagedEntry, locs: Array<Located | Error> }> = []
+    while (group.length < GROUP_ENTRIES) {
+      const next = tree.next()
+      if (next.done === true) break
+      const e = next.value
+      if (filter !== undefined && !filter(e)) continue
+      const locs: Array<Located | Error> = []
+      for (let i = 0; i < e.chunks.byteLength; i += CHUNK_ID_BYTES) {
+        try {
+          locs.push(catalog.ownedChunkLocation(endpointId, e.chunks.subarray(i, i + CHUNK_ID_BYTES)))
+        } catch (err) {
+          if (!(err instanceof HoldfastError)) throw err
+          locs.push(err)
+        }
+      }
+      group.push({ e, locs })
+    }
+    return group
+  })
 }
 
 /** Selects one reading of a path spec: the folder or path, and what is under it. */

@@ -31,6 +31,7 @@ interface Spec {
   mtimeNs?: bigint
   target?: string
   folder?: string
+  linkKey?: string
 }
 
 function cut (content: Buffer): Buffer[] {
@@ -52,6 +53,7 @@ function entryOf (spec: Spec, defaultFolder: string): { entry: StagedEntry, plai
     chunks: new Uint8Array(Buffer.concat(plains.map(p => chunkId(p))))
   }
   if (spec.type === 'symlink') entry.target = new Uint8Array(Buffer.from(spec.target ?? ''))
+  if (spec.linkKey !== undefined) entry.linkKey = spec.linkKey
   return { entry, plains }
 }
 
@@ -270,6 +272,43 @@ describe('integration: store (packs, catalog, restore)', function () {
     assert.equal(readlinkSync(join(h2, 'l')), 'a')
     assert.deepEqual(readdirSync(join(h2, 'e')), [])
     assert.deepEqual(readFileSync(rawPath(t2)), raw)
+  })
+
+  it('restores hard links as one inode, a file ending in a hole at its length, and files larger than a writer batch, bit-exact', async () => {
+    const store = newStore(256 * 1024)
+    const ep = store.catalog.touchEndpoint('12D3KooWEndpointLinks', 'links', 1)
+    const big = randomBytes(3 * 1024 * 1024 + 123) // incompressible: several writer batches
+    const holed = Buffer.concat([randomBytes(100_000), Buffer.alloc(200_000)]) // ends in zeros
+    const shared = randomBytes(9_000)
+    const many = Array.from({ length: 300 }, (_, i) => ({ path: `many/f${i}`, type: 'file' as const, content: randomBytes(i * 37), perm: i % 2 === 0 ? 0o644 : 0o600, mtimeNs: 1_600_000_000_000_000_000n + BigInt(i) * 1_000_001n }))
+    const { snapshotId } = store.commit(ep, [
+      { path: 'big.bin', type: 'file', content: big },
+      { path: 'holed.bin', type: 'file', content: holed, perm: 0o640 },
+      { path: 'l1', type: 'file', content: shared, linkKey: '7:1' },
+      { path: 'many', type: 'dir', perm: 0o750, mtimeNs: 1_500_000_000_000_000_000n },
+      ...many,
+      { path: 'z-l2', type: 'file', content: shared, linkKey: '7:1' }
+    ])
+    const target = join(newDir(), 'out')
+    const summary = await store.restore(ep, snapshotId, target)
+    assert.deepEqual(summary.errors, [])
+    assert.equal(summary.files, 304)
+    assert.equal(summary.bytes, big.byteLength + holed.byteLength + shared.byteLength + many.reduce((n, m) => n + m.content.byteLength, 0), 'the second name of a hard link writes no data')
+    const root = join(target, 'home')
+    assert.ok(readFileSync(join(root, 'big.bin')).equals(big))
+    assert.ok(readFileSync(join(root, 'holed.bin')).equals(holed))
+    assert.equal(statSync(join(root, 'holed.bin')).size, holed.byteLength)
+    assert.equal(perm(join(root, 'holed.bin')), 0o640)
+    assert.equal(statSync(join(root, 'l1')).ino, statSync(join(root, 'z-l2')).ino, 'hard links are one inode again')
+    assert.equal(statSync(join(root, 'l1')).nlink, 2)
+    for (const m of many) {
+      assert.ok(readFileSync(join(root, m.path)).equals(m.content), m.path)
+      assert.equal(perm(join(root, m.path)), m.perm)
+      assertMtime(join(root, m.path), m.mtimeNs)
+    }
+    // the directory's mtime is set after its 300 files were written
+    assertMtime(join(root, 'many'), 1_500_000_000_000_000_000n)
+    assert.equal(perm(join(root, 'many')), 0o750)
   })
 
   it('stores a chunk two endpoints share once', async () => {

@@ -404,6 +404,30 @@ export class Catalog {
     }
   }
 
+  /** What the files of `treeAt` hold, in bytes, summed by SQLite (no rows made in JS). */
+  treeBytes (endpointId: number, snapshotId: number): number {
+    const r = this.sql(`SELECT coalesce(sum(fv.size), 0) AS n FROM file_versions fv
+      JOIN (SELECT folder, path, max(snapshot_id) AS sid FROM file_versions WHERE endpoint_id = ? AND snapshot_id <= ? GROUP BY folder, path) newest
+        ON fv.endpoint_id = ? AND fv.folder = newest.folder AND fv.path = newest.path AND fv.snapshot_id = newest.sid
+      WHERE fv.type = 'file'`).get(endpointId, snapshotId, endpointId)
+    return Number(r?.n ?? 0)
+  }
+
+  /**
+   * Runs `fn`, which must be synchronous (so no other statement of this connection can run in
+   * between), in one read transaction: many point reads then share one WAL snapshot instead of
+   * opening one each. Inside a transaction already, `fn` simply runs in it.
+   */
+  readBatch<T> (fn: () => T): T {
+    if (this.db.isTransaction) return fn()
+    this.db.exec('BEGIN')
+    try {
+      return fn()
+    } finally {
+      this.db.exec('COMMIT')
+    }
+  }
+
   /** The endpoint's tree as of a snapshot: the newest version of each path, deletions dropped. */
   * treeAt (endpointId: number, snapshotId: number): Generator<VersionRow> {
     const stmt = this.db.prepare(`SELECT fv.snapshot_id, fv.folder, fv.path, fv.type, fv.mode, fv.mtime_ns, fv.size, fv.chunks, fv.target, fv.link_key

@@ -1,0 +1,176 @@
+/**
+ * Worker threads that verify and write restored files (file-writer-worker.ts), fed in
+ * batches: a batch's compressed chunks are copied once into one transferable buffer. All
+ * parts of a file go to the same worker, in order, so a file too large for one batch is
+ * written part by part and memory stays bounded by the bytes in flight, whatever the file.
+ */
+import { Worker } from 'node:worker_threads'
+import { availableParallelism } from 'node:os'
+import { HoldfastError } from '../util/errors.js'
+import type { WriteItem, WriteReply, WriteRequest } from './file-writer-worker.js'
+
+/** A file's outcome: bytes written, or the worker's error (code and message). */
+export type JobResult = { ok: true, bytes: number } | { ok: false, code: string, message: string }
+
+/** A batch is sent once it holds this many bytes or files. */
+const BATCH_BYTES = 1024 * 1024
+const BATCH_ITEMS = 64
+
+interface Pending { items: WriteItem[], parts: Uint8Array[], bytes: number }
+
+export class FileWriterPool {
+  private readonly workers: Worker[] = []
+  private readonly pending: Pending[] = []
+  private readonly inFlight = new Map<number, { worker: number, bytes: number }>()
+  /** Jobs the caller has not ended or aborted yet, and the worker each goes to. */
+  private readonly workerOf = new Map<number, number>()
+  /** Jobs whose result has not come yet (a part can fail before the caller ends the job). */
+  private readonly results = new Map<number, (r: JobResult) => void>()
+  private readonly roomWaiters: Array<() => void> = []
+  private bytesInFlight = 0
+  private nextBatch = 1
+  private nextJob = 1
+  private turn = 0
+  private broken?: Error
+
+  /**
+   * @param maxBytesInFlight compressed bytes sent to workers and not yet written (plus what
+   *   waits in unsent batches) above which `room()` waits
+   */
+  constructor (count = Math.max(2, Math.min(4, availableParallelism())), private readonly maxBytesInFlight = 32 * 1024 * 1024) {
+    for (let i = 0; i < count; i++) {
+      const worker = new Worker(new URL('./file-writer-worker.js', import.meta.url))
+      worker.on('message', (reply: WriteReply) => { this.onReply(reply) })
+      worker.on('error', err => { this.fail(err) })
+      this.workers.push(worker)
+      this.pending.push({ items: [], parts: [], bytes: 0 })
+    }
+  }
+
+  /** Starts a file created at `path`; its result comes when its last part is written. */
+  begin (path: Uint8Array): { job: number, result: Promise<JobResult> } {
+    const job = this.nextJob++
+    const worker = this.turn++ % this.workers.length
+    this.workerOf.set(job, worker)
+    const result = new Promise<JobResult>(resolve => { this.results.set(job, resolve) })
+    this.pending[worker].items.push({ job, path, chunks: [] })
+    return { job, result }
+  }
+
+  /** Adds a chunk (compressed, as stored) to the file's current part. */
+  chunk (job: number, id: Uint8Array, rawLength: number, compressed: Uint8Array): void {
+    const p = this.partOf(job)
+    const item = p.items[p.items.length - 1]
+    item.chunks.push({ id, offset: p.bytes, length: compressed.byteLength, rawLength })
+    p.parts.push(compressed)
+    p.bytes += compressed.byteLength
+    if (p.bytes >= BATCH_BYTES) this.flush(this.workerOf.get(job) ?? 0)
+  }
+
+  /** The file is complete: the worker checks its length, sets mode and mtime, closes it. */
+  end (job: number, size: number, mode: number, mtimeS: number): void {
+    const p = this.partOf(job)
+    const worker = this.workerOf.get(job) ?? 0
+    this.workerOf.delete(job)
+    p.items[p.items.length - 1].end = { size, mode, mtimeS }
+    if (p.bytes >= BATCH_BYTES || p.items.length >= BATCH_ITEMS) this.flush(worker)
+  }
+
+  /** Gives the file up (its data could not be read): the worker removes what it wrote. */
+  abort (job: number, result: JobResult): void {
+    const worker = this.workerOf.get(job)
+    if (worker === undefined) return
+    this.workerOf.delete(job)
+    this.pending[worker].items.push({ job, chunks: [], abort: true })
+    this.settle(job, result)
+  }
+
+  /** Whether the caller should wait (`room()`) before reading more. */
+  get full (): boolean { return this.bytesInFlight + this.pendingBytes() >= this.maxBytesInFlight }
+
+  /** Sends what waits, then resolves once the bytes in flight are below the bound. */
+  async room (): Promise<void> {
+    for (let w = 0; w < this.workers.length; w++) this.flush(w)
+    while (this.broken === undefined && this.bytesInFlight >= this.maxBytesInFlight / 2) {
+      await new Promise<void>(resolve => { this.roomWaiters.push(resolve) })
+    }
+    if (this.broken !== undefined) throw this.broken
+  }
+
+  /** Sends everything and resolves once every batch is answered. */
+  async drain (): Promise<void> {
+    for (let w = 0; w < this.workers.length; w++) this.flush(w)
+    while (this.broken === undefined && this.inFlight.size > 0) {
+      await new Promise<void>(resolve => { this.roomWaiters.push(resolve) })
+    }
+    if (this.broken !== undefined) throw this.broken
+  }
+
+  async terminate (): Promise<void> {
+    await Promise.all(this.workers.map(async w => await w.terminate()))
+    this.fail(new HoldfastError('ABORTED', 'restore writers stopped'))
+  }
+
+  /** The batch a job's next part goes into; a job whose earlier part was sent starts a new item. */
+  private partOf (job: number): Pending {
+    const worker = this.workerOf.get(job)
+    if (worker === undefined) throw new HoldfastError('STORE_INVARIANT', `restore job ${job} is not open`)
+    const p = this.pending[worker]
+    const last = p.items[p.items.length - 1]
+    if (last === undefined || last.job !== job) p.items.push({ job, chunks: [] })
+    return p
+  }
+
+  private pendingBytes (): number {
+    let n = 0
+    for (const p of this.pending) n += p.bytes
+    return n
+  }
+
+  /**
+   * Sends a worker's waiting batch. A file not ended yet is sent as far as it goes; its later
+   * chunks go into a new item of the next batch (partOf).
+   */
+  private flush (worker: number): void {
+    const p = this.pending[worker]
+    if (p.items.length === 0) return
+    const buffer = new ArrayBuffer(p.bytes)
+    const view = new Uint8Array(buffer)
+    let offset = 0
+    for (const part of p.parts) { view.set(part, offset); offset += part.byteLength }
+    const batch = this.nextBatch++
+    this.inFlight.set(batch, { worker, bytes: p.bytes })
+    this.bytesInFlight += p.bytes
+    const items = p.items
+    this.pending[worker] = { items: [], parts: [], bytes: 0 }
+    this.workers[worker].postMessage({ batch, buffer, items } satisfies WriteRequest, [buffer])
+  }
+
+  private onReply (reply: WriteReply): void {
+    const b = this.inFlight.get(reply.batch)
+    if (b !== undefined) {
+      this.inFlight.delete(reply.batch)
+      this.bytesInFlight -= b.bytes
+    }
+    for (const d of reply.done) this.settle(d.job, { ok: true, bytes: d.bytes })
+    for (const f of reply.failed) this.settle(f.job, { ok: false, code: f.code, message: f.message })
+    this.wake()
+  }
+
+  private settle (job: number, r: JobResult): void {
+    const resolve = this.results.get(job)
+    if (resolve === undefined) return
+    this.results.delete(job)
+    resolve(r)
+  }
+
+  private wake (): void {
+    for (const w of this.roomWaiters.splice(0)) w()
+  }
+
+  private fail (err: Error): void {
+    this.broken ??= err
+    for (const job of [...this.results.keys()]) this.settle(job, { ok: false, code: 'ABORTED', message: err.message })
+    this.wake()
+  }
+}

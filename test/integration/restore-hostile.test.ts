@@ -10,7 +10,7 @@ import { existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, rmSync, sta
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { RestoreSink, prepareTarget } from '../../src/restore-writer/restore-sink.js'
-import { chunkId } from '../../src/codec/chunk-codec.js'
+import { chunkId, compressChunk } from '../../src/codec/chunk-codec.js'
 import type { StagedEntry } from '../../src/model/entry.js'
 import { HoldfastError } from '../../src/util/errors.js'
 
@@ -22,6 +22,7 @@ function fileEntry (path: string, mode = 0o100644): StagedEntry {
 }
 
 const provide = async (): Promise<Uint8Array> => CONTENT
+const STORED = compressChunk(CONTENT)
 
 /** Every name under `dir`, recursively (lstat: links are not followed). */
 function listAll (dir: string): string[] {
@@ -50,7 +51,10 @@ describe('integration: the restore writer against hostile content', function () 
     rmSync(root, { recursive: true, force: true })
   })
 
-  it('a parent swapped for a symlink to outside during the restore (a racing process): nothing is written outside', async () => {
+  // Both writers: add() (the agent's, files written on the main thread) and addStored() (the
+  // manager's, files written by worker threads through /proc/self/fd/N/<name>).
+  for (const writer of ['add', 'addStored'] as const) {
+  it(`a parent swapped for a symlink to outside during the restore (a racing process): nothing is written outside (${writer})`, async () => {
     const outside = join(root, 'outside')
     mkdirSync(outside)
     const stop = join(root, 'stop')
@@ -81,9 +85,11 @@ describe('integration: the restore writer against hostile content', function () 
       writeFileSync(join(root, 'round'), String(r))
       const sink = new RestoreSink({ target })
       for (let i = 0; i < 200; i++) {
-        await sink.add(fileEntry(`sub/f${i}`), provide)
+        if (writer === 'add') await sink.add(fileEntry(`sub/f${i}`), provide)
+        else await sink.addStored(fileEntry(`sub/f${i}`), () => ({ rawLength: CONTENT.length, compressed: STORED }))
         await sink.add({ folder: 'home', path: Buffer.from(`sub/d${i}`), type: 'dir', mode: 0o40755, mtimeNs: MTIME, size: 0, chunks: new Uint8Array(0) }, provide)
       }
+      await sink.drain()
       const summary = sink.finish()
       unsafe += summary.errors.filter(e => e.code === 'RESTORE_PATH_UNSAFE').length
       written += summary.files
@@ -95,6 +101,7 @@ describe('integration: the restore writer against hostile content', function () 
     assert.ok(written > 0, 'the restore wrote files')
     process.stdout.write(`      (${written} files written, ${unsafe} creates refused as RESTORE_PATH_UNSAFE)\n`)
   })
+  }
 
   it('drops setuid/setgid bits by default and counts them; keeps them with keepSetuid', async () => {
     const entries: StagedEntry[] = [

@@ -13,19 +13,27 @@
  * The agent runs as the real daemon (the CLI through the test harness), with no manager.
  *
  * Options: --skip-restic, --skip-small-tree, --small-files N (default 10 × the corpus's file
- * count), --idle-seconds S, --out FILE, --workdir DIR (default /var/tmp).
+ * count), --idle-seconds S, --out FILE, --workdir DIR (default /var/tmp), --runs N (first
+ * staging N times: CPU-s, peak RSS, median), --cpus LIST (pin the agent: taskset), --quiet-wait S,
+ * --malloc-arenas N (MALLOC_ARENA_MAX for the agent process).
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { setTimeout as delay } from 'node:timers/promises'
-import { TestFleet, type AgentHandle } from '../test/support/fleet.js'
+import { TestFleet, pinPrefix, type AgentHandle } from '../test/support/fleet.js'
 import { adminCall } from '../src/admin/admin-socket.js'
 import { readFileSync } from 'node:fs'
-import { ensureCorpus, machineFacts, makeSmallTree, median, procSample, round, runTimed, say, treeFacts, warmCache } from './support.js'
+import { ensureCorpus, machineFacts, makeSmallTree, median, procSample, round, runTimed, say, threadCpu, treeFacts, warmCache } from './support.js'
 
 interface AgentRun {
   stagingS: number
+  /** user + sys of the agent process (all threads) from spawn to the first round sealed */
+  stagingCpuS?: number
+  /** VmHWM of the agent right after the first round, before the re-scans */
+  stagingPeakRssMiB?: number
+  /** the agent's CPU-s by thread name at that moment ('exited': the staging workers, gone by then) */
+  stagingThreads?: Record<string, number>
   sets: number
   rescanS: number[]
   rescanMedianS: number
@@ -33,18 +41,22 @@ interface AgentRun {
   idle?: { seconds: number, cpuS?: number, percentOfCore?: number, rssMiB?: number }
 }
 
-async function measureAgent (tree: string, work: string, options: { idleSeconds: number }): Promise<AgentRun> {
+async function measureAgent (tree: string, work: string, options: { idleSeconds: number, cpus?: string, env?: NodeJS.ProcessEnv }): Promise<AgentRun> {
   const fleet = new TestFleet(mkdtempSync(join(work, 'holdfast-agent-bench-')))
   try {
     await fleet.init({ mdns: false })
     const agent: AgentHandle = await fleet.addAgent('bench', tree, { mdns: false, settle: 0, scanInterval: 3600 })
     const t0 = performance.now()
-    await fleet.startAgent(agent)
+    await fleet.startAgent(agent, { cpus: options.cpus, env: options.env })
     // The agent starts its first staging round on start; scan-now joins it.
     const first = await adminCall(agent.socket, 'scan-now', {}, { timeoutMs: 3600_000 }) as { sets: unknown[] }
     const stagingS = (performance.now() - t0) / 1000
     const pid = fleet.process('agent-bench')?.pid
-    say(`   staged in ${stagingS.toFixed(2)} s (${first.sets.length} sets)`)
+    const staged = procSample(pid)
+    const stagingCpuS = staged === undefined ? undefined : staged.userS + staged.sysS
+    const stagingThreads = threadCpu(pid)
+    say(`   CPU-s by thread: ${JSON.stringify(stagingThreads)}`)
+    say(`   staged in ${stagingS.toFixed(2)} s (${first.sets.length} sets), ${stagingCpuS?.toFixed(2) ?? '?'} CPU-s, peak RSS ${staged?.vmHwmMiB.toFixed(1) ?? '?'} MiB`)
     const rescans: number[] = []
     for (let i = 0; i < 3; i++) {
       const t = performance.now()
@@ -52,7 +64,7 @@ async function measureAgent (tree: string, work: string, options: { idleSeconds:
       rescans.push((performance.now() - t) / 1000)
     }
     say(`   re-scans: ${rescans.map(s => s.toFixed(2)).join(', ')} s`)
-    const run: AgentRun = { stagingS: round(stagingS, 3) ?? stagingS, sets: first.sets.length, rescanS: rescans.map(s => round(s, 3) ?? s), rescanMedianS: round(median(rescans), 3) ?? 0, peakRssMiB: round(procSample(pid)?.vmHwmMiB, 1) }
+    const run: AgentRun = { stagingS: round(stagingS, 3) ?? stagingS, stagingCpuS: round(stagingCpuS, 2), stagingPeakRssMiB: round(staged?.vmHwmMiB, 1), stagingThreads, sets: first.sets.length, rescanS: rescans.map(s => round(s, 3) ?? s), rescanMedianS: round(median(rescans), 3) ?? 0, peakRssMiB: round(procSample(pid)?.vmHwmMiB, 1) }
     if (options.idleSeconds > 0) {
       const before = procSample(pid)
       await delay(options.idleSeconds * 1000)
@@ -91,7 +103,7 @@ async function waitQuiet (maxWaitMs: number): Promise<{ waitedS: number, busy: n
 
 async function main (): Promise<number> {
   const { values, positionals } = parseArgs({
-    options: { 'skip-restic': { type: 'boolean' }, 'skip-small-tree': { type: 'boolean' }, 'small-files': { type: 'string' }, 'idle-seconds': { type: 'string' }, out: { type: 'string' }, workdir: { type: 'string' } },
+    options: { 'skip-restic': { type: 'boolean' }, 'skip-small-tree': { type: 'boolean' }, runs: { type: 'string' }, cpus: { type: 'string' }, 'malloc-arenas': { type: 'string' }, 'quiet-wait': { type: 'string' }, 'small-files': { type: 'string' }, 'idle-seconds': { type: 'string' }, out: { type: 'string' }, workdir: { type: 'string' } },
     allowPositionals: true
   })
   const work = values.workdir ?? '/var/tmp'
@@ -99,7 +111,7 @@ async function main (): Promise<number> {
   const facts = treeFacts(corpus)
   say(`== corpus ${corpus}: ${facts.files} files, ${(facts.fileBytes / 1e9).toFixed(2)} GB`)
   say(`   page cache warmed in ${warmCache(corpus).toFixed(1)} s`)
-  const quiet = await waitQuiet(120_000)
+  const quiet = await waitQuiet(Number(values['quiet-wait'] ?? 120) * 1000)
   const results: Record<string, unknown> = { bench: 'agent', machine: machineFacts(), corpus: { path: corpus, ...facts }, quietBeforeStart: quiet }
 
   if (values['skip-restic'] !== true) {
@@ -108,11 +120,11 @@ async function main (): Promise<number> {
     try {
       say('== restic 0.14')
       await runTimed(['restic', 'init'], { env, timeoutMs: 120_000 })
-      const initial = await runTimed(['restic', 'backup', '--quiet', corpus], { env, timeoutMs: 1800_000 })
+      const initial = await runTimed(['restic', 'backup', '--quiet', corpus], { env, timeoutMs: 1800_000, peakRss: true, prefix: pinPrefix(values.cpus) })
       const again = []
       for (let i = 0; i < 3; i++) again.push((await runTimed(['restic', 'backup', '--quiet', corpus], { env, timeoutMs: 600_000 })).wallS)
-      results.restic = { initialS: round(initial.wallS, 3), noChangeS: again.map(s => round(s, 3)), noChangeMedianS: round(median(again), 3) }
-      say(`   initial ${initial.wallS.toFixed(2)} s, no change ${again.map(s => s.toFixed(2)).join(', ')} s`)
+      results.restic = { initialS: round(initial.wallS, 3), initialCpuS: round((initial.childUserS ?? NaN) + (initial.childSysS ?? NaN), 2), initialPeakRssMiB: round(initial.peakRssMiB, 1), noChangeS: again.map(s => round(s, 3)), noChangeMedianS: round(median(again), 3) }
+      say(`   initial ${initial.wallS.toFixed(2)} s (${((initial.childUserS ?? NaN) + (initial.childSysS ?? NaN)).toFixed(2)} CPU-s, ${initial.peakRssMiB?.toFixed(1) ?? '?'} MiB), no change ${again.map(s => s.toFixed(2)).join(', ')} s`)
     } finally {
       rmSync(repo, { recursive: true, force: true })
     }
@@ -120,8 +132,20 @@ async function main (): Promise<number> {
 
   say('== Holdfast agent on the corpus')
   const idleSeconds = Number(values['idle-seconds'] ?? 60)
-  const onCorpus = await measureAgent(corpus, work, { idleSeconds })
+  // glibc's arenas: read at process start, so only the environment can set it
+  const env = values['malloc-arenas'] === undefined ? undefined : { MALLOC_ARENA_MAX: values['malloc-arenas'] }
+  results.agentEnv = env ?? {}
+  const onCorpus = await measureAgent(corpus, work, { idleSeconds, cpus: values.cpus, env })
   results.agent = onCorpus
+  // more runs of the first staging alone (no idle wait): CPU-s and peak RSS vary run to run
+  const more: AgentRun[] = []
+  for (let i = 1; i < Number(values.runs ?? 1); i++) more.push(await measureAgent(corpus, work, { idleSeconds: 0, cpus: values.cpus, env }))
+  if (more.length > 0) {
+    const all = [onCorpus, ...more]
+    results.agentRuns = all.map(r => ({ stagingS: r.stagingS, stagingCpuS: r.stagingCpuS, stagingPeakRssMiB: r.stagingPeakRssMiB, peakRssMiB: r.peakRssMiB }))
+    results.agentMedian = { stagingS: round(median(all.map(r => r.stagingS)), 3), stagingCpuS: round(median(all.map(r => r.stagingCpuS ?? NaN)), 2), stagingPeakRssMiB: round(median(all.map(r => r.stagingPeakRssMiB ?? NaN)), 1) }
+    say(`   median of ${all.length}: ${JSON.stringify(results.agentMedian)}`)
+  }
 
   if (values['skip-small-tree'] !== true) {
     const n = Number(values['small-files'] ?? facts.files * 10)

@@ -32,7 +32,8 @@ import { Spool } from '../src/staging/spool.js'
 import { Stager, type StageProgress } from '../src/staging/stager.js'
 import { defaultIgnore } from '../src/staging/ignore.js'
 import { FastCdc, DEFAULT_CHUNKER } from '../src/chunking/fastcdc.js'
-import { chunkId, compressChunk, verifyChunk } from '../src/codec/chunk-codec.js'
+import { chunkId, verifyChunk, ZSTD_LEVEL } from '../src/codec/chunk-codec.js'
+import { ChunkCompressor } from '../src/codec/chunk-compressor.js'
 import { Catalog, type NewChunk } from '../src/store/core/catalog.js'
 import { PackStore } from '../src/store/core/packs.js'
 import { restoreSnapshot } from '../src/store/restore.js'
@@ -77,6 +78,9 @@ async function main (): Promise<number> {
     const pipe = { openMs: 0, readMs: 0, cutMs: 0, shaMs: 0, zstdMs: 0, writeMs: 0, files: 0, chunks: 0, rawBytes: 0, zstdBytes: 0, zstdLevel1Ms: 0, zstdLevel1Bytes: 0 }
     const chunker = new FastCdc(DEFAULT_CHUNKER)
     const buffer = Buffer.allocUnsafe(DEFAULT_CHUNKER.maxSize * 2)
+    // as the staging workers do: one kept zstd context
+    const compressor = new ChunkCompressor(ZSTD_LEVEL, DEFAULT_CHUNKER.maxSize)
+    const compressor1 = new ChunkCompressor(1, DEFAULT_CHUNKER.maxSize)
     const seg = openSync(join(work, 'pipeline.seg'), constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC, 0o600)
     let segOff = 0
     const tPipe = performance.now()
@@ -108,7 +112,7 @@ async function main (): Promise<number> {
         a = performance.now()
         chunkId(plain)
         const b = performance.now()
-        const z = compressChunk(plain)
+        const z = compressor.compressView(plain)
         const c = performance.now()
         let w = 0
         while (w < z.byteLength) w += writeSync(seg, z, w, z.byteLength - w, segOff + w)
@@ -116,7 +120,7 @@ async function main (): Promise<number> {
         pipe.writeMs += performance.now() - c
         // what level 1 would cost and give (not part of the pipeline's total)
         const d = performance.now()
-        pipe.zstdLevel1Bytes += compressChunk(plain, 1).byteLength
+        pipe.zstdLevel1Bytes += compressor1.compressView(plain).byteLength
         pipe.zstdLevel1Ms += performance.now() - d
         pipe.shaMs += b - a
         pipe.zstdMs += c - b

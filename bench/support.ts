@@ -143,6 +143,33 @@ export function procSample (pid: number | undefined): ProcSample | undefined {
 }
 
 /**
+ * CPU seconds (user + sys) of a live process's threads, summed by thread name (comm), plus
+ * `exited`: what threads that are gone used (the process total less the live threads).
+ */
+export function threadCpu (pid: number | undefined): Record<string, number> {
+  const out: Record<string, number> = {}
+  if (pid === undefined) return out
+  const parse = (stat: string): { comm: string, cpuS: number } => {
+    const comm = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'))
+    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    return { comm, cpuS: (Number(rest[11]) + Number(rest[12])) / CLK_TCK }
+  }
+  try {
+    const total = parse(readFileSync(`/proc/${pid}/stat`, 'utf8')).cpuS
+    let live = 0
+    for (const tid of readdirSync(`/proc/${pid}/task`)) {
+      try {
+        const t = parse(readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8'))
+        out[t.comm] = Math.round(((out[t.comm] ?? 0) + t.cpuS) * 100) / 100
+        live += t.cpuS
+      } catch {}
+    }
+    out.exited = Math.round((total - live) * 100) / 100
+  } catch {}
+  return out
+}
+
+/**
  * Resets a process's peak RSS (VmHWM) to its current RSS (proc(5), clear_refs "5"), so the
  * peak of one phase can be read on its own. False where the kernel refuses.
  */

@@ -2,8 +2,14 @@
  * One staging round: scan every protected folder a directory at a time, stage what changed
  * into the spool (in worker threads), and seal it as immutable staging sets of bounded size.
  * A set is sealed only after its spool segments are fsynced, in a single database
- * transaction, so a crash at any point leaves whole sets and at most one unsealed set, which
- * is thrown away on start (its changes are found again by the next scan).
+ * transaction, so a crash at any point leaves whole sets and at most two unsealed sets (the
+ * one being sealed and the one being filled), which are thrown away on start (their changes
+ * are found again by the next scan).
+ *
+ * One pool of staging workers serves the whole round. When a set is full the scan goes on
+ * into the next set at once: the full set is sealed on this thread in the gaps, after its
+ * last batches, while the workers already stage the next set's (at most one set sealing at a
+ * time; sets seal in id order).
  *
  * Sets are capped (entries and bytes) so that memory stays bounded whatever the size of the
  * tree, and so that the manager can pull the first part of a large first backup while the
@@ -83,15 +89,25 @@ export interface StagerInit {
 
 const BATCH_FILES = 64
 const BATCH_BYTES = 16 * 1024 * 1024
+/**
+ * Batches queued per worker. Three rather than two so that a worker still has work while this
+ * thread is busy in a seal's transaction. A batch in flight holds no file data on this thread
+ * (workers read the files themselves), so what this bounds is the spool space reserved at
+ * zstd's worst case: at most workers × 3 × 16 MiB.
+ */
+const BATCHES_PER_WORKER = 3
+/** Staging workers when the config says 0: one per core the agent may run on, at most this. */
+const MAX_DEFAULT_WORKERS = 4
 export const DEFAULT_MAX_SET_ENTRIES = 20_000
 export const DEFAULT_MAX_SET_BYTES = 1024 * 1024 * 1024
 
 interface Work { folder: string, item: ScanItem, bound: number }
 
-/** The set being filled: its worker pool writes into segments named after it. */
+/** A set being filled (or sealed): the workers write its chunks into segments named after it. */
 interface OpenSet {
   id: number
-  pool?: StagingPool
+  /** Whether a batch of it went to the workers (then the workers have segments to close). */
+  dispatched: boolean
   changes: StagedChange[]
   newChunks: NewSpoolChunk[]
   /** Entries given to this set so far, staged or still in a worker. */
@@ -119,6 +135,13 @@ class StagingRound {
   private readonly result: StageRoundResult = { sets: [], scanned: 0, changed: 0, deleted: 0, settling: 0, locked: 0, spoolFull: false, diskLow: false, deferred: 0, torn: 0, errors: 0 }
   private readonly now: number
   private open?: OpenSet
+  /** The set being sealed (behind the set being filled), and that seal. */
+  private closing?: OpenSet
+  private sealing?: Promise<void>
+  /** One pool for the round, made at the first batch. */
+  private pool?: StagingPool
+  /** Every batch in the workers, of any set: the backpressure. */
+  private readonly inFlight = new Set<Promise<void>>()
   private batch: Work[] = []
   private batchBound = 0
   private batchRaw = 0
@@ -202,14 +225,17 @@ class StagingRound {
             this.addChange({ entry: { folder: folder.name, path: rel, type: 'deleted', mode: 0, mtimeNs: BigInt(this.now) * 1_000_000n, size: 0, chunks: new Uint8Array(0) } })
             r.deleted++
           }
-          if (this.open !== undefined && (this.open.assigned >= this.maxEntries || this.open.rawBytes >= this.maxBytes)) await this.seal()
+          if (this.open !== undefined && (this.open.assigned >= this.maxEntries || this.open.rawBytes >= this.maxBytes)) await this.closeSet()
         }
       }
-      await this.dispatch()
-      await this.seal()
+      await this.closeSet()
+      await this.sealing
     } catch (err) {
       await this.abandon()
       throw err
+    } finally {
+      await this.pool?.terminate()
+      this.pool = undefined
     }
     if (this.result.diskLow) log.warn('disk reserve reached; staging waits until space comes back', { reserveBytes: this.reserve, deferredFiles: this.result.deferred })
     if (this.result.spoolFull) log.warn('spool cap reached; the rest waits until the manager pulls', { capBytes: this.init.spoolCapBytes, deferredFiles: this.result.deferred })
@@ -217,7 +243,7 @@ class StagingRound {
   }
 
   private openSet (): OpenSet {
-    this.open ??= { id: this.init.state.beginSet(this.now), changes: [], newChunks: [], assigned: 0, rawBytes: 0, inFlight: new Set() }
+    this.open ??= { id: this.init.state.beginSet(this.now), dispatched: false, changes: [], newChunks: [], assigned: 0, rawBytes: 0, inFlight: new Set() }
     return this.open
   }
 
@@ -239,11 +265,10 @@ class StagingRound {
     if (this.result.spoolFull || this.result.diskLow) { this.result.deferred++; return }
     let reprobed = false
     while (this.used() + this.batchBound + w.bound > cap || !this.diskAllows(w.bound)) {
-      const open = this.open
       if (this.batch.length > 0) { await this.dispatch(); continue }
-      if (open !== undefined && open.inFlight.size > 0) {
+      if (this.inFlight.size > 0) {
         // what is in flight may compress well: see what it really took, then try again
-        await Promise.all(open.inFlight)
+        await Promise.all(this.inFlight)
         continue
       }
       if (!this.diskAllows(w.bound) && !reprobed) {
@@ -272,30 +297,31 @@ class StagingRound {
     // others write to this disk too: look again at every batch
     this.probeDisk()
     const open = this.openSet()
-    open.pool ??= new StagingPool(Math.max(1, Math.min(this.init.workers > 0 ? this.init.workers : availableParallelism(), 4)), {
+    this.pool ??= new StagingPool(this.init.workers > 0 ? this.init.workers : Math.min(availableParallelism(), MAX_DEFAULT_WORKERS), {
       spoolDir: this.init.spool.dir,
-      setId: open.id,
       chunker: this.init.chunker ?? DEFAULT_CHUNKER,
       niceness: this.init.niceness ?? 10,
       segmentBytes: 256 * 1024 * 1024
     })
-    const pool = open.pool
+    const pool = this.pool
+    open.dispatched = true
     const batch = this.batch
     const bound = this.batchBound
     this.batch = []
     this.batchBound = 0
     this.batchRaw = 0
     this.inFlightBound += bound
-    const p = pool.stage(batch.map(w => ({ abs: w.item.abs }))).then(results => {
+    const p = pool.stage(open.id, batch.map(w => ({ abs: w.item.abs }))).then(results => {
       this.inFlightBound -= bound
       results.forEach((r, i) => { this.absorb(open, batch[i], r) })
       this.onProgress?.({ phase: 'staging', filesDone: this.filesDone, bytesDone: this.bytesDone, setsSealed: this.result.sets.length })
     })
     open.inFlight.add(p)
-    void p.finally(() => open.inFlight.delete(p)).catch(() => {})
+    this.inFlight.add(p)
+    void p.finally(() => { open.inFlight.delete(p); this.inFlight.delete(p) }).catch(() => {})
     testPausePoint('stage-batch')
-    // Backpressure: at most two batches per worker in flight.
-    if (open.inFlight.size >= pool.size * 2) await Promise.race(open.inFlight)
+    // Backpressure: a few batches per worker in flight, whichever set they belong to.
+    if (this.inFlight.size >= pool.size * BATCHES_PER_WORKER) await Promise.race(this.inFlight)
   }
 
   private absorb (open: OpenSet, w: Work, r: FileResult): void {
@@ -324,25 +350,44 @@ class StagingRound {
     open.changes.push({ entry, tracked: r.tracked })
   }
 
-  /** Seals the open set: in-flight work done, segments fsynced, then one transaction. */
-  private async seal (): Promise<void> {
+  /**
+   * Closes the open set to new work and starts its seal behind the previous one; the scan goes
+   * on into a new set meanwhile. Waits for the previous seal first, so at most one set is
+   * sealing while one is being filled.
+   */
+  private async closeSet (): Promise<void> {
     await this.dispatch()
     const open = this.open
     if (open === undefined) return
+    await this.sealing
+    this.open = undefined
+    this.closing = open
+    // Sent now, so each worker closes this set's segment right after its last batch of the set
+    // and before any batch of the next.
+    const segments = open.dispatched && this.pool !== undefined ? this.pool.finishSet(open.id) : undefined
+    // seal() is awaited later (next closeSet, the end of the round, or abandon): keep a failure
+    // from being reported as unhandled in between
+    segments?.catch(() => {})
+    this.sealing = this.seal(open, segments)
+    this.sealing.catch(() => {})
+  }
+
+  /** Seals a closed set: its batches absorbed, segments fsynced, then one transaction. */
+  private async seal (open: OpenSet, segments: Promise<string[]> | undefined): Promise<void> {
     this.onProgress?.({ phase: 'sealing', filesDone: this.filesDone, bytesDone: this.bytesDone, setsSealed: this.result.sets.length })
     await Promise.all(open.inFlight)
-    if (open.pool !== undefined) {
-      await open.pool.finish()
-      await open.pool.terminate()
+    if (segments !== undefined) {
+      await segments
       this.init.spool.syncDir()
     }
-    this.open = undefined
     if (open.changes.length === 0) {
       this.init.state.discardSet(open.id)
       this.init.spool.remove(this.init.spool.segmentsOfSet(open.id))
+      this.closing = undefined
       return
     }
     const summary = this.init.state.sealSet(open.id, open.changes, open.newChunks, this.init.clock.now())
+    this.closing = undefined
     testPausePoint('stage-sealed')
     this.result.sets.push(summary)
     this.result.set = summary
@@ -350,15 +395,20 @@ class StagingRound {
     this.init.log.info('sealed staging set', { set: summary.id, entries: summary.entries, bytes: summary.rawBytes, spooled: summary.storedBytes })
   }
 
-  /** A failed round: the open set and its segments go; sealed sets stay. */
+  /** A failed round: the sets not sealed and their segments go; sealed sets stay. */
   private async abandon (): Promise<void> {
     const open = this.open
     this.open = undefined
-    if (open === undefined) return
-    await Promise.allSettled(open.inFlight)
-    await open.pool?.terminate()
-    this.init.state.discardSet(open.id)
-    this.init.spool.remove(this.init.spool.segmentsOfSet(open.id))
+    await Promise.allSettled([...this.inFlight, this.sealing])
+    // the workers may still hold the sets' segments open: stop them before deleting
+    await this.pool?.terminate()
+    this.pool = undefined
+    for (const set of [this.closing, open]) {
+      if (set === undefined) continue
+      this.init.state.discardSet(set.id)
+      this.init.spool.remove(this.init.spool.segmentsOfSet(set.id))
+    }
+    this.closing = undefined
   }
 }
 

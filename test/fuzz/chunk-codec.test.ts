@@ -7,6 +7,7 @@
 import { strict as assert } from 'node:assert'
 import fc from 'fast-check'
 import { chunkId, compressChunk, decompressChunk, MAX_CHUNK_BYTES, verifyChunk } from '../../src/codec/chunk-codec.js'
+import { ChunkCompressor } from '../../src/codec/chunk-compressor.js'
 import { fuzz, randomBytes } from './harness.js'
 
 const MiB = 1024 * 1024
@@ -27,6 +28,15 @@ describe('fuzz: chunk codec', () => {
 
   fuzz('chunk codec: round trip (compress → verify)', fc.uint8Array({ maxLength: 4096 }), plain => {
     assert.deepEqual(verifyChunk(chunkId(plain), compressChunk(plain, 1), plain.byteLength), Buffer.from(plain))
+  })
+
+  // one context across the whole run, as a staging worker keeps it: whatever came before, each
+  // chunk's frame decompresses alone to exactly that chunk
+  const kept = new ChunkCompressor(3, 4096)
+  fuzz('chunk codec: one kept zstd context, chunk after chunk (compress → verify alone)', fc.array(fc.oneof(fc.uint8Array({ maxLength: 4096 }), fc.string({ maxLength: 3000 }).map(s => new TextEncoder().encode(s.repeat(3)))), { minLength: 1, maxLength: 8 }), plains => {
+    const frames = plains.map(p => kept.compress(p))
+    plains.forEach((p, i) => { assert.deepEqual(verifyChunk(chunkId(p), frames[i], p.byteLength), Buffer.from(p)) })
+    assert.ok(kept.reusable)
   })
 
   fuzz('chunk codec: verify with a flipped id, data byte or length fails typed', fc.tuple(fc.uint8Array({ minLength: 1, maxLength: 512 }), fc.nat(), fc.constantFrom('id', 'data', 'length')), ([plain, at, what]) => {

@@ -238,6 +238,43 @@ describe('integration: agent staging', function () {
     assert.equal(r.state.trackedCount(), 5 + 5 * 70)
   })
 
+  it('stages every set of a round with one pool of workers, each set in segments of its own (issue 12)', async () => {
+    const r = make({ maxSetEntries: 100 })
+    for (let d = 0; d < 5; d++) {
+      mkdirSync(join(r.folder, `d${d}`))
+      for (let i = 0; i < 70; i++) writeFileSync(join(r.folder, `d${d}`, `f${i}.txt`), `${d}/${i} `.repeat(1 + i * 37))
+    }
+    // 'worker' is emitted on this process for every worker thread it starts
+    let started = 0
+    const onWorker = (): void => { started++ }
+    process.on('worker', onWorker)
+    let round
+    try {
+      round = await stageNow(r)
+    } finally {
+      process.off('worker', onWorker)
+    }
+    assert.ok(round.sets.length >= 3, `${round.sets.length} sets`)
+    assert.equal(started, 1, 'the rig asks for one staging worker: one for the whole round, not one per set')
+    assert.deepEqual(r.state.sealedSets().map(s => s.id), round.sets.map(s => s.id))
+    let files = 0
+    for (const set of round.sets) {
+      for (const e of r.state.setEntries(set.id)) {
+        if (e.type !== 'file') continue
+        files++
+        const name = Buffer.from(e.path).toString()
+        const [d, i] = /^d(\d)\/f(\d+)\.txt$/.exec(name)?.slice(1).map(Number) ?? [NaN, NaN]
+        assert.deepEqual(await contentOf(r, e), Buffer.from(`${d}/${i} `.repeat(1 + i * 37)), `${name} byte for byte`)
+        for (let k = 0; k < e.chunks.byteLength; k += CHUNK_ID_BYTES) {
+          // acking a set deletes its segments: none of its chunks may sit in another set's
+          assert.match(r.state.spoolLocation(e.chunks.subarray(k, k + CHUNK_ID_BYTES))?.segment ?? '', new RegExp(`^set-${set.id}-`), `${name} is spooled in its own set's segment`)
+        }
+      }
+    }
+    assert.equal(files, 5 * 70)
+    assert.deepEqual([...r.spool.segmentsPresent()].filter(s => !round.sets.some(set => s.startsWith(`set-${set.id}-`))), [], 'no segment of an unsealed set is left')
+  })
+
   it('records every path under a deleted directory, and under a directory replaced by a file', async () => {
     const r = make()
     mkdirSync(join(r.folder, 'gone', 'sub'), { recursive: true })

@@ -97,6 +97,11 @@ export class FileWriterPool {
     if (this.broken !== undefined) throw this.broken
   }
 
+  /** Sends every waiting batch now, without waiting: for a caller about to wait on a file's result. */
+  send (): void {
+    for (let w = 0; w < this.workers.length; w++) this.flush(w)
+  }
+
   /** Sends everything and resolves once every batch is answered. */
   async drain (): Promise<void> {
     for (let w = 0; w < this.workers.length; w++) this.flush(w)

@@ -197,7 +197,9 @@ export class RestoreSink {
     try {
       this.ensureParent(abs)
       const linked = e.linkKey === undefined ? undefined : this.linkGroups.get(e.linkKey)
-      // a link needs its first name written: wait for that file (hard links are rare)
+      // A link needs its first name written: wait for that file (hard links are rare). Its
+      // batch may still wait to fill up, and nothing else fills it while we wait: send it now.
+      if (linked !== undefined) this.pool?.send()
       if (linked !== undefined && await linked.written && this.willLink(e)) {
         this.create(abs, p => { linkSync(linked.abs, p) })
         this.countFile(0)

@@ -311,6 +311,27 @@ describe('integration: store (packs, catalog, restore)', function () {
     assert.equal(perm(join(root, 'many')), 0o750)
   })
 
+  it('restores a hard link whose first name is still in an unsent writer batch (no deadlock)', async () => {
+    // Two small names of one inode, one after the other: the first name's batch is far from
+    // full when the second name waits for it, so the sink must send it rather than wait.
+    const store = newStore()
+    const ep = store.catalog.touchEndpoint('12D3KooWEndpointLinkPair', 'pair', 1)
+    const shared = randomBytes(20)
+    const { snapshotId } = store.commit(ep, [
+      { path: 'a', type: 'file', content: shared, linkKey: '9:1' },
+      { path: 'b', type: 'file', content: shared, linkKey: '9:1' }
+    ])
+    const target = join(newDir(), 'out')
+    const restored = store.restore(ep, snapshotId, target)
+    const summary = await Promise.race([restored, new Promise<'hung'>(resolve => { setTimeout(() => { resolve('hung') }, 20_000).unref() })])
+    assert.notEqual(summary, 'hung', 'the restore finished')
+    if (summary === 'hung') return
+    assert.deepEqual(summary.errors, [])
+    const root = join(target, 'home')
+    assert.ok(readFileSync(join(root, 'b')).equals(shared))
+    assert.equal(statSync(join(root, 'a')).ino, statSync(join(root, 'b')).ino, 'one inode')
+  })
+
   it('stores a chunk two endpoints share once', async () => {
     const store = newStore()
     const epA = store.catalog.touchEndpoint('12D3KooWAlpha', 'alpha', 1)

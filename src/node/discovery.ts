@@ -396,3 +396,19 @@ export function peerFromRecord (service: ServiceRecordView, self: { peerId: stri
   if (addrs.length === 0) return bad('no dialable address')
   return { ok: true, peer: { peerId, addrs, role: role as Role | 'node', version, name, source: 'mdns' } }
 }
+
+/**
+ * The discovery an endpoint runs (agent or bare node): it announces itself and browses for
+ * nothing it acts on; the manager is the one that finds peers and dials them.
+ */
+export function endpointDiscovery (o: { peerId: string, role: Role, version: string, name: string, port: number, fleetTag: string, mdns: { enabled: boolean, queryIntervalSeconds: number }, clock: Clock, log: Logger }): Discovery {
+  return new Discovery({
+    self: { peerId: o.peerId, role: o.role, version: o.version, name: o.name, port: o.port, fleetTag: o.fleetTag },
+    mdns: o.mdns.enabled,
+    queryIntervalMs: o.mdns.queryIntervalSeconds * 1000,
+    staticPeers: [],
+    onPeer: () => {},
+    clock: o.clock,
+    log: o.log
+  })
+}

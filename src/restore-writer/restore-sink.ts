@@ -131,6 +131,15 @@ export class RestoreSink {
     return linked !== undefined && linked.size === e.size && Buffer.from(linked.chunks).equals(Buffer.from(e.chunks))
   }
 
+  /** Where an entry lands under the target, or undefined (recorded as RESTORE_PATH_UNSAFE) if it would leave it. */
+  private placeOf (e: StagedEntry, shown: string): Buffer | undefined {
+    if (!isSafeRelativePath(e.path) || !isSafeFolderName(e.folder)) {
+      this.error(shown, 'RESTORE_PATH_UNSAFE', 'path is absolute or leaves its folder; skipped')
+      return undefined
+    }
+    return Buffer.concat([this.targetBytes, SLASH, Buffer.from(e.folder), SLASH, e.path])
+  }
+
   /**
    * Writes one entry. Problems with the entry (an unsafe path, a corrupt chunk, a file-system
    * error) are recorded in the summary; an abort or a failing provider is thrown.
@@ -138,11 +147,8 @@ export class RestoreSink {
   async add (e: StagedEntry, chunk: ChunkProvider): Promise<void> {
     if (this.options.signal?.aborted === true) throw this.options.signal.reason
     const shown = `${e.folder}/${displayPath(e.path)}`
-    if (!isSafeRelativePath(e.path) || !isSafeFolderName(e.folder)) {
-      this.error(shown, 'RESTORE_PATH_UNSAFE', 'path is absolute or leaves its folder; skipped')
-      return
-    }
-    const abs = Buffer.concat([this.targetBytes, SLASH, Buffer.from(e.folder), SLASH, e.path])
+    const abs = this.placeOf(e, shown)
+    if (abs === undefined) return
     try {
       if (e.type === 'dir') {
         this.ensureDir(abs)
@@ -189,11 +195,8 @@ export class RestoreSink {
     if (this.fatal !== undefined) throw this.fatal
     if (this.options.signal?.aborted === true) throw this.options.signal.reason
     const shown = `${e.folder}/${displayPath(e.path)}`
-    if (!isSafeRelativePath(e.path) || !isSafeFolderName(e.folder)) {
-      this.error(shown, 'RESTORE_PATH_UNSAFE', 'path is absolute or leaves its folder; skipped')
-      return
-    }
-    const abs = Buffer.concat([this.targetBytes, SLASH, Buffer.from(e.folder), SLASH, e.path])
+    const abs = this.placeOf(e, shown)
+    if (abs === undefined) return
     try {
       this.ensureParent(abs)
       const linked = e.linkKey === undefined ? undefined : this.linkGroups.get(e.linkKey)

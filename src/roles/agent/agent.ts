@@ -9,7 +9,7 @@ import { join } from 'node:path'
 import type { HoldfastConfig } from '../../config/config.js'
 import { loadOrCreateIdentity } from '../../node/identity.js'
 import { createHoldfastNode, listenPort, type HoldfastNode } from '../../node/libp2p-node.js'
-import { Discovery } from '../../node/discovery.js'
+import { endpointDiscovery, type Discovery } from '../../node/discovery.js'
 import { fleetTag } from '../../node/fleet.js'
 import { AgentStateDb } from '../../staging/state-db.js'
 import { Spool } from '../../staging/spool.js'
@@ -306,15 +306,7 @@ export class Agent {
     await new RestoreService(node, { allow, log: this.log, target: { open: async (header, manager) => this.openRestore(header, manager) } }).start()
     // rolling upgrades (holdfast deploy --version): a signed package from a pinned manager
     await new DeployService(node, { allow, log: this.log.child('deploy'), target: upgradeTarget(this.installRoot, this.config.managers, this.log, this.restart) }).start()
-    this.discovery = new Discovery({
-      self: { peerId: this.peerId, role: 'agent', version: HOLDFAST_VERSION, name: this.config.name, port: listenPort(node), fleetTag: fleetTag(this.config.fleetKey) },
-      mdns: this.config.mdns.enabled,
-      queryIntervalMs: this.config.mdns.queryIntervalSeconds * 1000,
-      staticPeers: [],
-      onPeer: () => {},
-      clock: this.clock,
-      log: this.log.child('discovery')
-    })
+    this.discovery = endpointDiscovery({ peerId: this.peerId, role: 'agent', version: HOLDFAST_VERSION, name: this.config.name, port: listenPort(node), fleetTag: fleetTag(this.config.fleetKey), mdns: this.config.mdns, clock: this.clock, log: this.log.child('discovery') })
     this.discovery.start()
     this.admin = new AdminServer(this.config.adminSocket, AGENT_API, {
       status: async () => this.status(),

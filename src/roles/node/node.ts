@@ -13,7 +13,7 @@ import { join } from 'node:path'
 import { writeConfig, type HoldfastConfig } from '../../config/config.js'
 import { loadOrCreateIdentity } from '../../node/identity.js'
 import { createHoldfastNode, listenPort, type HoldfastNode } from '../../node/libp2p-node.js'
-import { Discovery } from '../../node/discovery.js'
+import { endpointDiscovery, type Discovery } from '../../node/discovery.js'
 import { fleetTag } from '../../node/fleet.js'
 import { DeployService, DEPLOY_LIMITS, type DeployOffer, type DeployResult } from '../../protocols/deploy.js'
 import { installPackage, switchCurrent, verifyManifest } from '../../deploy/package.js'
@@ -84,15 +84,7 @@ export class BareNode {
       }
     })
     await this.deploy.start()
-    this.discovery = new Discovery({
-      self: { peerId: this.peerId, role: 'node', version: HOLDFAST_VERSION, name: this.config.name, port: listenPort(node), fleetTag: fleetTag(this.config.fleetKey) },
-      mdns: this.config.mdns.enabled,
-      queryIntervalMs: this.config.mdns.queryIntervalSeconds * 1000,
-      staticPeers: [],
-      onPeer: () => {},
-      clock: this.clock,
-      log: this.log.child('discovery')
-    })
+    this.discovery = endpointDiscovery({ peerId: this.peerId, role: 'node', version: HOLDFAST_VERSION, name: this.config.name, port: listenPort(node), fleetTag: fleetTag(this.config.fleetKey), mdns: this.config.mdns, clock: this.clock, log: this.log.child('discovery') })
     this.discovery.start()
     this.admin = new AdminServer(this.config.adminSocket, NODE_API, { status: async () => this.status() }, this.log)
     await this.admin.start()

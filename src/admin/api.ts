@@ -121,7 +121,7 @@ export type ManagerCommands = {
   'config-show': Cmd<{ endpoint: string }, ConfigShowReply>
   /** The value in effect for the endpoint, and which scope set it. */
   'config-get': Cmd<{ endpoint: string, key: string }, ConfigGetReply>
-  /** value: any JSON the key takes; null removes the key from the scope. Audited. */
+  /** value: the JSON the key takes (checked by the store); null removes the key from the scope. Audited. */
   'config-set': Cmd<{ endpoint: string, key: string, value: unknown }, ConfigChange>
   /** Offers the agent role to a bare node (by peer id or name) now, whatever the deploy policy says. */
   deploy: Cmd<{ node: string }, DeployOutcome>

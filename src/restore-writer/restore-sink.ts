@@ -297,14 +297,7 @@ export class RestoreSink {
     const key = parent.toString('latin1')
     let held = this.parents.get(key)
     if (held === undefined) {
-      let fd: number
-      try {
-        fd = openSync(parent, constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW)
-      } catch (err) {
-        const code = (err as NodeJS.ErrnoException).code
-        if (code === 'ELOOP' || code === 'ENOTDIR') throw new HoldfastError('RESTORE_PATH_UNSAFE', `${displayPath(parent)} is no longer a directory (swapped for a link during the restore); skipped`)
-        throw err
-      }
+      const fd = openParentDir(parent)
       this.closeIdleParents()
       held = { fd, refs: 0 }
       this.parents.set(key, held)
@@ -386,14 +379,7 @@ export class RestoreSink {
   private withinParent<T> (abs: Buffer, fn: (p: Buffer) => T): T {
     const slash = abs.lastIndexOf(0x2f)
     const parent = abs.subarray(0, slash)
-    let fd: number
-    try {
-      fd = openSync(parent, constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW)
-    } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code
-      if (code === 'ELOOP' || code === 'ENOTDIR') throw new HoldfastError('RESTORE_PATH_UNSAFE', `${displayPath(parent)} is no longer a directory (swapped for a link during the restore); skipped`)
-      throw err
-    }
+    const fd = openParentDir(parent)
     try {
       const real = fdPath(fd)
       if (real === undefined) return fn(abs)
@@ -637,5 +623,16 @@ export function prepareTarget (target: string, uid: number | undefined = process
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
     mkdirSync(target, { recursive: true, mode: 0o700 })
+  }
+}
+
+/** Opens a parent directory without following a link: one swapped in for it is RESTORE_PATH_UNSAFE. */
+function openParentDir (parent: Buffer): number {
+  try {
+    return openSync(parent, constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW)
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code
+    if (code === 'ELOOP' || code === 'ENOTDIR') throw new HoldfastError('RESTORE_PATH_UNSAFE', `${displayPath(parent)} is no longer a directory (swapped for a link during the restore); skipped`)
+    throw err
   }
 }

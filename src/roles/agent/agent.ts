@@ -3,12 +3,13 @@
  * manager it trusts. Scans run at start, on a timer, and sooner when something is settling;
  * only one staging round runs at a time.
  */
-import { mkdirSync, readFileSync, statfsSync, statSync, writeFileSync } from 'node:fs'
+import { mkdirSync, readFileSync, statfsSync, statSync } from 'node:fs'
 import { spawnSync } from 'node:child_process'
 import { join } from 'node:path'
 import type { HoldfastConfig } from '../../config/config.js'
 import { loadOrCreateIdentity } from '../../node/identity.js'
-import { createHoldfastNode, listenPort, type HoldfastNode } from '../../node/libp2p-node.js'
+import { listenPort, type HoldfastNode } from '../../node/libp2p-node.js'
+import { createNodeOnSavedPort } from '../../node/saved-port.js'
 import { endpointDiscovery, type Discovery } from '../../node/discovery.js'
 import { fleetTag } from '../../node/fleet.js'
 import { AgentStateDb } from '../../staging/state-db.js'
@@ -21,7 +22,7 @@ import { RestoreService, type RestoreHeader, type RestoreWriter } from '../../pr
 import { openRestoreDir } from '../../restore-writer/restore-sink.js'
 import { AdminServer } from '../../admin/admin-socket.js'
 import { AGENT_API, type AgentCommands } from '../../admin/api.js'
-import { HoldfastError, describeError, errorCode } from '../../util/errors.js'
+import { HoldfastError, describeError } from '../../util/errors.js'
 import type { Clock } from '../../util/clock.js'
 import type { Logger } from '../../util/log.js'
 import { displayPath } from '../../model/entry.js'
@@ -246,7 +247,7 @@ export class Agent {
     this.spool.onMissing = () => { this.repairDue = true; this.requestScan(0) }
     const identity = await loadOrCreateIdentity(this.config.dataDir)
     this.peerId = identity.peerId
-    const node = await this.listenWherePossible(identity.privateKey)
+    const node = await createNodeOnSavedPort({ privateKey: identity.privateKey, fleetKey: this.config.fleetKey, listen: this.config.listen }, this.config.dataDir, this.log)
     this.node = node
     // Only the pinned managers (config requires at least one): holding the fleet key does not
     // make a host a manager. Every agent protocol below goes through this gate.
@@ -329,38 +330,6 @@ export class Agent {
     }
   }
 
-  /**
-   * Listens on the port it had last time where the config leaves the port to the system
-   * (tcp/0): after a restart the manager's known address is still right, so nothing waits
-   * on rediscovery. Falls back to the config as written when that port is taken.
-   */
-  private async listenWherePossible (privateKey: Parameters<typeof createHoldfastNode>[0]['privateKey']): Promise<HoldfastNode> {
-    const portFile = join(this.config.dataDir, 'listen-port')
-    let saved: number | undefined
-    try {
-      const n = Number(readFileSync(portFile, 'utf8').trim())
-      if (Number.isInteger(n) && n > 0 && n <= 65535) saved = n
-    } catch {}
-    const preferred = saved === undefined ? this.config.listen : this.config.listen.map(a => a.replace(/\/tcp\/0(?=\/|$)/, `/tcp/${saved}`))
-    let node: HoldfastNode
-    if (preferred.some((a, i) => a !== this.config.listen[i])) {
-      try {
-        node = await createHoldfastNode({ privateKey, fleetKey: this.config.fleetKey, listen: preferred })
-      } catch (err) {
-        // libp2p's message embeds the listen error's stack; its name says enough here
-        this.log.info('last listen port is taken; listening on a new one', { port: saved, err: errorCode(err) })
-        node = await createHoldfastNode({ privateKey, fleetKey: this.config.fleetKey, listen: this.config.listen })
-      }
-    } else {
-      node = await createHoldfastNode({ privateKey, fleetKey: this.config.fleetKey, listen: this.config.listen })
-    }
-    try {
-      writeFileSync(portFile, `${listenPort(node)}\n`, { mode: 0o600 })
-    } catch (err) {
-      this.log.warn('cannot save the listen port; a restart will listen on a new one', { err: describeError(err) })
-    }
-    return node
-  }
 
   async stop (): Promise<void> {
     this.controller.abort(new HoldfastError('ABORTED', 'agent stopping'))

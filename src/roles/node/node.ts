@@ -8,11 +8,12 @@
  * runs in place, or the host restarts into the new version). A refused or failed offer leaves
  * it bare, with the reason in `status`.
  */
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { mkdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { writeConfig, type HoldfastConfig } from '../../config/config.js'
 import { loadOrCreateIdentity } from '../../node/identity.js'
-import { createHoldfastNode, listenPort, type HoldfastNode } from '../../node/libp2p-node.js'
+import { listenPort, type HoldfastNode } from '../../node/libp2p-node.js'
+import { createNodeOnSavedPort } from '../../node/saved-port.js'
 import { endpointDiscovery, type Discovery } from '../../node/discovery.js'
 import { fleetTag } from '../../node/fleet.js'
 import { DeployService, DEPLOY_LIMITS, type DeployOffer, type DeployResult } from '../../protocols/deploy.js'
@@ -72,7 +73,7 @@ export class BareNode {
     this.peerId = identity.peerId
     const pinned = this.config.managers
     // Only the pinned managers get a connection at all: the node has nothing for anyone else.
-    const node = await this.listen(identity.privateKey, (id: string) => !pinned.includes(id))
+    const node = await createNodeOnSavedPort({ privateKey: identity.privateKey, fleetKey: this.config.fleetKey, listen: this.config.listen, denied: (id: string) => !pinned.includes(id) }, this.config.dataDir, this.log)
     this.node = node
     this.deploy = new DeployService(node, {
       allow: remote => pinned.includes(remote),
@@ -153,32 +154,5 @@ export class BareNode {
     this.state = 'failed'
     this.why = describeError(err)
     this.log.warn('deploy offer refused or failed; the node stays as it was', { why: this.why })
-  }
-
-  /**
-   * Listens on the port it (or the agent it becomes) had last time, so the manager's known
-   * address holds across the switch; the agent reads and keeps the same file.
-   */
-  private async listen (privateKey: Parameters<typeof createHoldfastNode>[0]['privateKey'], denied: (id: string) => boolean): Promise<HoldfastNode> {
-    const portFile = join(this.config.dataDir, 'listen-port')
-    let saved: number | undefined
-    try {
-      const n = Number(readFileSync(portFile, 'utf8').trim())
-      if (Number.isInteger(n) && n > 0 && n <= 65535) saved = n
-    } catch {}
-    const preferred = saved === undefined ? this.config.listen : this.config.listen.map(a => a.replace(/\/tcp\/0(?=\/|$)/, `/tcp/${saved}`))
-    let node: HoldfastNode
-    try {
-      node = await createHoldfastNode({ privateKey, fleetKey: this.config.fleetKey, listen: preferred, denied })
-    } catch (err) {
-      if (preferred.every((a, i) => a === this.config.listen[i])) throw err
-      node = await createHoldfastNode({ privateKey, fleetKey: this.config.fleetKey, listen: this.config.listen, denied })
-    }
-    try {
-      writeFileSync(portFile, `${listenPort(node)}\n`, { mode: 0o600 })
-    } catch (err) {
-      this.log.warn('cannot save the listen port', { err: describeError(err) })
-    }
-    return node
   }
 }

@@ -12,9 +12,9 @@
  */
 import { strict as assert } from 'node:assert'
 import { spawn } from 'node:child_process'
-import { chmodSync, lstatSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { chmodSync, lstatSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs'
 import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { dirname, join } from 'node:path'
 import { HOLDFAST_BIN, TestFleet, cliJson } from '../support/fleet.js'
 import { isCi } from '../support/ci.js'
 import type { AuditEntry } from '../../src/admin/api.js'
@@ -59,9 +59,24 @@ describe('admin socket: admin.group (processes of other uids)', function () {
   let run = ''
   let fleet: TestFleet | undefined
 
+  // The other uids run this checkout's CLI, so they must be able to reach it: a checkout under
+  // a 0700 directory (a CI runner's `mktemp -d`) gets o+x on its ancestors for the test's span.
+  const opened: Array<{ dir: string, mode: number }> = []
+
+  after(() => {
+    for (const { dir, mode } of opened.reverse()) chmodSync(dir, mode)
+  })
+
   before(function () {
     const why = otherUidsUnavailable()
-    if (why === undefined) return
+    if (why === undefined) {
+      for (let dir = dirname(HOLDFAST_BIN); ; dir = dirname(dir)) {
+        const mode = statSync(dir).mode & 0o7777
+        if ((mode & 0o001) === 0) { opened.push({ dir, mode }); chmodSync(dir, mode | 0o001) }
+        if (dir === dirname(dir)) break
+      }
+      return
+    }
     if (isCi()) throw new Error(`CI=true and processes cannot run as other uids: ${why}`)
     // Reason: only real root can run the clients as other uids; the other layers still run.
     process.stderr.write(`admin.group test skipped: ${why}\n`)

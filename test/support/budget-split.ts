@@ -69,8 +69,9 @@ export async function measureBudgetSplit (bed: LanBed, root: string, options: Bu
   const rebalanceMs = options.rebalanceWindowMs ?? 2_000
   const share = options.budget / n
   const later = options.budget / (n - 1)
-  // The short agent's pull ends ~5 s after the window (at its share); the others' go on well past the rebalance.
-  const shortBytes = Math.ceil(share * (settleMs + options.windowMs + 5_000) / 1000)
+  // The short agent's pull ends ~8 s after the window (at its share: a head start before all
+  // pulls run must not end it early); the others' go on well past the rebalance.
+  const shortBytes = Math.ceil(share * (settleMs + options.windowMs + 8_000) / 1000)
   const bigBytes = Math.ceil((shortBytes + later * (rebalanceMs + 4_000) / 1000) * 1.5)
   const lan = await startLanFleet(bed, root, {
     agents: n,

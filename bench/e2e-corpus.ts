@@ -51,6 +51,10 @@
  *   --both               shared box (first backup only) and then the split (every phase)
  *   --small-files N      files in the small-file tree (default 10 × the corpus's file count)
  *   --skip-small-tree    no small-file tree row
+ *   --small-tree DIR     use this small-file tree, made beforehand (makeSmallTree in
+ *                        bench/support.ts: `node dist/bench/make-small-tree.js DIR N`), and
+ *                        leave it in place: making 786k files takes 25-45 min on this disk,
+ *                        so it can be made once, before the quiet run
  *   --out FILE           write the results as JSON to FILE (always printed to stdout too)
  *   --nochange-runs N    no-change backups for each tool (default 3; the median is compared)
  *   --restic-first       run restic before Holdfast (default: Holdfast first)
@@ -163,7 +167,8 @@ interface ModeRun { mode: Mode, pinning?: Pinning, firstOnly: boolean, holdfast:
 interface SmallTreeResults {
   files: number
   fileBytes: number
-  makeS: number
+  /** Seconds to make the tree; absent when it was made beforehand (--small-tree). */
+  makeS?: number
   holdfast: { stagingS: number, sets: number, cpuS?: number, peakRssMiB?: number, cpusAllowed: string[], load: PhaseLoad }
   restic?: { wallS: number, cpuS?: number, peakRssMiB?: number, load: PhaseLoad }
 }
@@ -573,15 +578,24 @@ function disturbance (pairs: Array<[PhaseLoad | undefined, number | undefined]>)
  * stages it with no manager, as bench:agent does, and restic backs it up, each pinned to the
  * endpoint's CPU in the split.
  */
-async function benchSmallTree (files: number, workdir: string, options: { quietWaitMs: number, pin?: Pinning, skipRestic: boolean, deferred: Deferred }): Promise<SmallTreeResults> {
-  const tree = mkdtempSync(join(workdir, 'holdfast-small-tree-'))
-  options.deferred.add(tree)
-  say(`== small-file tree: making ${files} files in ${tree}`)
-  const m0 = performance.now()
-  makeSmallTree(tree, files)
-  const makeS = sec(performance.now() - m0)
+async function benchSmallTree (wantedFiles: number, workdir: string, options: { quietWaitMs: number, pin?: Pinning, skipRestic: boolean, deferred: Deferred, madeTree?: string }): Promise<SmallTreeResults> {
+  let tree: string
+  let makeS: number | undefined
+  if (options.madeTree === undefined) {
+    tree = mkdtempSync(join(workdir, 'holdfast-small-tree-'))
+    options.deferred.add(tree)
+    say(`== small-file tree: making ${wantedFiles} files in ${tree}`)
+    const m0 = performance.now()
+    makeSmallTree(tree, wantedFiles)
+    makeS = sec(performance.now() - m0)
+  } else {
+    // made beforehand (--small-tree) and left in place; its own file count is what is reported
+    tree = options.madeTree
+    say(`== small-file tree: ${tree} (made beforehand)`)
+  }
   const facts = treeFacts(tree)
-  say(`   made in ${makeS} s (${(facts.fileBytes / 1e6).toFixed(1)} MB)`)
+  const files = facts.files
+  say(`   ${files} files, ${(facts.fileBytes / 1e6).toFixed(1)} MB${makeS === undefined ? '' : `, made in ${makeS} s`}`)
   const root = mkdtempSync(join(workdir, 'holdfast-small-bench-'))
   options.deferred.add(root)
   const fleet = new TestFleet(root)
@@ -692,7 +706,8 @@ async function main (): Promise<number> {
       split: { type: 'boolean' },
       both: { type: 'boolean' },
       'small-files': { type: 'string' },
-      'skip-small-tree': { type: 'boolean' }
+      'skip-small-tree': { type: 'boolean' },
+      'small-tree': { type: 'string' }
     }
   })
   const corpus = resolve(ensureCorpus(positionals[0]))
@@ -748,7 +763,7 @@ async function main (): Promise<number> {
     // after every timed restore: making the tree is a bulk creation, and it is deleted last
     if (values['skip-small-tree'] !== true) {
       const last = modes[modes.length - 1]
-      small = await benchSmallTree(smallFiles, workdir, { quietWaitMs, pin: last.mode === 'split' ? SPLIT : undefined, skipRestic, deferred })
+      small = await benchSmallTree(smallFiles, workdir, { quietWaitMs, pin: last.mode === 'split' ? SPLIT : undefined, skipRestic, deferred, madeTree: values['small-tree'] === undefined ? undefined : resolve(values['small-tree']) })
     }
   } finally {
     say('== removing what the bench made (after every timed phase)')

@@ -15,7 +15,8 @@
  * Options: --skip-restic, --skip-small-tree, --small-files N (default 10 × the corpus's file
  * count), --idle-seconds S, --out FILE, --workdir DIR (default /var/tmp), --runs N (first
  * staging N times: CPU-s, peak RSS, median), --cpus LIST (pin the agent: taskset), --quiet-wait S,
- * --malloc-arenas N (MALLOC_ARENA_MAX for the agent process).
+ * --malloc-arenas N (MALLOC_ARENA_MAX for the agent process), --workers N (agent.workers: staging
+ * workers; default 0 = one per core, at most 4).
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
@@ -41,11 +42,13 @@ interface AgentRun {
   idle?: { seconds: number, cpuS?: number, percentOfCore?: number, rssMiB?: number }
 }
 
-async function measureAgent (tree: string, work: string, options: { idleSeconds: number, cpus?: string, env?: NodeJS.ProcessEnv }): Promise<AgentRun> {
+async function measureAgent (tree: string, work: string, options: { idleSeconds: number, cpus?: string, env?: NodeJS.ProcessEnv, workers?: number }): Promise<AgentRun> {
   const fleet = new TestFleet(mkdtempSync(join(work, 'holdfast-agent-bench-')))
   try {
     await fleet.init({ mdns: false })
     const agent: AgentHandle = await fleet.addAgent('bench', tree, { mdns: false, settle: 0, scanInterval: 3600 })
+    const workers = options.workers
+    if (workers !== undefined) fleet.patchConfig(agent.config, c => { (c.agent as Record<string, unknown>).workers = workers })
     const t0 = performance.now()
     await fleet.startAgent(agent, { cpus: options.cpus, env: options.env })
     // The agent starts its first staging round on start; scan-now joins it.
@@ -103,7 +106,7 @@ async function waitQuiet (maxWaitMs: number): Promise<{ waitedS: number, busy: n
 
 async function main (): Promise<number> {
   const { values, positionals } = parseArgs({
-    options: { 'skip-restic': { type: 'boolean' }, 'skip-small-tree': { type: 'boolean' }, runs: { type: 'string' }, cpus: { type: 'string' }, 'malloc-arenas': { type: 'string' }, 'quiet-wait': { type: 'string' }, 'small-files': { type: 'string' }, 'idle-seconds': { type: 'string' }, out: { type: 'string' }, workdir: { type: 'string' } },
+    options: { 'skip-restic': { type: 'boolean' }, 'skip-small-tree': { type: 'boolean' }, runs: { type: 'string' }, cpus: { type: 'string' }, 'malloc-arenas': { type: 'string' }, workers: { type: 'string' }, 'quiet-wait': { type: 'string' }, 'small-files': { type: 'string' }, 'idle-seconds': { type: 'string' }, out: { type: 'string' }, workdir: { type: 'string' } },
     allowPositionals: true
   })
   const work = values.workdir ?? '/var/tmp'
@@ -133,13 +136,14 @@ async function main (): Promise<number> {
   say('== Holdfast agent on the corpus')
   const idleSeconds = Number(values['idle-seconds'] ?? 60)
   // glibc's arenas: read at process start, so only the environment can set it
+  const workers = values.workers === undefined ? undefined : Number(values.workers)
   const env = values['malloc-arenas'] === undefined ? undefined : { MALLOC_ARENA_MAX: values['malloc-arenas'] }
   results.agentEnv = env ?? {}
-  const onCorpus = await measureAgent(corpus, work, { idleSeconds, cpus: values.cpus, env })
+  const onCorpus = await measureAgent(corpus, work, { idleSeconds, cpus: values.cpus, env, workers })
   results.agent = onCorpus
   // more runs of the first staging alone (no idle wait): CPU-s and peak RSS vary run to run
   const more: AgentRun[] = []
-  for (let i = 1; i < Number(values.runs ?? 1); i++) more.push(await measureAgent(corpus, work, { idleSeconds: 0, cpus: values.cpus, env }))
+  for (let i = 1; i < Number(values.runs ?? 1); i++) more.push(await measureAgent(corpus, work, { idleSeconds: 0, cpus: values.cpus, env, workers }))
   if (more.length > 0) {
     const all = [onCorpus, ...more]
     results.agentRuns = all.map(r => ({ stagingS: r.stagingS, stagingCpuS: r.stagingCpuS, stagingPeakRssMiB: r.stagingPeakRssMiB, peakRssMiB: r.peakRssMiB }))
@@ -156,7 +160,7 @@ async function main (): Promise<number> {
       makeSmallTree(tree, n)
       say(`   made in ${((performance.now() - t) / 1000).toFixed(1)} s`)
       say('== Holdfast agent on the small-file tree')
-      results.smallTree = { files: n, ...(await measureAgent(tree, work, { idleSeconds: 0 })) }
+      results.smallTree = { files: n, ...(await measureAgent(tree, work, { idleSeconds: 0, workers, env })) }
     } finally {
       rmSync(tree, { recursive: true, force: true })
     }

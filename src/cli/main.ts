@@ -24,7 +24,7 @@ import { configCommand } from './commands/config.js'
 import { deployCommand } from './commands/deploy.js'
 import { defaultDataDir, print, socketHelp, socketOptions, socketPath } from './socket.js'
 import type { AgentStatus } from '../admin/api.js'
-import { runDaemonThread } from '../daemon/run-daemon.js'
+import { reexecWithHeapFlags, runDaemonProcess } from '../daemon/run-daemon.js'
 import { superviseDaemon, underSupervisor } from '../daemon/supervise.js'
 
 
@@ -306,10 +306,14 @@ async function runDaemon (role: Role, values: Record<string, unknown>): Promise<
     if (deadline !== undefined && (!Number.isFinite(deadline) || deadline <= 0)) throw new HoldfastError('ADMIN_BAD_REQUEST', '--health-deadline must be a number of seconds > 0')
     return await superviseDaemon(role, resolve(file), installRoot, deadline === undefined ? {} : { healthDeadlineMs: Math.round(deadline * 1000) })
   }
-  const { exitCode, failure } = await runDaemonThread(role, resolve(file), installRoot)
+  // the config is checked: from here on this process is the daemon, under its heap flags
+  reexecWithHeapFlags()
+  const { exitCode, failure } = await runDaemonProcess(role, resolve(file), installRoot)
   if (failure !== undefined) {
     process.stderr.write(`holdfast ${role}: ${failure.message}\n`)
-    return exitStatusFor(failure.code)
+    // A start that failed midway (e.g. the admin socket refused after the libp2p node was up)
+    // may leave listeners and timers behind that would keep the process alive.
+    process.exit(exitStatusFor(failure.code))
   }
   return exitCode
 }

@@ -448,6 +448,9 @@ export class Catalog {
     this.db.exec('PRAGMA busy_timeout = 0')
     try {
       this.db.prepare('PRAGMA wal_checkpoint(TRUNCATE)').get()
+    } catch (err) {
+      // another connection's lock: the set is committed all the same, so this is no failure
+      if (!/busy|locked/i.test((err as Error).message)) throw err
     } finally {
       this.db.exec(`PRAGMA busy_timeout = ${BUSY_TIMEOUT_MS}`)
     }

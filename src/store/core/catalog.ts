@@ -222,6 +222,8 @@ export class Catalog {
         END;
         PRAGMA user_version = ${CATALOG_VERSION};`)
     })
+    // the old index's pages are free now: give them back once (corpus A's catalog: 33 -> 25 MB)
+    this.db.exec('VACUUM')
   }
 
   /** A pack's file name from its id (committed packs only; they are never renamed). */

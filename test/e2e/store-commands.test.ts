@@ -211,7 +211,7 @@ describe('end to end: store commands (ls, versions, find, stats, verify) through
     try {
       const v = db.prepare("SELECT chunks FROM file_versions WHERE folder = 'alice' AND path = ? ORDER BY snapshot_id LIMIT 1").get(Buffer.from('big-alice.bin'))
       const id = (v?.chunks as Uint8Array).subarray(0, 32)
-      const c = db.prepare('SELECT pack, offset, clen FROM chunks WHERE id = ?').get(id)
+      const c = db.prepare('SELECT p.name AS pack, c.offset, c.clen FROM chunks c JOIN packs p ON p.id = c.pack WHERE c.id = ?').get(id)
       loc = { pack: c?.pack as string, offset: Number(c?.offset), clen: Number(c?.clen), id: Buffer.from(id).toString('hex') }
     } finally {
       db.close()

@@ -86,7 +86,7 @@ describe('end to end: the manager\'s store runs out of disk', function () {
     const db = new DatabaseSync(join(fleet.managerDir, 'catalog.db'), { readOnly: true })
     let extents: Map<string, number>
     try {
-      extents = new Map(db.prepare('SELECT pack, max(offset + clen) AS end FROM chunks GROUP BY pack').all().map(r => [r.pack as string, Number(r.end)]))
+      extents = new Map(db.prepare('SELECT p.name AS pack, max(c.offset + c.clen) AS end FROM chunks c JOIN packs p ON p.id = c.pack GROUP BY c.pack').all().map(r => [r.pack as string, Number(r.end)]))
     } finally {
       db.close()
     }

@@ -327,7 +327,7 @@ function assertConsistent (store: TestStore, context: string): void {
   const db = store.catalog.db
   const orphanVersions = Number(db.prepare('SELECT count(*) AS n FROM file_versions fv WHERE NOT EXISTS (SELECT 1 FROM snapshots s WHERE s.id = fv.snapshot_id AND s.endpoint_id = fv.endpoint_id)').get()?.n)
   assert.equal(orphanVersions, 0, `${context}: every file version names a snapshot of its endpoint`)
-  const named = new Set(db.prepare('SELECT DISTINCT pack FROM chunks').all().map(r => r.pack as string))
+  const named = new Set(db.prepare('SELECT DISTINCT p.name AS pack FROM chunks c JOIN packs p ON p.id = c.pack').all().map(r => r.pack as string))
   for (const p of named) assert.ok(existsSync(join(store.packs.dir, p)), `${context}: pack ${p} exists`)
 }
 

@@ -193,7 +193,7 @@ describe('integration: store verify', function () {
   it('finds a truncated pack: every chunk past the cut, and their files', async () => {
     // cut the pack that holds the first chunk of big.bin just inside that chunk's data
     const first = store.location(big, 0)
-    const lost = Number(store.catalog.db.prepare('SELECT count(*) AS n FROM chunks WHERE pack = ? AND offset >= ?').get(first.pack, first.offset)?.n)
+    const lost = Number(store.catalog.db.prepare('SELECT count(*) AS n FROM chunks WHERE pack = (SELECT id FROM packs WHERE name = ?) AND offset >= ?').get(first.pack, first.offset)?.n)
     truncateSync(first.file, first.offset + 10)
     const r = await store.verify(false)
     assert.equal(r.ok, false)
@@ -208,7 +208,7 @@ describe('integration: store verify', function () {
 
   it('finds a missing pack and everything that needs it', async () => {
     const loc = store.location(shared, 0)
-    const inPack = Number(store.catalog.db.prepare('SELECT count(*) AS n FROM chunks WHERE pack = ?').get(loc.pack)?.n)
+    const inPack = Number(store.catalog.db.prepare('SELECT count(*) AS n FROM chunks WHERE pack = (SELECT id FROM packs WHERE name = ?)').get(loc.pack)?.n)
     unlinkSync(loc.file)
     const r = await store.verify(false)
     assert.equal(r.ok, false)
@@ -220,7 +220,7 @@ describe('integration: store verify', function () {
     assert.ok(damagedFiles(r).includes(`bravo:stuff/copy.bin@${s.b1}[${s.b1}..${s.b1}/1]`))
     assert.ok(damagedFiles(r).includes(`alpha:home/shared.bin@${s.a1}[${s.a1}..${s.a4}/4]`))
     // every damaged file really has a chunk in that pack, and every file with one is listed
-    const inMissing = new Set(store.catalog.db.prepare('SELECT id FROM chunks WHERE pack = ?').all(loc.pack).map(x => toHex(x.id as Uint8Array)))
+    const inMissing = new Set(store.catalog.db.prepare('SELECT id FROM chunks WHERE pack = (SELECT id FROM packs WHERE name = ?)').all(loc.pack).map(x => toHex(x.id as Uint8Array)))
     for (const f of r.damaged.files) assert.ok(f.chunks.length > 0 && f.chunks.every(c => inMissing.has(c)), f.path)
     const expected = new Set<string>()
     for (const v of store.catalog.db.prepare("SELECT rowid, chunks FROM file_versions WHERE type = 'file'").all()) {

@@ -4,12 +4,13 @@
  * of its file versions up to S (for each path, the newest version at or before S, unless that
  * version is a deletion). The store never imports the network.
  */
-import { ensureColumn, openDatabase, statementCache, transaction, type DatabaseSync } from '../../util/sqlite.js'
+import { BUSY_TIMEOUT_MS, ensureColumn, openDatabase, statementCache, transaction, type DatabaseSync } from '../../util/sqlite.js'
 import { CHUNK_ID_BYTES, toHex, type EntryType, type StagedEntry } from '../../model/entry.js'
 import type { PackLocation } from './packs.js'
 import { HoldfastError } from '../../util/errors.js'
 import { RULE_KEYS, type RetentionPolicyRow, type RetentionRules } from '../maintenance/retention.js'
 import { CHUNK_REF, ensureSeq, maxChunksPerVersion } from './chunk-refs.js'
+import { packIdFor } from './pack-ids.js'
 
 const RULE_COLUMNS: Record<typeof RULE_KEYS[number], string> = {
   keepLast: 'keep_last', keepHourly: 'keep_hourly', keepDaily: 'keep_daily', keepWeekly: 'keep_weekly', keepMonthly: 'keep_monthly', keepYearly: 'keep_yearly'
@@ -50,12 +51,20 @@ CREATE TABLE IF NOT EXISTS file_versions (
 );
 CREATE INDEX IF NOT EXISTS file_versions_by_path ON file_versions (endpoint_id, folder, path, snapshot_id);
 CREATE INDEX IF NOT EXISTS file_versions_by_snapshot ON file_versions (snapshot_id);
+-- Pack files by a small integer: a chunk row names its pack in one or two bytes instead of a
+-- 24-character file name (twice: in the row and in chunks_by_pack), 3.6 MB of corpus A's
+-- 78k chunks. AUTOINCREMENT: an id is never reused, so a cached id -> name stays true.
+CREATE TABLE IF NOT EXISTS packs (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  name TEXT NOT NULL UNIQUE
+);
 CREATE TABLE IF NOT EXISTS chunks (
   id BLOB PRIMARY KEY,
-  pack TEXT NOT NULL,
+  pack INTEGER NOT NULL,
   offset INTEGER NOT NULL,
   clen INTEGER NOT NULL,
-  rawlen INTEGER NOT NULL
+  rawlen INTEGER NOT NULL,
+  sent_by INTEGER
 ) WITHOUT ROWID;
 -- Added with browse and verify (IF NOT EXISTS: an older catalog gains them when it is opened).
 -- A point in time per endpoint (--at), and an endpoint's snapshots in order.
@@ -124,6 +133,12 @@ CREATE TRIGGER chunk_owners_follow_chunks AFTER DELETE ON chunks BEGIN
 END;
 `
 
+/**
+ * The catalog's layout version (`PRAGMA user_version`). 0: chunks name their pack by file
+ * name (TEXT); 1: by packs.id. An older catalog is migrated when it is opened.
+ */
+export const CATALOG_VERSION = 1
+
 /** Whether endpoint ?1 owns stored chunk `c`. */
 const OWNED_BY = '(c.sent_by = ?1 OR EXISTS (SELECT 1 FROM chunk_owners o WHERE o.chunk = c.id AND o.endpoint_id = ?1))'
 
@@ -161,6 +176,10 @@ export interface NewChunk extends PackLocation {
 export class Catalog {
   readonly db: DatabaseSync
   private readonly sql: ReturnType<typeof statementCache>
+  /** Pack names by id, filled from committed rows only (ids are never reused). */
+  private readonly packNames = new Map<number, string>()
+  /** Pack ids by name, filled after a commit that made or used them. */
+  private readonly packIds = new Map<string, number>()
 
   constructor (readonly file: string) {
     this.db = openDatabase(file)
@@ -168,7 +187,55 @@ export class Catalog {
     this.db.exec(RETENTION_SCHEMA)
     ensureColumn(this.db, 'file_versions', 'link_key', 'TEXT') // added in 0.1.0 after the first schema
     this.addOwnership()
+    this.migratePackIds()
     this.sql = statementCache(this.db)
+  }
+
+  /**
+   * Version 0 -> 1: chunks name their pack by packs.id instead of the file name. One
+   * transaction: the chunk index is rebuilt (SQLite cannot change a column's type in place),
+   * so a crash leaves the old layout whole and the next open migrates again.
+   */
+  private migratePackIds (): void {
+    const packType = this.db.prepare('PRAGMA table_info(chunks)').all().find(r => r.name === 'pack')?.type
+    if (packType !== 'TEXT') {
+      if (Number(this.db.prepare('PRAGMA user_version').get()?.user_version) < CATALOG_VERSION) this.db.exec(`PRAGMA user_version = ${CATALOG_VERSION}`)
+      return
+    }
+    transaction(this.db, () => {
+      this.db.exec(`INSERT OR IGNORE INTO packs (name) SELECT DISTINCT pack FROM chunks ORDER BY pack;
+        CREATE TABLE chunks_v1 (
+          id BLOB PRIMARY KEY,
+          pack INTEGER NOT NULL,
+          offset INTEGER NOT NULL,
+          clen INTEGER NOT NULL,
+          rawlen INTEGER NOT NULL,
+          sent_by INTEGER
+        ) WITHOUT ROWID;
+        INSERT INTO chunks_v1 (id, pack, offset, clen, rawlen, sent_by)
+          SELECT c.id, p.id, c.offset, c.clen, c.rawlen, c.sent_by FROM chunks c JOIN packs p ON p.name = c.pack ORDER BY c.id;
+        DROP TABLE chunks;
+        ALTER TABLE chunks_v1 RENAME TO chunks;
+        CREATE INDEX chunks_by_pack ON chunks (pack, offset, id, clen, rawlen);
+        CREATE TRIGGER chunk_owners_follow_chunks AFTER DELETE ON chunks BEGIN
+          DELETE FROM chunk_owners WHERE chunk = old.id;
+        END;
+        PRAGMA user_version = ${CATALOG_VERSION};`)
+    })
+    // the old index's pages are free now: give them back once (corpus A's catalog: 33 -> 25 MB)
+    this.db.exec('VACUUM')
+  }
+
+  /** A pack's file name from its id (committed packs only; they are never renamed). */
+  private packName (id: number): string {
+    let name = this.packNames.get(id)
+    if (name === undefined) {
+      const r = this.sql('SELECT name FROM packs WHERE id = ?').get(id)
+      if (r === undefined) throw new HoldfastError('STORE_INVARIANT', `chunk names pack #${id}, which the catalog lacks`)
+      name = r.name as string
+      this.packNames.set(id, name)
+    }
+    return name
   }
 
   /**
@@ -295,7 +362,7 @@ export class Catalog {
   chunkLocation (id: Uint8Array): (PackLocation & { rawlen: number }) | undefined {
     const r = this.sql('SELECT pack, offset, clen, rawlen FROM chunks WHERE id = ?').get(id)
     if (r === undefined) return undefined
-    return { pack: r.pack as string, offset: Number(r.offset), clen: Number(r.clen), rawlen: Number(r.rawlen) }
+    return { pack: this.packName(Number(r.pack)), offset: Number(r.offset), clen: Number(r.clen), rawlen: Number(r.rawlen) }
   }
 
   /**
@@ -305,7 +372,7 @@ export class Catalog {
    */
   ownedChunkLocation (endpointId: number, id: Uint8Array): PackLocation & { rawlen: number } {
     const r = this.sql(`SELECT c.pack, c.offset, c.clen, c.rawlen FROM chunks c WHERE c.id = ?2 AND ${OWNED_BY}`).get(endpointId, id)
-    if (r !== undefined) return { pack: r.pack as string, offset: Number(r.offset), clen: Number(r.clen), rawlen: Number(r.rawlen) }
+    if (r !== undefined) return { pack: this.packName(Number(r.pack)), offset: Number(r.offset), clen: Number(r.clen), rawlen: Number(r.rawlen) }
     if (this.chunkLocation(id) === undefined) throw new HoldfastError('CHUNK_MISSING', `chunk ${toHex(id)} is not in the store`)
     throw new HoldfastError('CHUNK_NOT_OWNED', `chunk ${toHex(id)} was never sent by endpoint #${endpointId}; not restored from another endpoint's data`, { id: toHex(id) })
   }
@@ -321,14 +388,23 @@ export class Catalog {
    * data. A set id committed before is never replaced: its snapshot id is returned as it is.
    */
   commitSnapshot (input: { endpointId: number, setId: number, sealedAt: number, committedAt: number, entries: StagedEntry[], chunks: NewChunk[], proven?: Uint8Array[] }): number {
-    return transaction(this.db, () => {
+    // pack ids made in this transaction are cached only once it has committed
+    const madeIds = new Map<string, number>()
+    const snapshotId = transaction(this.db, () => {
       const existing = this.hasSnapshotFor(input.endpointId, input.setId)
       if (existing !== undefined) return existing
       const insertChunk = this.sql('INSERT OR IGNORE INTO chunks (id, pack, offset, clen, rawlen, sent_by) VALUES (?, ?, ?, ?, ?, ?)')
       const insertOwner = this.sql('INSERT OR IGNORE INTO chunk_owners (chunk, endpoint_id) VALUES (?, ?)')
       let newBytes = 0
+      let lastName = ''
+      let lastId = 0
       for (const c of input.chunks) {
-        const r = insertChunk.run(c.id, c.pack, c.offset, c.clen, c.rawlen, input.endpointId)
+        if (c.pack !== lastName) {
+          lastName = c.pack
+          lastId = this.packIds.get(c.pack) ?? madeIds.get(c.pack) ?? packIdFor(this.db, c.pack)
+          madeIds.set(c.pack, lastId)
+        }
+        const r = insertChunk.run(c.id, lastId, c.offset, c.clen, c.rawlen, input.endpointId)
         if (Number(r.changes) > 0) newBytes += c.clen
         else insertOwner.run(c.id, input.endpointId) // another pull stored it meanwhile
       }
@@ -358,6 +434,28 @@ export class Catalog {
       this.sql('UPDATE endpoints SET last_backup = ? WHERE id = ?').run(input.committedAt, input.endpointId)
       return snapshotId
     })
+    for (const [name, id] of madeIds) { this.packIds.set(name, id); this.packNames.set(id, name) }
+    this.truncateWal()
+    return snapshotId
+  }
+
+  /**
+   * Copies the WAL into the catalog file and truncates it, so the store does not keep a WAL
+   * as large as the last commit (11 MB after corpus A's first backup, 28% of the catalog's
+   * bytes) beside the pages it holds. The commit is durable already (synchronous FULL); this
+   * is housekeeping, so it never waits: a reader on another connection (a restore, verify)
+   * makes it do what it can now (busy_timeout 0), and a later commit finishes it.
+   */
+  private truncateWal (): void {
+    this.db.exec('PRAGMA busy_timeout = 0')
+    try {
+      this.db.prepare('PRAGMA wal_checkpoint(TRUNCATE)').get()
+    } catch (err) {
+      // another connection's lock: the set is committed all the same, so this is no failure
+      if (!/busy|locked/i.test((err as Error).message)) throw err
+    } finally {
+      this.db.exec(`PRAGMA busy_timeout = ${BUSY_TIMEOUT_MS}`)
+    }
   }
 
   snapshots (endpointId?: number): SnapshotRow[] {
@@ -467,7 +565,7 @@ export class Catalog {
 
   /** For each pack the index names, where its last referenced record ends. */
   packExtents (): Map<string, number> {
-    return new Map(this.sql('SELECT pack, max(offset + clen) AS end FROM chunks GROUP BY pack').all().map(r => [r.pack as string, Number(r.end)]))
+    return new Map(this.sql('SELECT p.name, max(c.offset + c.clen) AS end FROM chunks c JOIN packs p ON p.id = c.pack GROUP BY c.pack').all().map(r => [r.name as string, Number(r.end)]))
   }
 
   storedBytes (): number {

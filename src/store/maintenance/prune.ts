@@ -51,6 +51,7 @@ import type { Catalog } from '../core/catalog.js'
 import type { PackStore } from '../core/packs.js'
 import { PACK_MAGIC, PACK_RECORD_HEADER } from '../core/packs.js'
 import { CHUNK_REF, ensureSeq, maxChunksPerVersion } from '../core/chunk-refs.js'
+import { PACK_NAMED, packIdFor } from '../core/pack-ids.js'
 import { verifyChunk } from '../../codec/chunk-codec.js'
 import { HoldfastError, describeError } from '../../util/errors.js'
 import { endpointLabel } from '../queries/browse.js'
@@ -266,8 +267,8 @@ export async function prune (catalog: Catalog, packs: PackStore, options: PruneO
     if (dead.length > 0) {
       checkAbort()
       const emptied = transaction(db, () => {
-        const del = db.prepare('DELETE FROM chunks WHERE pack = ? AND id NOT IN (SELECT id FROM temp.hf_prune_live)')
-        const left = db.prepare('SELECT count(*) AS n FROM chunks WHERE pack = ?')
+        const del = db.prepare(`DELETE FROM chunks WHERE pack = ${PACK_NAMED} AND id NOT IN (SELECT id FROM temp.hf_prune_live)`)
+        const left = db.prepare(`SELECT count(*) AS n FROM chunks WHERE pack = ${PACK_NAMED}`)
         return dead.filter(s => { del.run(s.pack); return Number(left.get(s.pack)?.n) === 0 })
       })
       step('dead-rows-deleted')
@@ -437,11 +438,11 @@ function packStats (db: DatabaseSync, packs: PackStore): PackStat[] {
   if (have < need) throw new HoldfastError('STORE_INVARIANT', `chunk-reference sequence holds ${have} rows, ${need} needed`)
   db.prepare(`INSERT OR IGNORE INTO temp.hf_prune_live (id)
     SELECT ${CHUNK_REF} FROM file_versions fv CROSS JOIN temp.hf_seq n ON n.k < length(fv.chunks) / 32`).run()
-  return db.prepare(`SELECT c.pack, count(*) AS chunks,
+  return db.prepare(`SELECT p.name AS pack, count(*) AS chunks,
       total(CASE WHEN l.id IS NULL THEN 0 ELSE 1 END) AS live,
       total(CASE WHEN l.id IS NULL THEN 0 ELSE c.clen + ${PACK_RECORD_HEADER} END) AS live_bytes,
       total(CASE WHEN l.id IS NULL THEN c.clen ELSE 0 END) AS dead_bytes
-    FROM chunks c LEFT JOIN temp.hf_prune_live l ON l.id = c.id GROUP BY c.pack ORDER BY c.pack`).all().map(r => {
+    FROM chunks c JOIN packs p ON p.id = c.pack LEFT JOIN temp.hf_prune_live l ON l.id = c.id GROUP BY c.pack ORDER BY p.name`).all().map(r => {
     const chunks = Number(r.chunks)
     const live = Number(r.live)
     return { pack: r.pack as string, chunks, live, liveBytes: Number(r.live_bytes), dead: chunks - live, deadBytes: Number(r.dead_bytes), fileSize: packs.packSize(r.pack as string) }
@@ -456,7 +457,7 @@ interface MovedChunk { id: Uint8Array, pack: string, offset: number, clen: numbe
  * cannot be read or is corrupt: that pack is left as it is.
  */
 function repackOne (db: DatabaseSync, packs: PackStore, s: PackStat, report: PruneReport): MovedChunk[] | undefined {
-  const rows = db.prepare(`SELECT c.id, c.offset, c.clen, c.rawlen FROM chunks c WHERE c.pack = ? AND c.id IN (SELECT id FROM temp.hf_prune_live) ORDER BY c.offset`).all(s.pack)
+  const rows = db.prepare(`SELECT c.id, c.offset, c.clen, c.rawlen FROM chunks c WHERE c.pack = ${PACK_NAMED} AND c.id IN (SELECT id FROM temp.hf_prune_live) ORDER BY c.offset`).all(s.pack)
   const data: Array<{ id: Uint8Array, rawlen: number, compressed: Buffer }> = []
   try {
     for (const r of rows) {
@@ -481,13 +482,16 @@ function repackOne (db: DatabaseSync, packs: PackStore, s: PackStat, report: Pru
 /** One transaction: the live chunks' rows point at their copies, the pack's dead rows go. */
 function commitRepack (db: DatabaseSync, s: PackStat, moved: MovedChunk[]): void {
   transaction(db, () => {
-    const repoint = db.prepare('UPDATE chunks SET pack = ?, offset = ? WHERE id = ? AND pack = ? AND clen = ?')
+    const repoint = db.prepare(`UPDATE chunks SET pack = ?, offset = ? WHERE id = ? AND pack = ${PACK_NAMED} AND clen = ?`)
+    const ids = new Map<string, number>()
     for (const m of moved) {
-      const r = repoint.run(m.pack, m.offset, m.id, s.pack, m.clen)
+      let packId = ids.get(m.pack)
+      if (packId === undefined) ids.set(m.pack, packId = packIdFor(db, m.pack))
+      const r = repoint.run(packId, m.offset, m.id, s.pack, m.clen)
       if (Number(r.changes) !== 1) throw new HoldfastError('STORE_INVARIANT', `chunk of pack ${s.pack} changed while it was repacked`)
     }
-    db.prepare('DELETE FROM chunks WHERE pack = ? AND id NOT IN (SELECT id FROM temp.hf_prune_live)').run(s.pack)
-    const left = Number(db.prepare('SELECT count(*) AS n FROM chunks WHERE pack = ?').get(s.pack)?.n)
+    db.prepare(`DELETE FROM chunks WHERE pack = ${PACK_NAMED} AND id NOT IN (SELECT id FROM temp.hf_prune_live)`).run(s.pack)
+    const left = Number(db.prepare(`SELECT count(*) AS n FROM chunks WHERE pack = ${PACK_NAMED}`).get(s.pack)?.n)
     if (left !== 0) throw new HoldfastError('STORE_INVARIANT', `pack ${s.pack} still holds ${left} indexed chunks after repacking`)
   })
 }

@@ -5,7 +5,7 @@
  * recorded the version) and every snapshot whose tree holds such a version.
  *
  * The algorithm (docs/architecture.md has the prose):
- * 1. Packs: each pack the chunk index names (a skip scan of chunks_by_pack) is opened. A pack
+ * 1. Packs: each pack the chunk index names (packs by name, each checked against chunks_by_pack) is opened. A pack
  *    that is gone marks all its chunks bad (one INSERT … SELECT). Otherwise its chunks are
  *    read from the index in file order, a page at a time, and handed to worker threads
  *    (verify-pack-worker.ts), which check each record's place and header and, with
@@ -31,6 +31,7 @@ import { HoldfastError } from '../../util/errors.js'
 import { CHUNK_ID_BYTES, displayPath, toHex } from '../../model/entry.js'
 import type { Catalog } from '../core/catalog.js'
 import { CHUNK_REF, ensureSeq, maxChunksPerVersion } from '../core/chunk-refs.js'
+import { PACK_NAMED } from '../core/pack-ids.js'
 import { PACK_RECORD_HEADER } from '../core/packs.js'
 import { endpointLabel } from '../queries/browse.js'
 import type { PackJob, PackJobReply, PackProblemKind } from './verify-pack-worker.js'
@@ -221,11 +222,12 @@ export async function verifyStore (catalog: Catalog, packsDir: string, options: 
   try {
     // ---- 1. packs
     const packNames: string[] = []
-    const nextPack = db.prepare('SELECT pack FROM chunks WHERE pack > ? ORDER BY pack LIMIT 1')
+    // packs in name order, those no chunk names left out (prune keeps a pack's row)
+    const nextPack = db.prepare('SELECT p.name FROM packs p WHERE p.name > ? AND EXISTS (SELECT 1 FROM chunks c WHERE c.pack = p.id) ORDER BY p.name LIMIT 1')
     for (let after = ''; ;) {
       const r = nextPack.get(after)
       if (r === undefined) break
-      after = r.pack as string
+      after = r.name as string
       packNames.push(after)
     }
     report.packs.total = progress.packsTotal = packNames.length
@@ -234,7 +236,7 @@ export async function verifyStore (catalog: Catalog, packsDir: string, options: 
     const workers = new PackWorkers(workerCount)
     let nextJob = 1
     try {
-      const pageStmt = db.prepare(`SELECT id, offset, clen, rawlen FROM chunks WHERE pack = ? AND (offset, id) > (?, ?)
+      const pageStmt = db.prepare(`SELECT id, offset, clen, rawlen FROM chunks WHERE pack = ${PACK_NAMED} AND (offset, id) > (?, ?)
         ORDER BY offset, id LIMIT ${PAGE_CHUNKS}`)
       const inFlight = new Set<Promise<void>>()
       const settle = (job: PackJob, reply: PackJobReply): void => {
@@ -275,8 +277,8 @@ export async function verifyStore (catalog: Catalog, packsDir: string, options: 
           statSync(join(packsDir, pack))
         } catch (err) {
           if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
-          db.prepare(`INSERT OR IGNORE INTO temp.hf_verify_bad (id, kind) SELECT id, 'pack-missing' FROM chunks WHERE pack = ?`).run(pack)
-          const n = Number(db.prepare('SELECT count(*) AS n FROM chunks WHERE pack = ?').get(pack)?.n ?? 0)
+          db.prepare(`INSERT OR IGNORE INTO temp.hf_verify_bad (id, kind) SELECT id, 'pack-missing' FROM chunks WHERE pack = ${PACK_NAMED}`).run(pack)
+          const n = Number(db.prepare(`SELECT count(*) AS n FROM chunks WHERE pack = ${PACK_NAMED}`).get(pack)?.n ?? 0)
           report.packs.missing++
           addProblem(t, { kind: 'pack-missing', pack, chunks: n, message: `pack ${pack} is missing: the catalog places ${n} chunks in it` })
           report.chunks.checked += n

@@ -3,14 +3,18 @@
  * (PackStore + Catalog, chunked with the real FastCDC and zstd) and times N full restores of
  * it with `restoreSnapshot`, each into a new empty directory.
  *
- *   npm run bench:restore -- [SOURCE_DIR] [--runs N] [--store DIR] [--restic] [--keep] [--out FILE]
+ *   npm run bench:restore -- [SOURCE_DIR] [--runs N] [--store DIR] [--restic] [--keep] [--main-thread] [--out FILE]
  *
  * SOURCE_DIR: default a ~200 MB part of corpus A (fs, net, kernel, include, Documentation),
  * copied once to /var/tmp/restore-bench-src. --store DIR keeps the store there and reuses it
  * when it exists, so two builds can be compared on the very same store (A/B). --restic backs
  * the same tree up with restic once and times `restic restore` between Holdfast's runs.
  *
- * Per run: wall, CPU-s of this process (process.cpuUsage: every thread, so the libuv pool and
+ * The restores run as in the manager daemon: in a worker thread with the daemon thread's heap
+ * limits (src/daemon/run-daemon.ts), which starts the writer threads; --main-thread runs them
+ * on this thread instead (as before).
+ *
+ * Per run: wall, peak RSS over the restore alone (VmHWM, reset just before), CPU-s of this process (process.cpuUsage: every thread, so the libuv pool and
  * worker threads count), files/s, and a 2,000-file creation probe taken just before (this
  * disk's file creation cost swings by 20×; see bench/support.ts createProbe). Restored trees
  * are removed only after the last run: a bulk delete slows file creation for minutes here.
@@ -19,13 +23,14 @@
 import { cpSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
+import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads'
 import { FastCdc } from '../src/chunking/fastcdc.js'
 import { chunkId, compressChunk } from '../src/codec/chunk-codec.js'
 import { Catalog, type NewChunk } from '../src/store/core/catalog.js'
 import { PackStore } from '../src/store/core/packs.js'
 import { restoreSnapshot } from '../src/store/restore.js'
 import type { StagedEntry } from '../src/model/entry.js'
-import { CORPUS_HOME, createProbe, ensureCorpus, machineFacts, median, round, runTimed, say, sourceRevision, warmCache } from './support.js'
+import { CORPUS_HOME, createProbe, procSample, resetPeakRss, ensureCorpus, machineFacts, median, round, runTimed, say, sourceRevision, warmCache } from './support.js'
 
 const PART = ['fs', 'net', 'kernel', 'include', 'Documentation']
 const DEFAULT_SOURCE = '/var/tmp/restore-bench-src'
@@ -91,12 +96,45 @@ function backup (root: string, storeDir: string): { files: number, bytes: number
   return { files, bytes }
 }
 
-interface Run { tool: string, wallS: number, cpuS: number, userS: number, sysS: number, filesPerS: number, probeUsPerFile: number, errors?: number }
+interface Run { tool: string, wallS: number, cpuS: number, userS: number, sysS: number, filesPerS: number, probeUsPerFile: number, errors?: number, peakRssMiB?: number }
+
+/** The manager daemon thread's heap limits (src/daemon/run-daemon.ts): restores run under them. */
+const DAEMON_THREAD_LIMITS = { maxYoungGenerationSizeMb: 16 }
+
+interface RestoreResult { files: number, errors: number }
+
+/** Restores the store's latest snapshot into each target it is sent, on the thread it runs on. */
+function restorer (storeDir: string): { restore: (target: string) => Promise<RestoreResult>, close: () => void } {
+  const catalog = new Catalog(join(storeDir, 'catalog.db'))
+  const packs = new PackStore(join(storeDir, 'packs'))
+  const endpointId = catalog.findEndpoint('bench-peer').id
+  const snapshotId = catalog.latestSnapshot(endpointId) ?? 0
+  return {
+    restore: async target => {
+      const s = await restoreSnapshot(catalog, packs, { endpointId, snapshotId, target })
+      return { files: s.files, errors: s.errors.length }
+    },
+    close: () => { catalog.close(); packs.close() }
+  }
+}
+
+/** The same, in a worker thread with the daemon thread's limits. */
+function threadRestorer (storeDir: string): { restore: (target: string) => Promise<RestoreResult>, close: () => Promise<number> } {
+  const worker = new Worker(new URL(import.meta.url), { workerData: { storeDir }, resourceLimits: DAEMON_THREAD_LIMITS })
+  return {
+    restore: async target => await new Promise<RestoreResult>((resolve, reject) => {
+      worker.once('message', (m: RestoreResult | { error: string }) => { if ('error' in m) reject(new Error(m.error)); else resolve(m) })
+      worker.once('error', reject)
+      worker.postMessage(target)
+    }),
+    close: async () => await worker.terminate()
+  }
+}
 
 async function main (): Promise<void> {
   const { values, positionals } = parseArgs({
     allowPositionals: true,
-    options: { runs: { type: 'string', default: '3' }, store: { type: 'string' }, restic: { type: 'boolean', default: false }, keep: { type: 'boolean', default: false }, out: { type: 'string' } }
+    options: { runs: { type: 'string', default: '3' }, 'main-thread': { type: 'boolean', default: false }, store: { type: 'string' }, restic: { type: 'boolean', default: false }, keep: { type: 'boolean', default: false }, out: { type: 'string' } }
   })
   const source = positionals[0] === undefined ? defaultSource() : resolve(positionals[0])
   const runs = Math.max(1, Math.min(20, Number(values.runs)))
@@ -118,22 +156,21 @@ async function main (): Promise<void> {
     if (init.code !== 0 || b.code !== 0) throw new Error(`restic failed: ${init.stderr}${b.stderr}`)
   }
   warmCache(source)
-  const catalog = new Catalog(join(storeDir, 'catalog.db'))
-  const packs = new PackStore(join(storeDir, 'packs'))
-  const endpointId = catalog.findEndpoint('bench-peer').id
-  const snapshotId = catalog.latestSnapshot(endpointId) ?? 0
+  const r = values['main-thread'] === true ? restorer(storeDir) : threadRestorer(storeDir)
   // the packs are read from the page cache, as after a recent backup
   warmCache(join(storeDir, 'packs'))
   const results: Run[] = []
   for (let i = 0; i < runs; i++) {
     const probeUsPerFile = createProbe(work, true)
     const target = join(work, `hf-${i}`)
+    const peakReset = resetPeakRss(process.pid)
     const c0 = process.cpuUsage()
     const t0 = performance.now()
-    const s = await restoreSnapshot(catalog, packs, { endpointId, snapshotId, target })
+    const s = await r.restore(target)
     const wallS = (performance.now() - t0) / 1000
     const c = process.cpuUsage(c0)
-    const run: Run = { tool: 'holdfast', wallS: round(wallS, 3) as number, cpuS: round((c.user + c.system) / 1e6, 3) as number, userS: round(c.user / 1e6, 3) as number, sysS: round(c.system / 1e6, 3) as number, filesPerS: Math.round(s.files / wallS), probeUsPerFile, errors: s.errors.length }
+    const peak = peakReset ? procSample(process.pid)?.vmHwmMiB : undefined
+    const run: Run = { tool: 'holdfast', wallS: round(wallS, 3) as number, cpuS: round((c.user + c.system) / 1e6, 3) as number, userS: round(c.user / 1e6, 3) as number, sysS: round(c.system / 1e6, 3) as number, filesPerS: Math.round(s.files / wallS), probeUsPerFile, errors: s.errors, ...(peak === undefined ? {} : { peakRssMiB: Math.round(peak) }) }
     results.push(run)
     say(JSON.stringify(run))
     if (values.restic === true) {
@@ -146,12 +183,12 @@ async function main (): Promise<void> {
       say(JSON.stringify(rr))
     }
   }
-  catalog.close()
-  packs.close()
+  await r.close()
   const summary = (tool: string): Record<string, number> | undefined => {
     const xs = results.filter(r => r.tool === tool)
     if (xs.length === 0) return undefined
-    return { wallS: round(median(xs.map(r => r.wallS)), 3) as number, cpuS: round(median(xs.map(r => r.cpuS)), 3) as number, filesPerS: Math.round(median(xs.map(r => r.filesPerS))) }
+    const peaks = xs.flatMap(r => r.peakRssMiB === undefined ? [] : [r.peakRssMiB])
+    return { wallS: round(median(xs.map(r => r.wallS)), 3) as number, cpuS: round(median(xs.map(r => r.cpuS)), 3) as number, filesPerS: Math.round(median(xs.map(r => r.filesPerS))), ...(peaks.length === 0 ? {} : { peakRssMiB: Math.max(...peaks) }) }
   }
   const hf = summary('holdfast')
   const rs = summary('restic')
@@ -176,4 +213,11 @@ async function main (): Promise<void> {
   process.stdout.write(text)
 }
 
-main().catch(err => { say(String((err as Error).stack ?? err)); process.exitCode = 1 })
+if (isMainThread) {
+  main().catch(err => { say(String((err as Error).stack ?? err)); process.exitCode = 1 })
+} else {
+  const r = restorer((workerData as { storeDir: string }).storeDir)
+  parentPort?.on('message', (target: string) => {
+    r.restore(target).then(m => { parentPort?.postMessage(m) }, (err: unknown) => { parentPort?.postMessage({ error: String((err as Error).stack ?? err) }) })
+  })
+}

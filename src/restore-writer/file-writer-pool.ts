@@ -7,6 +7,7 @@
 import { Worker } from 'node:worker_threads'
 import { availableParallelism } from 'node:os'
 import { HoldfastError } from '../util/errors.js'
+import { CHUNK_ID_BYTES } from '../model/entry.js'
 import type { WriteItem, WriteReply, WriteRequest } from './file-writer-worker.js'
 
 /** A file's outcome: bytes written, or the worker's error (code and message). */
@@ -15,6 +16,19 @@ export type JobResult = { ok: true, bytes: number } | { ok: false, code: string,
 /** A batch is sent once it holds this many bytes or files. */
 const BATCH_BYTES = 1024 * 1024
 const BATCH_ITEMS = 64
+
+/**
+ * Compressed bytes in flight, per writer: a few batches each keeps every writer busy while
+ * the caller reads the next ones, and each is held twice at worst (the pack reads it was cut
+ * from, and the batch buffer until the writer's heap lets it go), so more only adds memory.
+ */
+const IN_FLIGHT_PER_WRITER = 4 * 1024 * 1024
+
+/**
+ * A writer's own heap holds only a batch's item list; a small young generation also makes
+ * it collect the transferred batch buffers (external memory) soon after they are written.
+ */
+export const WRITER_LIMITS = Object.freeze({ maxYoungGenerationSizeMb: 4, maxOldGenerationSizeMb: 64 })
 
 interface Pending { items: WriteItem[], parts: Uint8Array[], bytes: number }
 
@@ -37,9 +51,9 @@ export class FileWriterPool {
    * @param maxBytesInFlight compressed bytes sent to workers and not yet written (plus what
    *   waits in unsent batches) above which `room()` waits
    */
-  constructor (count = Math.max(2, Math.min(4, availableParallelism())), private readonly maxBytesInFlight = 32 * 1024 * 1024) {
+  constructor (count = Math.max(2, Math.min(4, availableParallelism())), private readonly maxBytesInFlight = count * IN_FLIGHT_PER_WRITER) {
     for (let i = 0; i < count; i++) {
-      const worker = new Worker(new URL('./file-writer-worker.js', import.meta.url))
+      const worker = new Worker(new URL('./file-writer-worker.js', import.meta.url), { resourceLimits: WRITER_LIMITS })
       worker.on('message', (reply: WriteReply) => { this.onReply(reply) })
       worker.on('error', err => { this.fail(err) })
       this.workers.push(worker)
@@ -53,17 +67,22 @@ export class FileWriterPool {
     const worker = this.turn++ % this.workers.length
     this.workerOf.set(job, worker)
     const result = new Promise<JobResult>(resolve => { this.results.set(job, resolve) })
-    this.pending[worker].items.push({ job, path, chunks: [] })
+    const p = this.pending[worker]
+    p.items.push({ job, path: [p.bytes, path.byteLength], chunks: [] })
+    p.parts.push(path)
+    p.bytes += path.byteLength
     return { job, result }
   }
 
   /** Adds a chunk (compressed, as stored) to the file's current part. */
   chunk (job: number, id: Uint8Array, rawLength: number, compressed: Uint8Array): void {
+    // the writer finds each chunk's data right after its id
+    if (id.byteLength !== CHUNK_ID_BYTES) throw new HoldfastError('STORE_INVARIANT', `restore job ${job}: a chunk id of ${id.byteLength} bytes`)
     const p = this.partOf(job)
     const item = p.items[p.items.length - 1]
-    item.chunks.push({ id, offset: p.bytes, length: compressed.byteLength, rawLength })
-    p.parts.push(compressed)
-    p.bytes += compressed.byteLength
+    item.chunks.push(p.bytes, compressed.byteLength, rawLength)
+    p.parts.push(id, compressed)
+    p.bytes += id.byteLength + compressed.byteLength
     if (p.bytes >= BATCH_BYTES) this.flush(this.workerOf.get(job) ?? 0)
   }
 
@@ -139,8 +158,9 @@ export class FileWriterPool {
   private flush (worker: number): void {
     const p = this.pending[worker]
     if (p.items.length === 0) return
-    const buffer = new ArrayBuffer(p.bytes)
-    const view = new Uint8Array(buffer)
+    // not zero-filled (every byte is copied over) and not from Node's pool, so it can be transferred
+    const view = Buffer.allocUnsafeSlow(p.bytes)
+    const buffer = view.buffer as ArrayBuffer
     let offset = 0
     for (const part of p.parts) { view.set(part, offset); offset += part.byteLength }
     const batch = this.nextBatch++

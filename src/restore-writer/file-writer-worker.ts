@@ -11,18 +11,25 @@
  */
 import { parentPort } from 'node:worker_threads'
 import { closeSync, constants, fchmodSync, ftruncateSync, futimesSync, openSync, unlinkSync } from 'node:fs'
-import { verifyChunk } from '../codec/chunk-codec.js'
+import { CHUNK_ID_BYTES } from '../model/entry.js'
 import { HoldfastError, describeError } from '../util/errors.js'
 import { writeSparse } from './sparse-write.js'
+import { ChunkVerifier } from './chunk-decompressor.js'
 
-export interface WriteChunk { id: Uint8Array, offset: number, length: number, rawLength: number }
-
-/** One part of one file: its first part opens it, its last closes it. */
+/**
+ * One part of one file: its first part opens it, its last closes it. Its bytes (path, chunk
+ * ids, compressed data) are all in the batch's one transferred buffer: a typed array in the
+ * message itself would be cloned with the whole buffer it is a view of.
+ */
 export interface WriteItem {
   job: number
-  /** First part: where to create the file (through the parent's descriptor). */
-  path?: Uint8Array
-  chunks: WriteChunk[]
+  /** First part: where to create the file (through the parent's descriptor), as [offset, length] in the buffer. */
+  path?: [number, number]
+  /**
+   * Per chunk, three numbers: where its id starts in the buffer (its compressed data follows
+   * the id), the compressed length, the plaintext length.
+   */
+  chunks: number[]
   /** Last part: the length the file must have, its permission bits and mtime. */
   end?: { size: number, mode: number, mtimeS: number }
   /** The caller gave the file up (a chunk could not be read): remove what was written. */
@@ -34,10 +41,12 @@ export interface WriteReply { batch: number, done: Array<{ job: number, bytes: n
 
 const CREATE_FLAGS = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW
 
-interface Open { fd: number, path: Uint8Array, position: number, dataEnd: number }
+interface Open { fd: number, path: Buffer, position: number, dataEnd: number }
 const open = new Map<number, Open>()
 /** Jobs that failed here; their later parts are skipped. */
 const failed = new Set<number>()
+/** One zstd context and output buffer for every chunk this thread verifies. */
+const verifier = new ChunkVerifier()
 
 function giveUp (job: number): void {
   const f = open.get(job)
@@ -45,7 +54,7 @@ function giveUp (job: number): void {
   open.delete(job)
   try { closeSync(f.fd) } catch {}
   // A file that cannot be restored whole is not left behind looking restored.
-  try { unlinkSync(Buffer.from(f.path.buffer, f.path.byteOffset, f.path.byteLength)) } catch {}
+  try { unlinkSync(f.path) } catch {}
 }
 
 function codeOf (err: unknown): string {
@@ -53,7 +62,7 @@ function codeOf (err: unknown): string {
   return (err as NodeJS.ErrnoException | undefined)?.code ?? 'EIO'
 }
 
-function writeItem (item: WriteItem, data: Uint8Array, reply: WriteReply): void {
+function writeItem (item: WriteItem, data: Buffer, reply: WriteReply): void {
   if (failed.has(item.job)) {
     if (item.end !== undefined || item.abort === true) failed.delete(item.job)
     return
@@ -63,12 +72,17 @@ function writeItem (item: WriteItem, data: Uint8Array, reply: WriteReply): void 
     let f = open.get(item.job)
     if (f === undefined) {
       if (item.path === undefined) throw new HoldfastError('STORE_INVARIANT', `restore job ${item.job} has no open file`)
-      const fd = openSync(Buffer.from(item.path.buffer, item.path.byteOffset, item.path.byteLength), CREATE_FLAGS, 0o600)
-      f = { fd, path: item.path, position: 0, dataEnd: 0 }
+      // a copy: the batch's buffer is let go once the batch is done, the path may be needed later
+      const path = Buffer.from(data.subarray(item.path[0], item.path[0] + item.path[1]))
+      const fd = openSync(path, CREATE_FLAGS, 0o600)
+      f = { fd, path, position: 0, dataEnd: 0 }
       open.set(item.job, f)
     }
-    for (const c of item.chunks) {
-      const plain = verifyChunk(c.id, data.subarray(c.offset, c.offset + c.length), c.rawLength)
+    const chunks = item.chunks
+    for (let i = 0; i + 2 < chunks.length; i += 3) {
+      const at = chunks[i]
+      const data0 = at + CHUNK_ID_BYTES
+      const plain = verifier.verifyView(data.subarray(at, data0), data.subarray(data0, data0 + chunks[i + 1]), chunks[i + 2])
       const end = writeSparse(f.fd, plain, f.position)
       if (end > f.position) f.dataEnd = end
       f.position += plain.byteLength
@@ -91,7 +105,7 @@ function writeItem (item: WriteItem, data: Uint8Array, reply: WriteReply): void 
 }
 
 parentPort?.on('message', (req: WriteRequest) => {
-  const data = new Uint8Array(req.buffer)
+  const data = Buffer.from(req.buffer)
   const reply: WriteReply = { batch: req.batch, done: [], failed: [] }
   for (const item of req.items) writeItem(item, data, reply)
   parentPort?.postMessage(reply satisfies WriteReply)

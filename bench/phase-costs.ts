@@ -37,7 +37,7 @@ import { ChunkCompressor } from '../src/codec/chunk-compressor.js'
 import { Catalog, type NewChunk } from '../src/store/core/catalog.js'
 import { PackStore } from '../src/store/core/packs.js'
 import { restoreSnapshot } from '../src/store/restore.js'
-import { ChunkCheckPool, type ReceivedChunk } from '../src/store/ingest/chunk-check-pool.js'
+import { ChunkCheckPool, type VerifiedBatch } from '../src/store/ingest/chunk-check-pool.js'
 import { entryToWire } from '../src/protocols/manifest.js'
 import { CHUNK_ID_BYTES, type StagedEntry } from '../src/model/entry.js'
 import { systemClock } from '../src/util/clock.js'
@@ -252,21 +252,18 @@ async function main (): Promise<number> {
     // the pool's workers are unref'd (the manager's other handles keep it alive): hold the loop
     const keepAlive = setInterval(() => {}, 1000)
     t = performance.now()
-    const inFlight: Array<Promise<void>> = []
-    let batch: ReceivedChunk[] = []
-    let batchBytes = 0
-    for (let i = 0; i <= ids.length; i++) {
-      if (i < ids.length) {
-        batch.push({ id: ids[i], rawLength: spooled[i].rawLength, compressed: spooled[i].compressed })
-        batchBytes += spooled[i].compressed.byteLength
-      }
-      if (batch.length >= 256 || batchBytes >= 4 * 1024 * 1024 || (i === ids.length && batch.length > 0)) {
-        inFlight.push(pool.verify(batch))
-        batch = []
-        batchBytes = 0
-        if (inFlight.length >= 4) await inFlight.shift()
-      }
+    const inFlight: Array<Promise<VerifiedBatch>> = []
+    let batch = pool.batch()
+    const send = async (): Promise<void> => {
+      inFlight.push(pool.verify(batch))
+      batch = pool.batch()
+      if (inFlight.length >= 4) (await inFlight.shift() as VerifiedBatch).release()
     }
+    for (let i = 0; i < ids.length; i++) {
+      if (!batch.fits(spooled[i].compressed.byteLength)) await send()
+      batch.add({ id: ids[i], rawLength: spooled[i].rawLength, compressed: spooled[i].compressed })
+    }
+    if (batch.count > 0) await send()
     await Promise.all(inFlight)
     const poolMs = ms(t)
     clearInterval(keepAlive)

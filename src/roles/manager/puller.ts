@@ -5,6 +5,8 @@
  *   → fsync packs → commit the snapshot in the catalog → ack the agent.
  * Nothing is acked before it is durable; a failure anywhere leaves the set on the agent, to
  * be pulled again next round (chunks already committed are not fetched twice).
+ * Sets overlap: set N's ack runs while set N+1 is fetched, and N+1's entries are listed while
+ * N's chunks come; commits and acks stay in set order (docs/architecture.md, "pulling").
  */
 import type { Multiaddr } from '@multiformats/multiaddr'
 import type { Catalog, NewChunk } from '../../store/core/catalog.js'
@@ -13,7 +15,7 @@ import { ManifestClient, type AgentManifest } from '../../protocols/manifest.js'
 import { FETCH_LIMITS, FetchClient } from '../../protocols/fetch.js'
 import { AckClient } from '../../protocols/ack.js'
 import type { ProtocolHost } from '../../protocols/exchange.js'
-import { ChunkCheckPool, type ReceivedChunk } from '../../store/ingest/chunk-check-pool.js'
+import { ChunkCheckPool, type CheckBatch, type VerifiedBatch } from '../../store/ingest/chunk-check-pool.js'
 import { CHUNK_ID_BYTES, type SetSummary, type StagedEntry } from '../../model/entry.js'
 import type { Clock } from '../../util/clock.js'
 import type { Logger } from '../../util/log.js'
@@ -26,11 +28,11 @@ export const FETCH_BATCH_IDS = 1024
 const RECEIPT_SLACK = 1.05
 /** How often one pull re-reads an agent's manifest for sets sealed while it was pulling. */
 const MAX_MANIFEST_LOOKS = 16
-/** Chunks verified together in a worker; bounds what is held before it reaches a pack. */
-const VERIFY_BATCH_CHUNKS = 256
-const VERIFY_BATCH_BYTES = 4 * 1024 * 1024
 /** Batches in verification at once: keeps both workers busy without unbounded memory. */
 const VERIFY_IN_FLIGHT = 4
+
+/** A set's entries, and the distinct chunk ids they name (in the order first named). */
+interface ListedSet { entries: StagedEntry[], wanted: Map<string, Uint8Array> }
 
 export interface PullProgress {
   peerId: string
@@ -111,51 +113,91 @@ export class Puller {
     const endpointId = catalog.touchEndpoint(peer.peerId, peer.name !== '' ? peer.name : (manifest.name ?? ''), clock.now())
     const result: PullResult = { peerId: peer.peerId, manifest, snapshots: [], failedSets: [], bytesPulled: 0, sliced: false }
     const done = new Set<number>()
-    // A large first backup is sealed set by set while it is staged: after the sets we knew of,
-    // look again and take what was sealed meanwhile. Bounded, so that an endpoint that never
-    // stops changing cannot keep the manager from the others.
-    for (let look = 0; look < MAX_MANIFEST_LOOKS; look++) {
-      const fresh = manifest.sets.filter(s => !done.has(s.id)).sort((a, b) => a.id - b.id)
-      if (fresh.length === 0) break
-      for (const set of fresh) {
-        done.add(set.id)
-        const already = catalog.committedAs(endpointId, set.id)
-        if (already !== undefined) {
-          // committed before, but the ack was lost: say it again
-          await this.acker.ack(peer.addrs, set.id, already, { signal: options.signal })
-          continue
+    // Sets are pipelined: a set's ack goes out while the next set is fetched, and the next
+    // set's entries are listed while this one's chunks come. Acks stay in set order (each
+    // waits for the one before) and each follows its set's fsync and commit; a failed ack
+    // stops the pull (the set is committed: the next round acks it again).
+    const stop = new AbortController()
+    const signal = options.signal === undefined ? stop.signal : AbortSignal.any([options.signal, stop.signal])
+    let acks: Promise<void> = Promise.resolve()
+    let ackFailure: { err: unknown } | undefined
+    const ackInOrder = (setId: number, snapshotId: number, acked?: () => void): void => {
+      acks = acks.then(async () => {
+        await this.acker.ack(peer.addrs, setId, snapshotId, { signal: options.signal })
+        acked?.()
+      })
+      acks.catch(err => { ackFailure ??= { err }; stop.abort(err) })
+    }
+    try {
+      // A large first backup is sealed set by set while it is staged: after the sets we knew of,
+      // look again and take what was sealed meanwhile. Bounded, so that an endpoint that never
+      // stops changing cannot keep the manager from the others.
+      for (let look = 0; look < MAX_MANIFEST_LOOKS; look++) {
+        const fresh = manifest.sets.filter(s => !done.has(s.id)).sort((a, b) => a.id - b.id)
+        if (fresh.length === 0) break
+        let prefetched: { setId: number, listing: Promise<ListedSet> } | undefined
+        for (let i = 0; i < fresh.length; i++) {
+          const set = fresh[i]
+          done.add(set.id)
+          const already = catalog.committedAs(endpointId, set.id)
+          if (already !== undefined) {
+            // committed before, but the ack was lost: say it again
+            ackInOrder(set.id, already)
+            continue
+          }
+          let pulled: PullResult['snapshots'][number]
+          try {
+            const listing = prefetched?.setId === set.id ? prefetched.listing : this.listEntries(peer, set, signal)
+            prefetched = undefined
+            const listed = await listing
+            // The next set's entries come while this one's chunks do: two sets' entries at
+            // most are held. Its chunks are planned only after this set commits, so the
+            // store's own view decides what is fetched and nothing of it depends on this set.
+            const next = fresh[i + 1]
+            if (next !== undefined && catalog.committedAs(endpointId, next.id) === undefined) {
+              prefetched = { setId: next.id, listing: this.listEntries(peer, next, signal) }
+              prefetched.listing.catch(() => {}) // observed when its turn comes
+            }
+            pulled = await this.pullSet(peer, endpointId, set, listed, options, signal)
+          } catch (err) {
+            if (ackFailure !== undefined) throw ackFailure.err
+            // A set the agent cannot serve whole must not hold back the sets after it: skip it,
+            // say so, go on (the agent stages its paths again). Anything else (the peer went
+            // away, we are stopping) ends this pull.
+            if (!setCannotBeServed(err) || signal.aborted) throw err
+            result.failedSets.push({ setId: set.id, code: errorCode(err), message: describeError(err) })
+            log.warn('staged set cannot be pulled whole; skipped, the sets after it go on', { set: set.id, err: describeError(err) })
+            continue
+          }
+          result.snapshots.push(pulled)
+          result.bytesPulled += pulled.bytesPulled
+          ackInOrder(set.id, pulled.snapshotId, () => {
+            log.info('snapshot committed and acknowledged', { set: set.id, snapshot: pulled.snapshotId, entries: pulled.entries, chunks: pulled.chunksPulled, bytes: pulled.bytesPulled })
+          })
+          // the slice is over: the others' turn; what is left waits on the agent for the next one
+          if (options.sliceEndsAt !== undefined && clock.now() >= options.sliceEndsAt) { result.sliced = true; break }
         }
-        let pulled: PullResult['snapshots'][number]
-        try {
-          pulled = await this.pullSet(peer, endpointId, set, options)
-        } catch (err) {
-          // A set the agent cannot serve whole must not hold back the sets after it: skip it,
-          // say so, go on (the agent stages its paths again). Anything else (the peer went
-          // away, we are stopping) ends this pull.
-          if (!setCannotBeServed(err) || options.signal?.aborted === true) throw err
-          result.failedSets.push({ setId: set.id, code: errorCode(err), message: describeError(err) })
-          log.warn('staged set cannot be pulled whole; skipped, the sets after it go on', { set: set.id, err: describeError(err) })
-          continue
-        }
-        result.snapshots.push(pulled)
-        result.bytesPulled += pulled.bytesPulled
-        log.info('snapshot committed and acknowledged', { set: set.id, snapshot: pulled.snapshotId, entries: pulled.entries, chunks: pulled.chunksPulled, bytes: pulled.bytesPulled })
-        // the slice is over: the others' turn; what is left waits on the agent for the next one
-        if (options.sliceEndsAt !== undefined && clock.now() >= options.sliceEndsAt) { result.sliced = true; break }
+        // every set taken so far is acked before the manifest is read again (it lists them no more)
+        await acks
+        manifest = await this.manifest.list(peer.addrs, { signal: options.signal })
+        options.onManifest?.(manifest)
+        if (result.sliced) break
       }
-      manifest = await this.manifest.list(peer.addrs, { signal: options.signal })
-      options.onManifest?.(manifest)
-      if (result.sliced) break
+      await acks
+    } finally {
+      // no listing outlives the pull, and no ack is left running unobserved
+      stop.abort()
+      await acks.catch(() => {})
     }
     result.manifest = manifest
     return result
   }
 
-  private async pullSet (peer: { peerId: string, addrs: Multiaddr[] }, endpointId: number, set: SetSummary, options: PullOptions): Promise<PullResult['snapshots'][number]> {
-    const { catalog, packs, clock } = this.init
+  /** A set's entries and the distinct chunk ids they name, in the order first named. */
+  private async listEntries (peer: { addrs: Multiaddr[] }, set: SetSummary, signal: AbortSignal): Promise<ListedSet> {
     const entries: StagedEntry[] = []
     const wanted = new Map<string, Uint8Array>()
-    for await (const page of this.manifest.entries(peer.addrs, set.id, { signal: options.signal })) {
+    for await (const page of this.manifest.entries(peer.addrs, set.id, { signal })) {
       for (const e of page) {
         entries.push(e)
         for (let i = 0; i < e.chunks.byteLength; i += CHUNK_ID_BYTES) {
@@ -165,6 +207,16 @@ export class Puller {
         }
       }
     }
+    return { entries, wanted }
+  }
+
+  /**
+   * Fetches, verifies and stores one set's chunks, fsyncs the packs and commits the snapshot
+   * (the ack is the caller's, in set order).
+   */
+  private async pullSet (peer: { peerId: string, addrs: Multiaddr[] }, endpointId: number, set: SetSummary, listed: ListedSet, options: PullOptions, signal: AbortSignal): Promise<PullResult['snapshots'][number]> {
+    const { catalog, packs, clock } = this.init
+    const { entries, wanted } = listed
     // Every chunk this endpoint has not sent is fetched, stored elsewhere or not: dedup across
     // endpoints saves storage, never a fetch, so an agent can neither reference another's
     // data unseen nor learn from the request which chunks exist (docs/security.md).
@@ -176,31 +228,31 @@ export class Puller {
     /** Sent and verified, but another endpoint's copy is stored already: owned, not stored again. */
     const proven: Uint8Array[] = []
     let bytesPulled = 0
-    // Received chunks are verified in worker threads, a batch at a time, and appended to the
-    // pack in order once verified; a mismatch fails the whole pull before anything commits.
+    // Received chunks are copied once into a batch buffer as they arrive, verified in worker
+    // threads a batch at a time, and appended to the pack in order once verified; a mismatch
+    // fails the set before anything of it commits.
     this.verifier ??= new ChunkCheckPool()
     const verifier = this.verifier
-    const inFlight: Array<{ done: Promise<void>, chunks: ReceivedChunk[] }> = []
+    const inFlight: Array<Promise<VerifiedBatch>> = []
     const appendOldest = async (): Promise<void> => {
       const oldest = inFlight.shift()
       if (oldest === undefined) return
-      await oldest.done
-      for (const chunk of oldest.chunks) {
+      const verified = await oldest
+      for (let i = 0; i < verified.count; i++) {
+        const chunk = verified.chunk(i)
         if (storedElsewhere.size > 0 && storedElsewhere.has(Buffer.from(chunk.id).toString('latin1'))) { proven.push(chunk.id); continue }
         const loc = packs.append(chunk.id, chunk.rawLength, chunk.compressed)
         newChunks.push({ ...loc, id: chunk.id, rawlen: chunk.rawLength })
       }
+      verified.release()
     }
-    let pending: ReceivedChunk[] = []
-    let pendingBytes = 0
+    let pending: CheckBatch | undefined
     const submit = async (): Promise<void> => {
-      if (pending.length === 0) return
-      const chunks = pending
-      const done = verifier.verify(chunks)
+      if (pending === undefined || pending.count === 0) return
+      const done = verifier.verify(pending)
       done.catch(() => {}) // observed when appended; a failure must not go unhandled meanwhile
-      inFlight.push({ done, chunks })
-      pending = []
-      pendingBytes = 0
+      inFlight.push(done)
+      pending = undefined
       if (inFlight.length >= VERIFY_IN_FLIGHT) await appendOldest()
     }
     // The agent paces itself at the share (and hears of every change within ~0.1 s). Receipt is
@@ -213,15 +265,15 @@ export class Puller {
         const batch = missing.slice(i, i + FETCH_BATCH_IDS)
         const limiter = options.limiter
         const live = limiter === undefined ? undefined : { current: () => limiter.rate, clock }
-        for await (const chunk of this.fetcher.fetch(peer.addrs, { setId: set.id, ids: batch, rate: limiter?.rate ?? options.rate }, { signal: options.signal, rate: live, clock })) {
+        for await (const chunk of this.fetcher.fetch(peer.addrs, { setId: set.id, ids: batch, rate: limiter?.rate ?? options.rate }, { signal, rate: live, clock })) {
           if (guard !== undefined && limiter !== undefined) {
             guard.setRate(limiter.rate * RECEIPT_SLACK)
-            await guard.take(chunk.compressed.byteLength + CHUNK_ID_BYTES + 9, options.signal)
+            await guard.take(chunk.compressed.byteLength + CHUNK_ID_BYTES + 9, signal)
           }
-          pending.push(chunk)
-          pendingBytes += chunk.compressed.byteLength
+          if (pending !== undefined && !pending.fits(chunk.compressed.byteLength)) await submit()
+          pending ??= verifier.batch()
+          pending.add(chunk)
           bytesPulled += chunk.compressed.byteLength
-          if (pending.length >= VERIFY_BATCH_CHUNKS || pendingBytes >= VERIFY_BATCH_BYTES) await submit()
         }
         options.onProgress?.({ peerId: peer.peerId, setId: set.id, chunksDone: Math.min(i + FETCH_BATCH_IDS, missing.length), chunksTotal: missing.length, bytesPulled })
       }
@@ -234,7 +286,7 @@ export class Puller {
       throw storeWriteError(err)
     } finally {
       // on failure, let outstanding verifications settle before the caller moves on
-      await Promise.allSettled(inFlight.map(async b => await b.done))
+      await Promise.allSettled(inFlight)
     }
     // The commit order (docs/architecture.md): pack data durable → catalog commit → ack.
     packs.sync() // a failure here has discarded what was not synced (STORE_FULL when the disk is full)
@@ -248,7 +300,6 @@ export class Puller {
       throw err
     }
     testPausePoint('pull-committed')
-    await this.acker.ack(peer.addrs, set.id, snapshotId, { signal: options.signal })
     return { setId: set.id, snapshotId, entries: entries.length, chunksPulled: newChunks.length, bytesPulled }
   }
 }

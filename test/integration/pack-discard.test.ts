@@ -1,6 +1,7 @@
 /**
  * PackStore.discard on real files: what a failed pull appended since the last sync is cut at
- * once (not at the next restart), across a pack roll-over, and the append pack is reused.
+ * once (not at the next restart), across a pack roll-over, and the append pack is reused; a
+ * failed pull cuts back only its own writer's appends, never a concurrent pull's.
  */
 import { strict as assert } from 'node:assert'
 import { mkdtempSync, rmSync, statSync } from 'node:fs'
@@ -32,7 +33,8 @@ describe('integration: pack store discards what was not synced', function () {
     for (let i = 0; i < 5; i++) put(`dead-${i}`)
     const names = packs.packNames()
     assert.ok(names.length >= 2, 'the appends rolled over into a new pack')
-    const appendPack = packs.currentPack() as string
+    const appendPack = [...packs.appendPacks()][0] as string
+    assert.equal(packs.appendPacks().size, 1)
     assert.notEqual(appendPack, first)
     packs.discard()
     assert.equal(statSync(join(dir, first)).size, syncedLength, 'the finished pack is cut back to what was synced')
@@ -57,6 +59,38 @@ describe('integration: pack store discards what was not synced', function () {
     assert.ok(Buffer.from(packs2.read(kept)).equals(Buffer.from(c0.z)))
     assert.ok(statSync(join(dir, 'second', kept.pack)).size > PACK_MAGIC.byteLength)
     packs2.close()
+    packs.close()
+  })
+  it('one pull\'s failure cuts back only its own writer: a concurrent pull\'s unsynced chunks survive and read back exact', () => {
+    // Pulls of two endpoints run at once. Before PackWriter they appended to one shared pack,
+    // and the failed pull's discard() cut away the other's appended chunks (whose locations
+    // that pull went on to commit), and its next appends overwrote them.
+    const packs = new PackStore(dir, 1024 * 1024)
+    const chunk = (seed: string): { id: Uint8Array, raw: number, z: Uint8Array } => {
+      const plain = seededBytes(seed, 20_000)
+      return { id: chunkId(plain), raw: plain.byteLength, z: compressChunk(plain) }
+    }
+    const good = packs.acquireWriter()
+    const failing = packs.acquireWriter()
+    assert.notEqual(good, failing, 'each pull has its own writer')
+    const kept: Array<{ z: Uint8Array, loc: { pack: string, offset: number, clen: number } }> = []
+    for (let i = 0; i < 6; i++) {
+      const a = chunk(`good-${i}`)
+      kept.push({ z: a.z, loc: good.append(a.id, a.raw, a.z) })
+      const b = chunk(`failing-${i}`)
+      failing.append(b.id, b.raw, b.z)
+    }
+    failing.discard() // the failing pull gives up before its commit
+    packs.releaseWriter(failing)
+    for (let i = 6; i < 9; i++) {
+      const a = chunk(`good-${i}`)
+      kept.push({ z: a.z, loc: good.append(a.id, a.raw, a.z) })
+    }
+    good.sync() // the good pull commits
+    packs.releaseWriter(good)
+    for (const k of kept) assert.ok(Buffer.from(packs.read(k.loc)).equals(Buffer.from(k.z)), `chunk at ${k.loc.pack}:${k.loc.offset} reads back as appended`)
+    assert.equal(packs.appendPacks().size, 2, 'two append packs, one per writer')
+    assert.equal(packs.acquireWriter(), good, 'a released writer is reused, so its pack fills before another starts')
     packs.close()
   })
 })

@@ -10,7 +10,7 @@
  */
 import type { Multiaddr } from '@multiformats/multiaddr'
 import type { Catalog, NewChunk } from '../../store/core/catalog.js'
-import { storeWriteError, type PackStore } from '../../store/core/packs.js'
+import { storeWriteError, type PackStore, type PackWriter } from '../../store/core/packs.js'
 import { ManifestClient, type AgentManifest } from '../../protocols/manifest.js'
 import { FETCH_LIMITS, FetchClient } from '../../protocols/fetch.js'
 import { AckClient } from '../../protocols/ack.js'
@@ -215,7 +215,18 @@ export class Puller {
    * (the ack is the caller's, in set order).
    */
   private async pullSet (peer: { peerId: string, addrs: Multiaddr[] }, endpointId: number, set: SetSummary, listed: ListedSet, options: PullOptions, signal: AbortSignal): Promise<PullResult['snapshots'][number]> {
-    const { catalog, packs, clock } = this.init
+    // The set's own pack writer: pulls of other endpoints run beside this one, and a failure
+    // here must cut back only this set's appends, never theirs (PackWriter).
+    const packs = this.init.packs.acquireWriter()
+    try {
+      return await this.storeSet(peer, endpointId, set, listed, options, signal, packs)
+    } finally {
+      this.init.packs.releaseWriter(packs)
+    }
+  }
+
+  private async storeSet (peer: { peerId: string, addrs: Multiaddr[] }, endpointId: number, set: SetSummary, listed: ListedSet, options: PullOptions, signal: AbortSignal, packs: PackWriter): Promise<PullResult['snapshots'][number]> {
+    const { catalog, clock } = this.init
     const { entries, wanted } = listed
     // Every chunk this endpoint has not sent is fetched, stored elsewhere or not: dedup across
     // endpoints saves storage, never a fetch, so an agent can neither reference another's

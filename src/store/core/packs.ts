@@ -6,11 +6,12 @@
  *   id (32 bytes) | rawLength (u32 BE) | compressedLength (u32 BE) | zstd data
  * The catalog maps each chunk id to (pack, offset of its data, compressed length); the record
  * headers make a pack readable without the catalog (for verify and repair).
- * A pack is only ever appended to by the process that created it; after a restart a new pack
- * is started, so bytes a crash left uncommitted are never mistaken for committed ones.
- * A failed write (the disk is full) or a failed pull does not wait for a restart: discard()
- * cuts every pack back to what it held at the last sync(), so a full disk that fails every
- * retry does not fill up further with dead tails, and the pack is reused.
+ * A pack is only ever appended to by the process that created it, and there by one writer
+ * (PackWriter: each concurrent pull has its own); after a restart a new pack is started, so
+ * bytes a crash left uncommitted are never mistaken for committed ones.
+ * A failed write (the disk is full) or a failed pull does not wait for a restart: the
+ * writer's discard() cuts its packs back to what they held at its last sync(), so a full disk
+ * that fails every retry does not fill up further with dead tails, and the pack is reused.
  */
 import { closeSync, constants, fsyncSync, ftruncateSync, mkdirSync, openSync, readSync, readdirSync, statSync, unlinkSync, writeSync } from 'node:fs'
 import { join } from 'node:path'
@@ -29,12 +30,20 @@ export interface PackLocation {
 
 const WRITE_BUFFER_BYTES = 4 * 1024 * 1024
 
-export class PackStore {
-  private current?: { name: string, fd: number, size: number }
-  private readonly readFds = new Map<string, number>()
+/**
+ * One appender of pack data: its own append pack, write buffer and unsynced extents. Every
+ * pull that may run beside another takes its own (PackStore.acquireWriter), because discard()
+ * cuts packs back to their last sync: on a shared pack, one endpoint's failed pull would cut
+ * away, and the next append overwrite, another's appended but not yet committed chunks, whose
+ * locations that pull would then commit.
+ */
+export class PackWriter {
+  /** The pack appends go to now (undefined: the next append starts a new one). */
+  current?: { name: string, fd: number, size: number }
   private dirty = false
   // Appends gather here and reach the file in few large writes (chunks average a few KiB).
-  private readonly writeBuffer = Buffer.allocUnsafe(WRITE_BUFFER_BYTES)
+  // Allocated at the first append: a writer that only reads costs nothing.
+  private writeBuffer?: Buffer
   private buffered = 0
   private bufferedAt = 0
   /**
@@ -43,9 +52,7 @@ export class PackStore {
    */
   private readonly unsynced = new Map<string, number>()
 
-  constructor (readonly dir: string, private readonly targetBytes = DEFAULT_PACK_BYTES) {
-    mkdirSync(dir, { recursive: true, mode: 0o700 })
-  }
+  constructor (private readonly store: PackStore, private readonly targetBytes: number) {}
 
   /** Appends a chunk; durable only after sync(). A write that fails discards what was not synced. */
   append (id: Uint8Array, rawLength: number, compressed: Uint8Array): PackLocation {
@@ -69,6 +76,7 @@ export class PackStore {
       writeAll(cur.fd, header, cur.size)
       writeAll(cur.fd, compressed, cur.size + PACK_RECORD_HEADER)
     } else {
+      this.writeBuffer ??= Buffer.allocUnsafe(WRITE_BUFFER_BYTES)
       writeRecordHeader(this.writeBuffer, this.buffered, id, rawLength, compressed.byteLength)
       this.writeBuffer.set(compressed, this.buffered + PACK_RECORD_HEADER)
       this.buffered += recordBytes
@@ -91,27 +99,30 @@ export class PackStore {
     this.unsynced.clear()
   }
 
+  /** Whether anything was appended since the last sync() or discard(). */
+  get pending (): boolean { return this.unsynced.size > 0 }
+
   /**
-   * Drops everything appended since the last sync(): the pack being appended to is cut back
-   * and reused, a pack finished since is cut back (deleted if nothing of it was synced). For
-   * a pull that failed before its commit; the catalog names none of these bytes. If a cut
-   * fails, the append pack is given up (the next append starts a new one) and start-up
-   * recovery cuts what is left.
+   * Drops everything this writer appended since its last sync(): the pack being appended to is
+   * cut back and reused, a pack finished since is cut back (deleted if nothing of it was
+   * synced). For a pull that failed before its commit; the catalog names none of these bytes.
+   * If a cut fails, the append pack is given up (the next append starts a new one) and
+   * start-up recovery cuts what is left.
    */
   discard (): { truncatedBytes: number } {
     this.buffered = 0
     let truncatedBytes = 0
     for (const [name, length] of this.unsynced) {
       try {
+        truncatedBytes += Math.max(0, this.store.packSize(name) - length)
         if (name === this.current?.name) {
-          truncatedBytes += Math.max(0, this.fileSize(name) - length)
           ftruncateSync(this.current.fd, length)
           fsyncSync(this.current.fd)
           this.current.size = length
+        } else if (length <= PACK_MAGIC.byteLength) {
+          this.store.removePack(name)
         } else {
-          truncatedBytes += Math.max(0, this.fileSize(name) - length)
-          if (length <= PACK_MAGIC.byteLength) this.removePack(name)
-          else cutFile(join(this.dir, name), length)
+          cutFile(join(this.store.dir, name), length)
         }
       } catch {
         if (name === this.current?.name) this.abandonCurrent()
@@ -123,9 +134,24 @@ export class PackStore {
   }
 
   /** After a failed write: discard what was not synced; ENOSPC/EDQUOT become STORE_FULL. */
-  private failed (err: unknown): unknown {
+  failed (err: unknown): unknown {
     this.discard()
     return storeWriteError(err)
+  }
+
+  /** Writes the buffered appends to the file (not fsynced). */
+  flush (): void {
+    if (this.buffered === 0 || this.current === undefined || this.writeBuffer === undefined) return
+    writeAll(this.current.fd, this.writeBuffer.subarray(0, this.buffered), this.bufferedAt)
+    this.buffered = 0
+  }
+
+  /** Finishes the append pack (written, fsynced, closed): the next append starts a new one. */
+  finish (): void {
+    if (this.current === undefined) return
+    this.sync()
+    closeSync(this.current.fd)
+    this.current = undefined
   }
 
   private abandonCurrent (): void {
@@ -134,19 +160,97 @@ export class PackStore {
     this.current = undefined
   }
 
-  private fileSize (name: string): number {
-    try { return statSync(join(this.dir, name)).size } catch { return 0 }
+  private roll (): void {
+    if (this.current !== undefined) {
+      this.flush()
+      fsyncSync(this.current.fd)
+      closeSync(this.current.fd)
+    }
+    // time-ordered, unique even across restarts within one millisecond
+    const name = `${Date.now().toString(36).padStart(9, '0')}-${randomBytes(4).toString('hex')}.pack`
+    this.current = undefined
+    const fd = openSync(join(this.store.dir, name), constants.O_RDWR | constants.O_CREAT | constants.O_EXCL, 0o600)
+    try {
+      writeAll(fd, PACK_MAGIC, 0)
+      fsyncSync(fd)
+      const dirFd = openSync(this.store.dir, constants.O_RDONLY)
+      try { fsyncSync(dirFd) } finally { closeSync(dirFd) }
+    } catch (err) {
+      // no room even for the magic: a pack nobody names would only wait for recovery
+      closeSync(fd)
+      try { unlinkSync(join(this.store.dir, name)) } catch {}
+      throw err
+    }
+    this.current = { name, fd, size: PACK_MAGIC.byteLength }
+  }
+}
+
+export class PackStore {
+  private readonly readFds = new Map<string, number>()
+  /** Every writer made, and those no pull holds now (reused, so a pack fills before the next starts). */
+  private readonly writers = new Set<PackWriter>()
+  private readonly idle: PackWriter[] = []
+  /** The writer of this store's own append/sync/discard (prune's repack, tests, benches). */
+  private readonly own: PackWriter
+
+  constructor (readonly dir: string, private readonly targetBytes = DEFAULT_PACK_BYTES) {
+    mkdirSync(dir, { recursive: true, mode: 0o700 })
+    this.own = this.newWriter()
   }
 
-  private flush (): void {
-    if (this.buffered === 0 || this.current === undefined) return
-    writeAll(this.current.fd, this.writeBuffer.subarray(0, this.buffered), this.bufferedAt)
-    this.buffered = 0
+  /**
+   * A writer for one pull alone, until releaseWriter(). Concurrent pulls must not share one:
+   * a failed pull's discard() would cut the other's unsynced chunks (see PackWriter).
+   */
+  acquireWriter (): PackWriter { return this.idle.pop() ?? this.newWriter() }
+
+  /** Gives a writer back; what it appended and did not sync is discarded first. */
+  releaseWriter (writer: PackWriter): void {
+    if (writer === this.own || this.idle.includes(writer)) return
+    if (writer.pending) writer.discard()
+    this.idle.push(writer)
+  }
+
+  private newWriter (): PackWriter {
+    const w = new PackWriter(this, this.targetBytes)
+    this.writers.add(w)
+    return w
+  }
+
+  /** Appends through the store's own writer; durable only after sync(). */
+  append (id: Uint8Array, rawLength: number, compressed: Uint8Array): PackLocation { return this.own.append(id, rawLength, compressed) }
+
+  /** fsyncs what the store's own writer appended. */
+  sync (): void { this.own.sync() }
+
+  /** Drops what the store's own writer appended since its last sync() (see PackWriter.discard). */
+  discard (): { truncatedBytes: number } { return this.own.discard() }
+
+  /** The packs being appended to now, by any writer. */
+  appendPacks (): Set<string> {
+    const names = new Set<string>()
+    for (const w of this.writers) if (w.current !== undefined) names.add(w.current.name)
+    return names
+  }
+
+  private writerOf (pack: string): PackWriter | undefined {
+    for (const w of this.writers) if (w.current?.name === pack) return w
+    return undefined
+  }
+
+  /**
+   * Finishes every pack being appended to (written, fsynced, closed), so the next append
+   * starts a new one. Prune calls it, holding pulls off, before it deletes or repacks packs: a
+   * pack is never deleted while it is being appended to.
+   */
+  finishPack (): void {
+    for (const w of this.writers) w.finish()
   }
 
   read (loc: PackLocation): Buffer {
-    if (loc.pack === this.current?.name) {
-      try { this.flush() } catch (err) { throw this.failed(err) }
+    const writer = this.writerOf(loc.pack)
+    if (writer !== undefined) {
+      try { writer.flush() } catch (err) { throw writer.failed(err) }
     }
     let fd = this.readFds.get(loc.pack)
     if (fd === undefined) {
@@ -175,7 +279,7 @@ export class PackStore {
    * no other process appends to these packs. (Prune must hold off while this runs.)
    */
   recover (extents: Map<string, number>): { removedPacks: string[], truncatedBytes: number } {
-    if (this.current !== undefined) throw new HoldfastError('STORE_INVARIANT', 'recover() must run before the first append')
+    if (this.appendPacks().size > 0) throw new HoldfastError('STORE_INVARIANT', 'recover() must run before the first append')
     const removedPacks: string[] = []
     let truncatedBytes = 0
     for (const name of this.packNames()) {
@@ -205,27 +309,12 @@ export class PackStore {
     return { removedPacks, truncatedBytes }
   }
 
-  /** The pack appends go to now (undefined: the next append starts a new one). */
-  currentPack (): string | undefined { return this.current?.name }
-
-  /**
-   * Finishes the pack appends go to (written, fsynced, closed), so the next append starts a
-   * new one. Prune calls it, holding pulls off, before it deletes or repacks packs: a pack is
-   * never deleted while it is being appended to.
-   */
-  finishPack (): void {
-    if (this.current === undefined) return
-    this.sync()
-    closeSync(this.current.fd)
-    this.current = undefined
-  }
-
   /**
    * Deletes a pack file (its cached reader is closed first) and fsyncs the directory. For
    * prune, once the catalog no longer names any chunk in it. Never the pack being appended to.
    */
   removePack (name: string): void {
-    if (name === this.current?.name) throw new HoldfastError('PACK_BUSY', `pack ${name} is being appended to`)
+    if (this.writerOf(name) !== undefined) throw new HoldfastError('PACK_BUSY', `pack ${name} is being appended to`)
     if (!/^[\w.-]+\.pack$/.test(name)) throw new HoldfastError('STORE_INVARIANT', `not a pack name: ${name}`)
     const fd = this.readFds.get(name)
     if (fd !== undefined) {
@@ -250,10 +339,12 @@ export class PackStore {
     return readdirSync(this.dir).filter(n => n.endsWith('.pack')).sort()
   }
 
+  /** Syncs and closes every writer's append pack (what a pull left unsynced is discarded), then the readers. */
   close (): void {
-    this.sync()
-    if (this.current !== undefined) closeSync(this.current.fd)
-    this.current = undefined
+    for (const w of this.writers) {
+      if (w !== this.own && w.pending) w.discard()
+      w.finish()
+    }
     this.closeReaders()
   }
 
@@ -266,30 +357,6 @@ export class PackStore {
   private closeReaders (): void {
     for (const fd of this.readFds.values()) closeSync(fd)
     this.readFds.clear()
-  }
-
-  private roll (): void {
-    if (this.current !== undefined) {
-      this.flush()
-      fsyncSync(this.current.fd)
-      closeSync(this.current.fd)
-    }
-    // time-ordered, unique even across restarts within one millisecond
-    const name = `${Date.now().toString(36).padStart(9, '0')}-${randomBytes(4).toString('hex')}.pack`
-    this.current = undefined
-    const fd = openSync(join(this.dir, name), constants.O_RDWR | constants.O_CREAT | constants.O_EXCL, 0o600)
-    try {
-      writeAll(fd, PACK_MAGIC, 0)
-      fsyncSync(fd)
-      const dirFd = openSync(this.dir, constants.O_RDONLY)
-      try { fsyncSync(dirFd) } finally { closeSync(dirFd) }
-    } catch (err) {
-      // no room even for the magic: a pack nobody names would only wait for recovery
-      closeSync(fd)
-      try { unlinkSync(join(this.dir, name)) } catch {}
-      throw err
-    }
-    this.current = { name, fd, size: PACK_MAGIC.byteLength }
   }
 }
 

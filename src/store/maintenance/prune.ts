@@ -214,19 +214,19 @@ export async function prune (catalog: Catalog, packs: PackStore, options: PruneO
   if (!dryRun) step('dead-chunks-found')
 
   const named = new Set(stats.map(s => s.pack))
-  const current = packs.currentPack()
-  // Packs nothing names. The append pack among them holds only what a failed pull left (no
-  // pull runs during a real prune); a dry run, which runs beside pulls, leaves it out.
-  const orphans = packs.packNames().filter(p => !named.has(p) && (p !== current || !dryRun))
+  const appending = packs.appendPacks()
+  // Packs nothing names. The append packs among them hold only what a failed pull left (no
+  // pull runs during a real prune); a dry run, which runs beside pulls, leaves them out.
+  const orphans = packs.packNames().filter(p => !named.has(p) && (!appending.has(p) || !dryRun))
   const dead = stats.filter(s => s.live === 0)
   const repack = stats.filter(s => s.live > 0 && s.dead > 0 && deadShare(s) >= threshold)
   const below = stats.filter(s => s.live > 0 && s.dead > 0 && !repack.includes(s))
   for (const s of stats) { report.chunks.dead += s.dead; report.chunks.deadBytes += s.deadBytes }
   for (const s of below) { report.chunks.left += s.dead; report.chunks.leftBytes += s.deadBytes }
   report.packs.belowThreshold = below.length
-  // The pack being appended to is finished before it is deleted or repacked (not otherwise:
-  // a prune that leaves it alone does not make the next pull start a new pack).
-  if (!dryRun && current !== undefined && (orphans.includes(current) || [...dead, ...repack].some(s => s.pack === current))) {
+  // The packs being appended to are finished before one is deleted or repacked (not otherwise:
+  // a prune that leaves them alone does not make the next pull start a new pack).
+  if (!dryRun && [...appending].some(current => orphans.includes(current) || [...dead, ...repack].some(s => s.pack === current))) {
     packs.finishPack()
     step('pack-finished')
   }

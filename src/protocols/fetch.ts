@@ -81,6 +81,16 @@ export interface SpooledChunk {
 /** What the agent provides to serve chunks. */
 export interface ChunkSource {
   readChunk: (id: Uint8Array) => Promise<SpooledChunk | null>
+  /**
+   * A whole batch, yielded in the order of `ids` (null: not held), if the source can do
+   * better than one readChunk per id (the spool: one lookup per batch, one read per run of
+   * neighbouring chunks). A failure is thrown at the position of the chunk it concerns.
+   */
+  readChunks?: (ids: Uint8Array[], signal?: AbortSignal) => AsyncIterable<SpooledChunk | null>
+}
+
+async function * oneByOne (source: ChunkSource, ids: Uint8Array[]): AsyncGenerator<SpooledChunk | null> {
+  for (const id of ids) yield await source.readChunk(id)
 }
 
 export interface FetchRequest {
@@ -148,8 +158,9 @@ export class FetchService {
       await pacer.send(stream, encodeFrame(frame), signal)
     }
     let count = 0
-    for (const id of request.ids) {
-      const chunk = await this.init.source.readChunk(id)
+    const source = this.init.source
+    for await (const chunk of source.readChunks?.(request.ids, signal) ?? oneByOne(source, request.ids)) {
+      const id = request.ids[count]
       if (chunk === null) {
         await send(concat([FRAME_MISSING], id))
       } else {

@@ -126,18 +126,22 @@ export class AgentStateDb {
    * reads the whole folder for every directory (90 s instead of 0.9 s on corpus A).
    */
   trackedChildren (folder: string, dir: Uint8Array): Map<string, TrackedFile> {
-    const rows = this.sql('SELECT path, type, mode, size, mtime_ns, ctime_ns, ino FROM files INDEXED BY files_by_parent WHERE folder = ? AND parent = ?').all(folder, dir)
+    const stmt = this.sql('SELECT path, type, mode, size, mtime_ns, ctime_ns, ino FROM files INDEXED BY files_by_parent WHERE folder = ? AND parent = ?')
+    // rows as arrays, not objects keyed by column name: one row per tracked path on every scan
+    // (83,730 on corpus A), and the no-change scan is mostly this and lstat
+    stmt.setReturnArrays(true)
+    const rows = stmt.all(folder, dir) as unknown as unknown[][]
     const map = new Map<string, TrackedFile>()
     const skip = dir.byteLength === 0 ? 0 : dir.byteLength + 1
     for (const r of rows) {
-      const path = r.path as Uint8Array
+      const path = r[0] as Uint8Array
       map.set(Buffer.from(path.buffer, path.byteOffset + skip, path.byteLength - skip).toString('latin1'), {
-        type: r.type as EntryType,
-        mode: Number(r.mode),
-        size: Number(r.size),
-        mtimeNs: r.mtime_ns as string,
-        ctimeNs: r.ctime_ns as string,
-        ino: r.ino as string
+        type: r[1] as EntryType,
+        mode: Number(r[2]),
+        size: Number(r[3]),
+        mtimeNs: r[4] as string,
+        ctimeNs: r[5] as string,
+        ino: r[6] as string
       })
     }
     return map
@@ -241,18 +245,20 @@ export class AgentStateDb {
 
   * setEntries (setId: number): Generator<StagedEntry> {
     const stmt = this.db.prepare('SELECT folder, path, type, mode, mtime_ns, size, chunks, target, link_key FROM set_entries WHERE set_id = ? ORDER BY seq')
-    for (const r of stmt.iterate(setId)) {
+    // rows as arrays: every entry of every set is read once to serve the manifest
+    stmt.setReturnArrays(true)
+    for (const r of stmt.iterate(setId) as unknown as Iterable<unknown[]>) {
       const entry: StagedEntry = {
-        folder: r.folder as string,
-        path: r.path as Uint8Array,
-        type: r.type as EntryType,
-        mode: Number(r.mode),
-        mtimeNs: BigInt(r.mtime_ns as string),
-        size: Number(r.size),
-        chunks: r.chunks as Uint8Array
+        folder: r[0] as string,
+        path: r[1] as Uint8Array,
+        type: r[2] as EntryType,
+        mode: Number(r[3]),
+        mtimeNs: BigInt(r[4] as string),
+        size: Number(r[5]),
+        chunks: r[6] as Uint8Array
       }
-      if (r.target !== null) entry.target = r.target as Uint8Array
-      if (r.link_key !== null) entry.linkKey = r.link_key as string
+      if (r[7] !== null) entry.target = r[7] as Uint8Array
+      if (r[8] !== null) entry.linkKey = r[8] as string
       yield entry
     }
   }
@@ -261,6 +267,28 @@ export class AgentStateDb {
     const r = this.sql('SELECT segment, offset, clen, rawlen FROM spool_chunks WHERE id = ?').get(id)
     if (r === undefined) return undefined
     return { segment: r.segment as string, offset: Number(r.offset), clen: Number(r.clen), rawlen: Number(r.rawlen) }
+  }
+
+  /**
+   * Spool locations of a batch of chunk ids (a fetch request: up to FETCH_LIMITS.maxIdsPerRequest),
+   * by position in `ids` (undefined: no row). One statement, so one WAL read transaction for
+   * the batch: a `.get()` per id outside a transaction opened one each (1.7 s of a pull of
+   * corpus A). Where a chunk has rows in several unacked sets the lowest set id wins, as with
+   * spoolLocation (the primary key's order).
+   */
+  spoolLocations (ids: Uint8Array[]): Array<SpoolLocation | undefined> {
+    const out = new Array<SpoolLocation | undefined>(ids.length).fill(undefined)
+    if (ids.length === 0) return out
+    const stmt = this.sql('SELECT k.key, s.segment, s.offset, s.clen, s.rawlen FROM json_each(?) AS k JOIN spool_chunks AS s ON s.id = unhex(k.value) ORDER BY k.key, s.set_id')
+    // arrays, not objects: this runs for every chunk of a pull
+    stmt.setReturnArrays(true)
+    const rows = stmt.all(JSON.stringify(ids.map(id => Buffer.from(id.buffer, id.byteOffset, id.byteLength).toString('hex')))) as unknown as unknown[][]
+    for (const r of rows) {
+      const i = Number(r[0])
+      if (out[i] !== undefined) continue
+      out[i] = { segment: r[1] as string, offset: Number(r[2]), clen: Number(r[3]), rawlen: Number(r[4]) }
+    }
+    return out
   }
 
   /** Marks a sealed set acknowledged; returns the segments no unacked set needs any more. */

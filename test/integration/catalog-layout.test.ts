@@ -1,8 +1,9 @@
 /**
  * The catalog's layout (issue 12 item 7): chunks name their pack by a small integer id, the
- * WAL is truncated once a set is committed, and a catalog written in the version 0 layout
- * (pack file names on every chunk row) is migrated when opened and still restores byte for
- * byte, keeps its owners and passes verify.
+ * WAL is truncated once a set is committed, mtimes are integers, and a catalog written in the
+ * version 0 layout (pack file names on every chunk row) or the version 1 layout (mtimes as
+ * decimal text, clen and rawlen in chunks_by_pack) is migrated when opened and still
+ * restores byte for byte (mtimes to the nanosecond), keeps its owners and passes verify.
  */
 import { strict as assert } from 'node:assert'
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs'
@@ -41,6 +42,11 @@ CREATE TABLE chunk_owners (chunk BLOB NOT NULL, endpoint_id INTEGER NOT NULL, PR
 CREATE TRIGGER chunk_owners_follow_chunks AFTER DELETE ON chunks BEGIN DELETE FROM chunk_owners WHERE chunk = old.id; END;
 `
 
+/** The version 1 layout, as the code before CATALOG_VERSION 2 made it: version 0 with chunks naming packs.id. */
+const V1_SCHEMA = V0_SCHEMA
+  .replace('pack TEXT NOT NULL', 'pack INTEGER NOT NULL')
+  .concat('CREATE TABLE packs (id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL UNIQUE);\nPRAGMA user_version = 1;\n')
+
 function fileEntry (path: string, content: Buffer): { entry: StagedEntry, parts: Buffer[] } {
   const parts: Buffer[] = []
   for (let i = 0; i < content.length; i += CHUNK) parts.push(content.subarray(i, i + CHUNK))
@@ -70,12 +76,25 @@ describe('integration: catalog layout', function () {
   })
 
   it('a version 0 catalog is migrated when opened: restore byte-exact, owners kept, verify clean', async () => {
+    await migratesAndRestores(0)
+  })
+
+  it('a version 1 catalog is migrated when opened: restore byte-exact, owners kept, verify clean', async () => {
+    await migratesAndRestores(1)
+  })
+
+  async function migratesAndRestores (version: 0 | 1): Promise<void> {
     const p = packs as PackStore
     const files = { 'a.bin': seededBytes('layout-a', 200_000), 'b.bin': seededBytes('layout-b', 90_000), 'shared.bin': seededBytes('layout-shared', 30_000) }
     // endpoint 1 backs up all three, endpoint 2 only shared.bin (stored by 1, owned by both)
     const raw = new DatabaseSync(join(dir, 'catalog.db'))
     raw.exec('PRAGMA journal_mode = WAL')
-    raw.exec(V0_SCHEMA)
+    raw.exec(version === 0 ? V0_SCHEMA : V1_SCHEMA)
+    const packRef = (name: string): string | number => {
+      if (version === 0) return name
+      raw.prepare('INSERT OR IGNORE INTO packs (name) VALUES (?)').run(name)
+      return Number(raw.prepare('SELECT id FROM packs WHERE name = ?').get(name)?.id)
+    }
     raw.exec("INSERT INTO endpoints (id, peer_id, name, first_seen, last_seen) VALUES (1, '12D3KooWEndpointOne', 'one', 1, 1), (2, '12D3KooWEndpointTwo', 'two', 1, 1)")
     raw.exec('INSERT INTO snapshots (id, endpoint_id, set_id, sealed_at, committed_at, entries, raw_bytes, new_bytes) VALUES (1, 1, 1, 1, 1000, 3, 0, 0), (2, 2, 1, 1, 2000, 1, 0, 0)')
     const insertChunk = raw.prepare('INSERT OR IGNORE INTO chunks (id, pack, offset, clen, rawlen, sent_by) VALUES (?, ?, ?, ?, ?, ?)')
@@ -85,7 +104,7 @@ describe('integration: catalog layout', function () {
       for (const part of parts) {
         const id = chunkId(part)
         const loc = p.append(id, part.length, compressChunk(part))
-        insertChunk.run(id, loc.pack, loc.offset, loc.clen, part.length, 1)
+        insertChunk.run(id, packRef(loc.pack), loc.offset, loc.clen, part.length, 1)
       }
       insertVersion.run(1, 1, entry.folder, entry.path, entry.type, entry.mode, entry.mtimeNs.toString(), entry.size, entry.chunks)
       if (name === 'shared.bin') {
@@ -94,7 +113,7 @@ describe('integration: catalog layout', function () {
       }
     }
     p.sync()
-    const packNames = new Set(raw.prepare('SELECT DISTINCT pack FROM chunks').all().map(r => r.pack as string))
+    const packNames = new Set(raw.prepare(version === 0 ? 'SELECT DISTINCT pack FROM chunks' : 'SELECT DISTINCT p.name AS pack FROM chunks c JOIN packs p ON p.id = c.pack').all().map(r => r.pack as string))
     assert.ok(packNames.size >= 3, `the chunks span several packs (${packNames.size})`)
     raw.close()
 
@@ -105,6 +124,9 @@ describe('integration: catalog layout', function () {
       assert.equal(Number(check.prepare('PRAGMA user_version').get()?.user_version), CATALOG_VERSION)
       assert.equal(check.prepare('PRAGMA table_info(chunks)').all().find(r => r.name === 'pack')?.type, 'INTEGER')
       assert.deepEqual(new Set(check.prepare('SELECT p.name FROM chunks c JOIN packs p ON p.id = c.pack').all().map(r => r.name as string)), packNames)
+      assert.equal(check.prepare('PRAGMA table_info(file_versions)').all().find(r => r.name === 'mtime_ns')?.type, 'INTEGER')
+      assert.deepEqual(check.prepare('SELECT DISTINCT typeof(mtime_ns) AS t FROM file_versions').all().map(r => r.t), ['integer'])
+      assert.deepEqual(check.prepare('PRAGMA index_info(chunks_by_pack)').all().map(r => r.name), ['pack', 'offset', 'id'])
     } finally {
       check.close()
     }
@@ -115,6 +137,8 @@ describe('integration: catalog layout', function () {
     const aIds = fileEntry('a.bin', files['a.bin']).parts.map(x => chunkId(x))
     assert.deepEqual(c.unownedChunks(2, [...sharedIds, ...aIds]).map(toHex), aIds.map(toHex))
     assert.deepEqual(c.unownedChunks(1, [...sharedIds, ...aIds]), [])
+    // the mtime kept to the nanosecond (beyond a double's 2^53)
+    assert.deepEqual([...c.treeAt(1, 1)].map(v => v.mtimeNs), Object.keys(files).map(() => 1_700_000_000_123_456_789n))
 
     for (const [endpointId, snapshotId, names] of [[1, 1, Object.keys(files)], [2, 2, ['shared.bin']]] as const) {
       const out = join(dir, `out-${endpointId}`)
@@ -139,7 +163,7 @@ describe('integration: catalog layout', function () {
     assert.deepEqual(summary.errors, [])
     assert.ok(readFileSync(join(out, 'home', 'more.bin')).equals(more))
     assert.ok(readFileSync(join(out, 'home', 'shared.bin')).equals(files['shared.bin']))
-  })
+  }
 
   it('a committed set leaves no WAL behind, and a chunk row is small', () => {
     catalog = new Catalog(join(dir, 'catalog.db'))
@@ -158,8 +182,12 @@ describe('integration: catalog layout', function () {
     const wal = join(dir, 'catalog.db-wal')
     // 1,000 chunk rows and 20 versions: about 200 KB went through the WAL
     assert.equal(existsSync(wal) ? statSync(wal).size : 0, 0, 'the WAL is truncated after the commit')
-    // a pack file name (24 characters) on every row and index entry made this 138 B
+    // a pack file name (24 characters) on every row and index entry made this 138 B; clen
+    // and rawlen in chunks_by_pack too made it 91 B
     const bytes = Number(c.db.prepare("SELECT sum(payload) AS n FROM dbstat WHERE name IN ('chunks', 'chunks_by_pack')").get()?.n)
-    assert.ok(bytes / chunks.length < 100, `${(bytes / chunks.length).toFixed(1)} B of index per chunk`)
+    assert.ok(bytes / chunks.length < 88, `${(bytes / chunks.length).toFixed(1)} B of index per chunk`)
+    // an mtime is an 8-byte integer, not 19 digits of text
+    assert.deepEqual(c.db.prepare('SELECT DISTINCT typeof(mtime_ns) AS t FROM file_versions').all().map(r => r.t), ['integer'])
+    assert.deepEqual([...c.treeAt(e, 1)].map(v => v.mtimeNs), entries.map(() => 1_700_000_000_123_456_789n))
   })
 })

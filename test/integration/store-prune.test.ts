@@ -349,7 +349,8 @@ function storeImage (store: TestStore): string {
   const rows = (sql: string): unknown[] => db.prepare(sql).all().map(r => Object.fromEntries(Object.entries(r).map(([k, v]) => [k, v instanceof Uint8Array ? Buffer.from(v).toString('hex') : v])))
   return JSON.stringify({
     snapshots: rows('SELECT * FROM snapshots ORDER BY id'),
-    versions: rows('SELECT rowid, * FROM file_versions ORDER BY rowid'),
+    // mtime_ns as text: an INTEGER of nanoseconds is beyond a JS number (node:sqlite throws)
+    versions: rows('SELECT rowid, snapshot_id, endpoint_id, folder, path, type, mode, CAST(mtime_ns AS TEXT) AS mtime_ns, size, chunks, target, link_key FROM file_versions ORDER BY rowid'),
     chunks: rows('SELECT * FROM chunks ORDER BY id'),
     pruned: rows('SELECT * FROM pruned_snapshots ORDER BY id'),
     packs: store.packs.packNames().map(p => [p, store.packs.packSize(p)])

@@ -165,7 +165,7 @@ class TreeReader {
 
   /** The version of (folder, path) in the tree at the snapshot, or undefined. */
   versionAt (folder: string, path: Uint8Array): VersionFields | undefined {
-    const r = this.sql(`SELECT snapshot_id, type, mode, mtime_ns, size, target FROM file_versions
+    const r = this.sql(`SELECT snapshot_id, type, mode, CAST(mtime_ns AS TEXT) AS mtime_ns, size, target FROM file_versions
       WHERE endpoint_id = ? AND folder = ? AND path = ? AND snapshot_id <= ? ORDER BY snapshot_id DESC LIMIT 1`).get(this.endpointId, folder, path, this.snapshotId)
     return r === undefined ? undefined : r as unknown as VersionFields
   }
@@ -175,7 +175,7 @@ class TreeReader {
     const seek = hi === undefined
       ? 'SELECT path FROM file_versions WHERE endpoint_id = ?1 AND folder = ?2 AND path >= ?3 AND snapshot_id <= ?4 ORDER BY path LIMIT 1'
       : 'SELECT path FROM file_versions WHERE endpoint_id = ?1 AND folder = ?2 AND path >= ?3 AND path < ?5 AND snapshot_id <= ?4 ORDER BY path LIMIT 1'
-    const stmt = this.sql(`SELECT fv.path, fv.snapshot_id, fv.type, fv.mode, fv.mtime_ns, fv.size, fv.target FROM file_versions fv
+    const stmt = this.sql(`SELECT fv.path, fv.snapshot_id, fv.type, fv.mode, CAST(fv.mtime_ns AS TEXT) AS mtime_ns, fv.size, fv.target FROM file_versions fv
       WHERE fv.endpoint_id = ?1 AND fv.folder = ?2 AND fv.path = (${seek}) AND fv.snapshot_id <= ?4 ORDER BY fv.snapshot_id DESC LIMIT 1`)
     const r = hi === undefined ? stmt.get(this.endpointId, folder, lo, this.snapshotId) : stmt.get(this.endpointId, folder, lo, this.snapshotId, hi)
     return r === undefined ? undefined : r as unknown as VersionFields & { path: Uint8Array }
@@ -321,7 +321,7 @@ export function pathVersions (catalog: Catalog, endpointId: number, path: string
   const endpoint = catalog.endpointById(endpointId)
   const candidates = parsePathSpec(path)
   if (candidates.length === 0 || candidates[0].path === undefined) throw new HoldfastError('ADMIN_BAD_REQUEST', `versions needs a path under a folder ("<folder>/<path>"), not '${path}'`)
-  const stmt = sqlOf(catalog.db)(`SELECT fv.snapshot_id, s.committed_at, fv.type, fv.mode, fv.mtime_ns, fv.size, length(fv.chunks) AS chunk_bytes, fv.target
+  const stmt = sqlOf(catalog.db)(`SELECT fv.snapshot_id, s.committed_at, fv.type, fv.mode, CAST(fv.mtime_ns AS TEXT) AS mtime_ns, fv.size, length(fv.chunks) AS chunk_bytes, fv.target
     FROM file_versions fv JOIN snapshots s ON s.id = fv.snapshot_id
     WHERE fv.endpoint_id = ? AND fv.folder = ? AND fv.path = ? ORDER BY fv.snapshot_id`)
   for (const c of candidates) {
@@ -424,7 +424,7 @@ export function findPaths (catalog: Catalog, pattern: string, options: { endpoin
       if (glob.literal.length > 0) { conds.push('instr(path, :lit) > 0'); params.lit = glob.literal }
       // CROSS JOIN keeps the matches outermost (in path order, from the index): each one
       // then finds its version row with one seek
-      return sql(`SELECT g.path, g.sid, fv.type, fv.size, fv.mtime_ns FROM (
+      return sql(`SELECT g.path, g.sid, fv.type, fv.size, CAST(fv.mtime_ns AS TEXT) AS mtime_ns FROM (
           SELECT path, max(snapshot_id) AS sid FROM file_versions WHERE ${conds.join(' AND ')}
           GROUP BY path HAVING hf_glob(path, :g)
         ) g CROSS JOIN file_versions fv ON fv.endpoint_id = :e AND fv.folder = :f AND fv.path = g.path AND fv.snapshot_id = g.sid
@@ -472,7 +472,7 @@ export function findPaths (catalog: Catalog, pattern: string, options: { endpoin
         mtime: r.type === 'deleted' ? '' : mtimeIso(r.mtime_ns)
       }
       if (hit.deleted) {
-        const live = sql(`SELECT snapshot_id, type, size, mtime_ns FROM file_versions WHERE endpoint_id = ? AND folder = ? AND path = ? AND type != 'deleted'
+        const live = sql(`SELECT snapshot_id, type, size, CAST(mtime_ns AS TEXT) AS mtime_ns FROM file_versions WHERE endpoint_id = ? AND folder = ? AND path = ? AND type != 'deleted'
           ORDER BY snapshot_id DESC LIMIT 1`).get(endpointId, folder, path)
         if (live !== undefined) {
           hit.liveSnapshotId = Number(live.snapshot_id)

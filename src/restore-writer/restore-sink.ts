@@ -63,7 +63,8 @@ export interface StoredChunk { rawLength: number, compressed: Uint8Array }
 /**
  * Chunk `index` of the file being written, as stored, read synchronously (from the manager's
  * packs). Throws CHUNK_MISSING or STORE_CORRUPT for that file alone; anything else (a chunk
- * the endpoint does not own) ends the whole restore.
+ * the endpoint does not own) ends the whole restore. `compressed` may be a view of the
+ * reader's own buffer, valid only until its next call: the sink copies it before reading on.
  */
 export type StoredChunkReader = (index: number, id: Uint8Array) => StoredChunk
 

@@ -1,6 +1,7 @@
 /**
  * Worker threads that verify and write restored files (file-writer-worker.ts), fed in
- * batches: a batch's compressed chunks are copied once into one transferable buffer. All
+ * batches: each compressed chunk is copied, as it is handed over, straight into its batch's
+ * one transferable buffer (so the caller may hand over a view of a buffer it reuses). All
  * parts of a file go to the same worker, in order, so a file too large for one batch is
  * written part by part and memory stays bounded by the bytes in flight, whatever the file.
  */
@@ -16,6 +17,8 @@ export type JobResult = { ok: true, bytes: number } | { ok: false, code: string,
 /** A batch is sent once it holds this many bytes or files. */
 const BATCH_BYTES = 1024 * 1024
 const BATCH_ITEMS = 64
+/** Room a batch buffer has past BATCH_BYTES, so the chunk that fills it rarely needs a bigger one. */
+const BATCH_SLACK = 256 * 1024
 
 /**
  * Compressed bytes in flight, per writer: a few batches each keeps every writer busy while
@@ -30,7 +33,20 @@ const IN_FLIGHT_PER_WRITER = 4 * 1024 * 1024
  */
 export const WRITER_LIMITS = Object.freeze({ maxYoungGenerationSizeMb: 4, maxOldGenerationSizeMb: 64 })
 
-interface Pending { items: WriteItem[], parts: Uint8Array[], bytes: number }
+/**
+ * Writer threads for the CPUs this process may use (availableParallelism follows the affinity
+ * mask: taskset, cgroup cpusets): 2 to 4, but 1 on a single CPU. There a second writer only
+ * competes with the first and with the daemon thread for the one CPU, and its heap and
+ * batches in flight cost memory: restoring 19k files (167 MB of corpus A) through the manager
+ * pinned to one CPU, 1 writer peaked at 166-171 MiB against 193-215 MiB with 2, at the same
+ * user CPU time (2.9-3.3 s against 3.0-3.6 s).
+ */
+export function writerCount (cpus: number = availableParallelism()): number {
+  return cpus <= 1 ? 1 : Math.min(4, cpus)
+}
+
+/** A worker's next batch: its items and the buffer their bytes are copied into (`bytes` used). */
+interface Pending { items: WriteItem[], buf?: Buffer, bytes: number }
 
 export class FileWriterPool {
   private readonly workers: Worker[] = []
@@ -51,13 +67,13 @@ export class FileWriterPool {
    * @param maxBytesInFlight compressed bytes sent to workers and not yet written (plus what
    *   waits in unsent batches) above which `room()` waits
    */
-  constructor (count = Math.max(2, Math.min(4, availableParallelism())), private readonly maxBytesInFlight = count * IN_FLIGHT_PER_WRITER) {
+  constructor (count = writerCount(), private readonly maxBytesInFlight = count * IN_FLIGHT_PER_WRITER) {
     for (let i = 0; i < count; i++) {
       const worker = new Worker(new URL('./file-writer-worker.js', import.meta.url), { resourceLimits: WRITER_LIMITS })
       worker.on('message', (reply: WriteReply) => { this.onReply(reply) })
       worker.on('error', err => { this.fail(err) })
       this.workers.push(worker)
-      this.pending.push({ items: [], parts: [], bytes: 0 })
+      this.pending.push({ items: [], bytes: 0 })
     }
   }
 
@@ -69,20 +85,19 @@ export class FileWriterPool {
     const result = new Promise<JobResult>(resolve => { this.results.set(job, resolve) })
     const p = this.pending[worker]
     p.items.push({ job, path: [p.bytes, path.byteLength], chunks: [] })
-    p.parts.push(path)
-    p.bytes += path.byteLength
+    append(p, path)
     return { job, result }
   }
 
-  /** Adds a chunk (compressed, as stored) to the file's current part. */
+  /** Adds a chunk (compressed, as stored) to the file's current part; its bytes are copied now. */
   chunk (job: number, id: Uint8Array, rawLength: number, compressed: Uint8Array): void {
     // the writer finds each chunk's data right after its id
     if (id.byteLength !== CHUNK_ID_BYTES) throw new HoldfastError('STORE_INVARIANT', `restore job ${job}: a chunk id of ${id.byteLength} bytes`)
     const p = this.partOf(job)
     const item = p.items[p.items.length - 1]
     item.chunks.push(p.bytes, compressed.byteLength, rawLength)
-    p.parts.push(id, compressed)
-    p.bytes += id.byteLength + compressed.byteLength
+    append(p, id)
+    append(p, compressed)
     if (p.bytes >= BATCH_BYTES) this.flush(this.workerOf.get(job) ?? 0)
   }
 
@@ -158,16 +173,13 @@ export class FileWriterPool {
   private flush (worker: number): void {
     const p = this.pending[worker]
     if (p.items.length === 0) return
-    // not zero-filled (every byte is copied over) and not from Node's pool, so it can be transferred
-    const view = Buffer.allocUnsafeSlow(p.bytes)
-    const buffer = view.buffer as ArrayBuffer
-    let offset = 0
-    for (const part of p.parts) { view.set(part, offset); offset += part.byteLength }
+    // a batch of items only (an abort) has no bytes: an empty buffer is sent
+    const buffer = (p.buf ?? Buffer.allocUnsafeSlow(0)).buffer as ArrayBuffer
     const batch = this.nextBatch++
     this.inFlight.set(batch, { worker, bytes: p.bytes })
     this.bytesInFlight += p.bytes
     const items = p.items
-    this.pending[worker] = { items: [], parts: [], bytes: 0 }
+    this.pending[worker] = { items: [], bytes: 0 }
     this.workers[worker].postMessage({ batch, buffer, items } satisfies WriteRequest, [buffer])
   }
 
@@ -198,4 +210,20 @@ export class FileWriterPool {
     for (const job of [...this.results.keys()]) this.settle(job, { ok: false, code: 'ABORTED', message: err.message })
     this.wake()
   }
+}
+
+/**
+ * Copies bytes onto the end of a batch. Its buffer is made on first use, not zero-filled
+ * (every byte used is copied over) and not from Node's pool, so it can be transferred; a chunk
+ * that does not fit moves the batch into a buffer big enough.
+ */
+function append (p: Pending, bytes: Uint8Array): void {
+  const need = p.bytes + bytes.byteLength
+  if (p.buf === undefined || p.buf.byteLength < need) {
+    const grown = Buffer.allocUnsafeSlow(Math.max(need, BATCH_BYTES + BATCH_SLACK))
+    if (p.buf !== undefined) p.buf.copy(grown, 0, 0, p.bytes)
+    p.buf = grown
+  }
+  p.buf.set(bytes, p.bytes)
+  p.bytes = need
 }

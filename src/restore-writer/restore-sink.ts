@@ -11,17 +11,18 @@
  * restore can pass through a link it restored. A parent swapped for a symlink between that
  * check and the create is the race Node's API leaves open (it has no openat/mkdirat), so
  * every create goes through the parent's descriptor instead of its path: the parent is
- * opened O_DIRECTORY|O_NOFOLLOW, the path the kernel gives for that descriptor
- * (/proc/self/fd/N) must be the intended one, and the name is made as /proc/self/fd/N/<name>,
- * which resolves to the directory held open, not to whatever the path names by then (the
- * effect of mkdirat/openat/symlinkat). A parent that is not what was checked refuses the
- * entry (RESTORE_PATH_UNSAFE); modes and times are set through a descriptor, never a path
+ * opened O_DIRECTORY|O_NOFOLLOW, that descriptor must be the very directory this restore
+ * made or checked there (fstat: same device and inode as recorded then), and the name is
+ * made as /proc/self/fd/N/<name>, which resolves to the directory held open, not to whatever
+ * the path names by then (the effect of mkdirat/openat/symlinkat). A parent that is not what
+ * was checked (a link swapped in for an ancestor, another directory put in its place) refuses
+ * the entry (RESTORE_PATH_UNSAFE); modes and times are set through a descriptor, never a path
  * (docs/security.md, hostile content). setuid/setgid bits are
  * dropped unless `keepSetuid`. An existing file is replaced only when the
  * sink was opened with `overwrite`. Each chunk is re-hashed before it is written (by the
  * provider), so a corrupt source is reported rather than restored.
  */
-import { closeSync, constants, lutimesSync, mkdirSync, openSync, readdirSync, symlinkSync, utimesSync, chmodSync, statSync, lstatSync, unlinkSync, ftruncateSync, linkSync, renameSync, rmSync, fsyncSync, fchmodSync, futimesSync, readlinkSync, realpathSync } from 'node:fs'
+import { closeSync, constants, existsSync, lutimesSync, mkdirSync, openSync, readdirSync, symlinkSync, utimesSync, chmodSync, statSync, lstatSync, unlinkSync, ftruncateSync, linkSync, renameSync, rmSync, fsyncSync, fchmodSync, fstatSync, futimesSync, realpathSync } from 'node:fs'
 import { randomBytes } from 'node:crypto'
 import { join } from 'node:path'
 import { CHUNK_ID_BYTES, displayPath, isSafeFolderName, isSafeRelativePath, type StagedEntry } from '../model/entry.js'
@@ -62,7 +63,8 @@ export interface StoredChunk { rawLength: number, compressed: Uint8Array }
 /**
  * Chunk `index` of the file being written, as stored, read synchronously (from the manager's
  * packs). Throws CHUNK_MISSING or STORE_CORRUPT for that file alone; anything else (a chunk
- * the endpoint does not own) ends the whole restore.
+ * the endpoint does not own) ends the whole restore. `compressed` may be a view of the
+ * reader's own buffer, valid only until its next call: the sink copies it before reading on.
  */
 export type StoredChunkReader = (index: number, id: Uint8Array) => StoredChunk
 
@@ -82,6 +84,12 @@ function isEntryCode (code: string): boolean {
 }
 
 const SLASH = Buffer.from('/')
+
+/** Whether names can be reached through a descriptor (/proc/self/fd/N/<name>): Linux. */
+const PROC_FD = existsSync('/proc/self/fd')
+
+/** A directory's identity, recorded when the restore makes or checks it. */
+interface DirId { dev: number, ino: number }
 const MAX_REPORTED_ERRORS = 1000
 
 /** Parent directories' descriptors kept open for the files being written into them. */
@@ -106,8 +114,11 @@ export class RestoreSink {
   private readonly targetBytes: Buffer
   private readonly dirs: Array<{ abs: Buffer, e: StagedEntry }> = []
   private readonly links: Array<{ abs: Buffer, e: StagedEntry }> = []
-  /** Directories known to be real directories made or checked by this restore. */
-  private readonly checkedDirs = new Set<string>()
+  /**
+   * Directories made or checked by this restore, with their identity: a descriptor later
+   * opened by the path must be that same directory to be written through.
+   */
+  private readonly checkedDirs = new Map<string, DirId>()
   /** Hard-link groups: the file written first, and whether it was written whole. */
   private readonly linkGroups = new Map<string, { abs: Buffer, size: number, chunks: Uint8Array, written: Promise<boolean> }>()
   /** addStored: the writers, the files they are writing, an error that ends the restore. */
@@ -120,7 +131,8 @@ export class RestoreSink {
   constructor (private readonly options: RestoreSinkOptions) {
     // the real path: what the kernel reports for a descriptor is compared with paths built on it
     this.targetBytes = realpathSync(Buffer.from(options.target), { encoding: 'buffer' })
-    this.checkedDirs.add(this.targetBytes.toString('latin1'))
+    const st = statSync(this.targetBytes)
+    this.checkedDirs.set(this.targetBytes.toString('latin1'), { dev: st.dev, ino: st.ino })
   }
 
   /** Whether `add` would hard-link this file to one already written (it then needs no data). */
@@ -294,18 +306,19 @@ export class RestoreSink {
    * held for one more file; its key, or undefined without /proc (the plain path is used).
    */
   private holdParent (parent: Buffer): string | undefined {
+    if (!PROC_FD) return undefined
     const key = parent.toString('latin1')
     let held = this.parents.get(key)
     if (held === undefined) {
       const fd = openParentDir(parent)
+      try { this.checkDirFd(fd, parent) } catch (err) { closeSync(fd); throw err }
       this.closeIdleParents()
       held = { fd, refs: 0 }
       this.parents.set(key, held)
     }
-    // checked for every file: the directory held must still be the one at the intended path
-    const real = fdPath(held.fd)
-    if (real === undefined) return undefined
-    if (!real.equals(parent)) throw new HoldfastError('RESTORE_PATH_UNSAFE', `${displayPath(parent)} resolved to ${displayPath(real)} (a parent was swapped for a link during the restore); skipped`)
+    // Checked once, when opened: the descriptor pins that directory, so a file created through
+    // it lands in the directory this restore made, even if the directory is renamed meanwhile
+    // (only the target's owner can, and nowhere they could not write anyway). No per-file check.
     held.refs++
     return key
   }
@@ -364,26 +377,32 @@ export class RestoreSink {
     return e.mode & 0o1777
   }
 
-  /** Fails unless the descriptor is at `abs`: a parent swapped for a link since it was checked. */
-  private verifyFd (fd: number, abs: Buffer): void {
-    const real = fdPath(fd)
-    if (real === undefined || real.equals(abs)) return
-    throw new HoldfastError('RESTORE_PATH_UNSAFE', `${displayPath(abs)} resolved to ${displayPath(real)} (a parent was swapped for a link during the restore); skipped`)
+  /**
+   * Fails unless the descriptor (opened by the path `abs`) is the directory this restore made
+   * or checked at `abs`: an ancestor swapped for a link, or another directory put in its
+   * place, leads elsewhere. One fstat: cheaper than reading the descriptor's path back from
+   * /proc, and it tells two directories apart even at the same path.
+   */
+  private checkDirFd (fd: number, abs: Buffer): void {
+    const want = this.checkedDirs.get(abs.toString('latin1'))
+    const st = fstatSync(fd)
+    if (want !== undefined && st.dev === want.dev && st.ino === want.ino) return
+    throw new HoldfastError('RESTORE_PATH_UNSAFE', `${displayPath(abs)} is not the directory this restore made there (a parent was swapped during the restore); skipped`)
   }
 
   /**
    * Runs `fn` on a path that reaches `abs`'s name inside its parent through a descriptor of
    * the parent checked to be the intended directory: /proc/self/fd/N/<name>, the effect of the
-   * *at calls Node lacks. Without /proc, the plain path (the check cannot be made).
+   * *at calls Node lacks. Without /proc, the plain path (the name cannot be reached through
+   * the descriptor).
    */
   private withinParent<T> (abs: Buffer, fn: (p: Buffer) => T): T {
     const slash = abs.lastIndexOf(0x2f)
     const parent = abs.subarray(0, slash)
     const fd = openParentDir(parent)
     try {
-      const real = fdPath(fd)
-      if (real === undefined) return fn(abs)
-      if (!real.equals(parent)) throw new HoldfastError('RESTORE_PATH_UNSAFE', `${displayPath(parent)} resolved to ${displayPath(real)} (a parent was swapped for a link during the restore); skipped`)
+      this.checkDirFd(fd, parent)
+      if (!PROC_FD) return fn(abs)
       return fn(Buffer.concat([Buffer.from(`/proc/self/fd/${fd}`), abs.subarray(slash)]))
     } finally {
       closeSync(fd)
@@ -405,7 +424,7 @@ export class RestoreSink {
       return
     }
     try {
-      this.verifyFd(fd, abs)
+      this.checkDirFd(fd, abs)
       fchmodSync(fd, mode)
       futimesSync(fd, secondsOf(e.mtimeNs), secondsOf(e.mtimeNs))
     } finally {
@@ -453,15 +472,19 @@ export class RestoreSink {
     this.ensureDir(abs.subarray(0, abs.lastIndexOf(0x2f)))
     // made through the parent's checked descriptor: a parent swapped for a link since it was
     // checked is refused, never followed
-    this.withinParent(abs, p => {
+    const id = this.withinParent(abs, p => {
       try {
         mkdirSync(p, { mode: 0o700 })
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
-        if (!lstatSync(p).isDirectory()) throw new HoldfastError('RESTORE_PATH_UNSAFE', `${displayPath(abs)} exists and is not a directory`)
       }
+      // what the name holds now, inside the checked parent (made, or found): recorded, so a
+      // descriptor opened by this path later can be checked to be this very directory
+      const st = lstatSync(p)
+      if (!st.isDirectory()) throw new HoldfastError('RESTORE_PATH_UNSAFE', `${displayPath(abs)} exists and is not a directory`)
+      return { dev: st.dev, ino: st.ino }
     })
-    this.checkedDirs.add(key)
+    this.checkedDirs.set(key, id)
   }
 
   private async writeFile (abs: Buffer, e: StagedEntry, chunk: ChunkProvider): Promise<number> {
@@ -494,18 +517,6 @@ export class RestoreSink {
       closeSync(fd)
     }
     return position
-  }
-}
-
-/**
- * The path the kernel holds for an open descriptor (Linux: /proc/self/fd/N), or undefined
- * where there is no /proc (the check is then not made; Linux is what Holdfast runs on).
- */
-function fdPath (fd: number): Buffer | undefined {
-  try {
-    return readlinkSync(`/proc/self/fd/${fd}`, { encoding: 'buffer' })
-  } catch {
-    return undefined
   }
 }
 

@@ -6,7 +6,7 @@
  */
 import { strict as assert } from 'node:assert'
 import { spawn, type ChildProcess } from 'node:child_process'
-import { existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { RestoreSink, prepareTarget } from '../../src/restore-writer/restore-sink.js'
@@ -100,6 +100,32 @@ describe('integration: the restore writer against hostile content', function () 
     // the race really ran: some files were written, and some creates were caught going astray
     assert.ok(written > 0, 'the restore wrote files')
     process.stdout.write(`      (${written} files written, ${unsafe} creates refused as RESTORE_PATH_UNSAFE)\n`)
+  })
+  }
+
+  // Another directory put where the restore made one (not a link: the same path then names a
+  // real directory) is not the restore's: nothing is written into it, for either writer.
+  for (const writer of ['add', 'addStored'] as const) {
+  it(`a directory of the restore replaced by another directory: nothing is written into the impostor (${writer})`, async () => {
+    const target = join(root, 'target')
+    prepareTarget(target)
+    const sink = new RestoreSink({ target })
+    const put = async (path: string): Promise<void> => {
+      if (writer === 'add') await sink.add(fileEntry(path), provide)
+      else await sink.addStored(fileEntry(path), () => ({ rawLength: CONTENT.length, compressed: STORED }))
+    }
+    await put('sub/a')
+    await put('other/a')
+    await sink.drain()
+    // 'sub' moved aside and a new directory made in its place, between two entries
+    renameSync(join(target, 'home', 'sub'), join(target, 'home', 'sub.moved'))
+    mkdirSync(join(target, 'home', 'sub'))
+    await put('sub/b')
+    await put('sub/deeper/c')
+    await sink.drain()
+    const summary = sink.finish()
+    assert.deepEqual(readdirSync(join(target, 'home', 'sub')), [], 'nothing written into the directory put in place of the restore\'s')
+    assert.ok(summary.errors.length > 0 || existsSync(join(target, 'home', 'sub.moved', 'b')), 'sub/b was refused or written into the restore\'s own directory')
   })
   }
 

@@ -248,6 +248,12 @@ export class PackStore {
   }
 
   read (loc: PackLocation): Buffer {
+    return this.readInto(loc, Buffer.allocUnsafe(loc.clen))
+  }
+
+  /** `read` into the caller's buffer (its first `loc.clen` bytes; returned as a view), so a reader can reuse one. */
+  readInto (loc: PackLocation, into: Buffer): Buffer {
+    if (into.byteLength < loc.clen) throw new HoldfastError('STORE_INVARIANT', `a read of ${loc.clen} bytes into a buffer of ${into.byteLength}`)
     const writer = this.writerOf(loc.pack)
     if (writer !== undefined) {
       try { writer.flush() } catch (err) { throw writer.failed(err) }
@@ -262,14 +268,13 @@ export class PackStore {
       }
       this.readFds.set(loc.pack, fd)
     }
-    const buf = Buffer.allocUnsafe(loc.clen)
     let got = 0
     while (got < loc.clen) {
-      const n = readSync(fd, buf, got, loc.clen - got, loc.offset + got)
+      const n = readSync(fd, into, got, loc.clen - got, loc.offset + got)
       if (n === 0) throw new HoldfastError('STORE_CORRUPT', `pack ${loc.pack} is truncated at ${loc.offset + got}`, { pack: loc.pack })
       got += n
     }
-    return buf
+    return into.subarray(0, loc.clen)
   }
 
   /**

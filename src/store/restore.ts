@@ -77,7 +77,7 @@ export class PackWindow {
     if (loc.pack === this.pack && loc.offset >= this.start && loc.offset + loc.clen <= this.end) {
       return this.data.subarray(loc.offset - this.start, loc.offset - this.start + loc.clen)
     }
-    if (loc.clen >= this.windowBytes || this.packs.appendPacks().has(loc.pack)) return this.packs.read(loc)
+    if (loc.clen >= this.windowBytes || this.packs.isAppending(loc.pack)) return this.packs.read(loc)
     let size = this.sizes.get(loc.pack)
     if (size === undefined) { size = this.packs.packSize(loc.pack); this.sizes.set(loc.pack, size) }
     const clen = Math.max(loc.clen, Math.min(this.windowBytes, size - loc.offset))

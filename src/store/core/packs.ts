@@ -233,6 +233,9 @@ export class PackStore {
     return names
   }
 
+  /** Whether a writer is appending to this pack now. */
+  isAppending (pack: string): boolean { return this.writerOf(pack) !== undefined }
+
   private writerOf (pack: string): PackWriter | undefined {
     for (const w of this.writers) if (w.current?.name === pack) return w
     return undefined

@@ -3,6 +3,7 @@
  * manager it trusts. Scans run at start, on a timer, and sooner when something is settling;
  * only one staging round runs at a time.
  */
+import { FollowUpRunner } from '../../util/follow-up-runner.js'
 import { mkdirSync, readFileSync, statfsSync, statSync } from 'node:fs'
 import { spawnSync } from 'node:child_process'
 import { join } from 'node:path'
@@ -91,7 +92,7 @@ export class Agent {
   private stager: Stager
   private readonly controller = new AbortController()
   private peerId = ''
-  private running?: Promise<StageRoundResult>
+  private readonly rounds = new FollowUpRunner<StageRoundResult>(async () => await this.stageRound())
   private lastScan?: { at: number, result: StageRoundResult }
   private loop?: Promise<void>
   private wake?: () => void
@@ -336,7 +337,7 @@ export class Agent {
     this.wake?.()
     await this.watchers.stop()
     await this.loop?.catch(() => {})
-    await this.running?.catch(() => {})
+    await this.rounds.current?.catch(() => {})
     await this.admin?.stop()
     this.discovery?.stop()
     await this.node?.stop()
@@ -344,15 +345,19 @@ export class Agent {
     this.state.close()
   }
 
-  /** Runs a staging round now (or joins the one running) and reports it. */
-  async scanNow (): Promise<StageRoundResult> {
-    if (this.running !== undefined) return await this.running
+  /**
+   * Runs a staging round now and reports it. Asked while a round runs, it waits for the round
+   * after it: the running one may have walked past what changed since it began.
+   */
+  async scanNow (): Promise<StageRoundResult> { return await this.rounds.run() }
+
+  private async stageRound (): Promise<StageRoundResult> {
+    // a round asked for while the last one ran must not start once the agent is stopping
+    if (this.controller.signal.aborted) throw new HoldfastError('ABORTED', 'agent stopping')
     if (this.repairDue) this.repairSets()
-    this.running = this.stager.stageRound({ signal: this.controller.signal }).then(result => {
-      this.lastScan = { at: this.clock.now(), result }
-      return result
-    }).finally(() => { this.running = undefined })
-    return await this.running
+    const result = await this.stager.stageRound({ signal: this.controller.signal })
+    this.lastScan = { at: this.clock.now(), result }
+    return result
   }
 
   /** Drops sets that lost a chunk; the round that follows stages their paths again. */

@@ -14,7 +14,7 @@ import { closeSync, constants, fchmodSync, ftruncateSync, futimesSync, openSync,
 import { CHUNK_ID_BYTES } from '../model/entry.js'
 import { HoldfastError, describeError } from '../util/errors.js'
 import { writeSparse } from './sparse-write.js'
-import { ChunkVerifier } from './chunk-decompressor.js'
+import { ChunkDecompressor, verifyStoredChunkWith } from '../codec/chunk-decompressor.js'
 
 /**
  * One part of one file: its first part opens it, its last closes it. Its bytes (path, chunk
@@ -46,7 +46,7 @@ const open = new Map<number, Open>()
 /** Jobs that failed here; their later parts are skipped. */
 const failed = new Set<number>()
 /** One zstd context and output buffer for every chunk this thread verifies. */
-const verifier = new ChunkVerifier()
+const decompressor = new ChunkDecompressor()
 
 function giveUp (job: number): void {
   const f = open.get(job)
@@ -82,7 +82,7 @@ function writeItem (item: WriteItem, data: Buffer, reply: WriteReply): void {
     for (let i = 0; i + 2 < chunks.length; i += 3) {
       const at = chunks[i]
       const data0 = at + CHUNK_ID_BYTES
-      const plain = verifier.verifyView(data.subarray(at, data0), data.subarray(data0, data0 + chunks[i + 1]), chunks[i + 2])
+      const plain = verifyStoredChunkWith(decompressor, data.subarray(at, data0), data.subarray(data0, data0 + chunks[i + 1]), chunks[i + 2])
       const end = writeSparse(f.fd, plain, f.position)
       if (end > f.position) f.dataEnd = end
       f.position += plain.byteLength

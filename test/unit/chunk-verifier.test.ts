@@ -1,10 +1,11 @@
 /**
- * The restore writers' kept zstd decompression context (issue 12 item 6): every chunk gives
- * the plaintext or the error verifyChunk gives, whatever chunk (good or bad) came before it.
+ * How the restore writers verify stored chunks (issue 12 item 6): one kept zstd context
+ * (ChunkDecompressor), and every chunk gives the plaintext or the error verifyChunk gives,
+ * whatever chunk (good or bad) came before it (verifyStoredChunkWith).
  */
 import { strict as assert } from 'node:assert'
 import { zstdCompressSync } from 'node:zlib'
-import { ChunkVerifier } from '../../src/restore-writer/chunk-decompressor.js'
+import { ChunkDecompressor, verifyStoredChunkWith } from '../../src/codec/chunk-decompressor.js'
 import { chunkId, compressChunk, MAX_CHUNK_BYTES, verifyChunk } from '../../src/codec/chunk-codec.js'
 import { HoldfastError } from '../../src/util/errors.js'
 import { seededBytes } from '../support/trees.js'
@@ -14,9 +15,17 @@ function codeOf (fn: () => unknown): string | undefined {
   return undefined
 }
 
+/** The restore writer's call, on one kept context. */
+class StoredChunkVerifier {
+  readonly decompressor = new ChunkDecompressor()
+  get reusable (): boolean { return this.decompressor.reusable }
+  verifyView (id: Uint8Array, compressed: Uint8Array, rawLength: number): Buffer { return verifyStoredChunkWith(this.decompressor, id, compressed, rawLength) }
+  close (): void { this.decompressor.close() }
+}
+
 describe('unit: chunk verifier (restore writers)', () => {
   it('keeps one zstd context on this Node (not zstdDecompressSync per chunk)', () => {
-    const v = new ChunkVerifier()
+    const v = new StoredChunkVerifier()
     const plain = seededBytes(`v${1}`, 10_000)
     v.verifyView(chunkId(plain), compressChunk(plain), plain.byteLength)
     assert.equal(v.reusable, true, 'the node:zlib internals it drives are missing: restores fall back to a new engine per chunk')
@@ -24,7 +33,7 @@ describe('unit: chunk verifier (restore writers)', () => {
   })
 
   it('verifies chunks of every size exactly, in any order, through one context', () => {
-    const v = new ChunkVerifier()
+    const v = new StoredChunkVerifier()
     const sizes = [0, 1, 100, 70_000, 1_000_000, 5, MAX_CHUNK_BYTES, 3000]
     for (const [i, size] of sizes.entries()) {
       // half the chunks compressible, half not
@@ -37,7 +46,7 @@ describe('unit: chunk verifier (restore writers)', () => {
   })
 
   it('gives verifyChunk\'s errors for bad chunks, and the next good chunk still verifies', () => {
-    const v = new ChunkVerifier()
+    const v = new StoredChunkVerifier()
     const plain = seededBytes(`v${7}`, 50_000)
     const id = chunkId(plain)
     const z = compressChunk(plain)

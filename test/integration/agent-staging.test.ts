@@ -12,7 +12,7 @@ import { ManualClock } from '../../src/util/clock.js'
 import { silentLogger } from '../../src/util/log.js'
 import { AgentStateDb } from '../../src/staging/state-db.js'
 import { Spool } from '../../src/staging/spool.js'
-import { Stager } from '../../src/staging/stager.js'
+import { Stager, defaultStagingWorkers } from '../../src/staging/stager.js'
 import { decompressChunk } from '../../src/codec/chunk-codec.js'
 import { CHUNK_ID_BYTES, type StagedEntry } from '../../src/model/entry.js'
 import { seededBytes } from '../support/trees.js'
@@ -236,6 +236,25 @@ describe('integration: agent staging', function () {
     for (const s of round.sets) assert.ok(s.entries <= 100 + 71, `set ${s.id} has ${s.entries} entries`)
     assert.deepEqual(r.state.sealedSets().map(s => s.id), round.sets.map(s => s.id))
     assert.equal(r.state.trackedCount(), 5 + 5 * 70)
+  })
+
+  it('holds the rows of the sets being filled and sealed compactly: a few hundred bytes an entry (issue 12 item 8)', async () => {
+    const r = make({ maxSetEntries: 200 })
+    for (let d = 0; d < 5; d++) {
+      mkdirSync(join(r.folder, `d${d}`))
+      for (let i = 0; i < 200; i++) writeFileSync(join(r.folder, `d${d}`, `f${i}.txt`), `${d}/${i}`)
+    }
+    const round = await stageNow(r)
+    assert.ok(round.sets.length >= 4, `${round.sets.length} sets`)
+    assert.equal(round.changed, 5 + 5 * 200)
+    // at most two sets held at once (one sealing, one filling), each ≤ 200 + 201 entries; as
+    // objects an entry took ~1.1 KiB of heap, as bytes ~200 (blocks round it up at most 2×)
+    assert.ok(round.peakRowBytes > 200 * 100, `${round.peakRowBytes} bytes: rows not counted`)
+    assert.ok(round.peakRowBytes <= 2 * 401 * 512, `${round.peakRowBytes} bytes held for two sets of ≤ 401 entries`)
+  })
+
+  it('stages with one worker on two cores or fewer, one per core up to four above (issue 12 item 8)', () => {
+    assert.deepEqual([1, 2, 3, 4, 8].map(defaultStagingWorkers), [1, 1, 3, 4, 4])
   })
 
   it('stages every set of a round with one pool of workers, each set in segments of its own (issue 12)', async () => {

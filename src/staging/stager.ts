@@ -101,17 +101,6 @@ const BATCH_BYTES = 16 * 1024 * 1024
 const BATCHES_PER_WORKER = 3
 /** Staging workers when the config says 0: one per core the agent may run on, at most this. */
 const MAX_DEFAULT_WORKERS = 4
-
-/**
- * Staging workers when the config says 0. On two cores or fewer, one: each worker costs ~25-29
- * MiB of RSS (its isolate, read and compression buffers, zstd context), and this thread takes
- * about half the staging CPU itself (scan, absorb, seal), so one worker beside it already keeps
- * two cores busy. Measured on 2 shared cores (issue 12 item 8, corpus A's arch/ and 100k small
- * files): the same CPU-s, peak RSS 24 MiB lower, wall no worse within the noise.
- */
-export function defaultStagingWorkers (cores: number): number {
-  return cores <= 2 ? 1 : Math.min(cores, MAX_DEFAULT_WORKERS)
-}
 export const DEFAULT_MAX_SET_ENTRIES = 20_000
 export const DEFAULT_MAX_SET_BYTES = 1024 * 1024 * 1024
 
@@ -317,7 +306,7 @@ class StagingRound {
     // others write to this disk too: look again at every batch
     this.probeDisk()
     const open = this.openSet()
-    this.pool ??= new StagingPool(this.init.workers > 0 ? this.init.workers : defaultStagingWorkers(availableParallelism()), {
+    this.pool ??= new StagingPool(this.init.workers > 0 ? this.init.workers : Math.min(availableParallelism(), MAX_DEFAULT_WORKERS), {
       spoolDir: this.init.spool.dir,
       chunker: this.init.chunker ?? DEFAULT_CHUNKER,
       niceness: this.init.niceness ?? 10,

@@ -12,7 +12,7 @@ import { ManualClock } from '../../src/util/clock.js'
 import { silentLogger } from '../../src/util/log.js'
 import { AgentStateDb } from '../../src/staging/state-db.js'
 import { Spool } from '../../src/staging/spool.js'
-import { Stager, defaultStagingWorkers } from '../../src/staging/stager.js'
+import { Stager } from '../../src/staging/stager.js'
 import { decompressChunk } from '../../src/codec/chunk-codec.js'
 import { CHUNK_ID_BYTES, type StagedEntry } from '../../src/model/entry.js'
 import { seededBytes } from '../support/trees.js'
@@ -251,10 +251,6 @@ describe('integration: agent staging', function () {
     // objects an entry took ~1.1 KiB of heap, as bytes ~200 (blocks round it up at most 2×)
     assert.ok(round.peakRowBytes > 200 * 100, `${round.peakRowBytes} bytes: rows not counted`)
     assert.ok(round.peakRowBytes <= 2 * 401 * 512, `${round.peakRowBytes} bytes held for two sets of ≤ 401 entries`)
-  })
-
-  it('stages with one worker on two cores or fewer, one per core up to four above (issue 12 item 8)', () => {
-    assert.deepEqual([1, 2, 3, 4, 8].map(defaultStagingWorkers), [1, 1, 3, 4, 4])
   })
 
   it('stages every set of a round with one pool of workers, each set in segments of its own (issue 12)', async () => {

@@ -23,7 +23,8 @@ import { DEFAULT_CHUNKER, type ChunkerParams } from '../chunking/fastcdc.js'
 import type { SetSummary, StagedEntry } from '../model/entry.js'
 import { CHUNK_ID_BYTES } from '../model/entry.js'
 import { checkFolderRoot, scanFolder, type ScanItem } from './scanner.js'
-import type { AgentStateDb, NewSpoolChunk, StagedChange } from './state-db.js'
+import type { AgentStateDb, StagedChange } from './state-db.js'
+import { SetRows } from './set-rows.js'
 import type { Spool } from './spool.js'
 import { StagingPool } from './worker-pool.js'
 import type { FileResult } from './stage-worker.js'
@@ -63,6 +64,8 @@ export interface StageRoundResult {
   /** Files that changed while they were read: not staged, tried again next round. */
   torn: number
   errors: number
+  /** Most bytes the rows of the sets being filled and sealed held in memory at once. */
+  peakRowBytes: number
 }
 
 export interface StagerInit {
@@ -108,8 +111,8 @@ interface OpenSet {
   id: number
   /** Whether a batch of it went to the workers (then the workers have segments to close). */
   dispatched: boolean
-  changes: StagedChange[]
-  newChunks: NewSpoolChunk[]
+  /** Its rows, held compactly until the seal (see set-rows.ts). */
+  rows: SetRows
   /** Entries given to this set so far, staged or still in a worker. */
   assigned: number
   rawBytes: number
@@ -132,7 +135,7 @@ export class Stager {
 }
 
 class StagingRound {
-  private readonly result: StageRoundResult = { sets: [], scanned: 0, changed: 0, deleted: 0, settling: 0, locked: 0, spoolFull: false, diskLow: false, deferred: 0, torn: 0, errors: 0 }
+  private readonly result: StageRoundResult = { sets: [], scanned: 0, changed: 0, deleted: 0, settling: 0, locked: 0, spoolFull: false, diskLow: false, deferred: 0, torn: 0, errors: 0, peakRowBytes: 0 }
   private readonly now: number
   private open?: OpenSet
   /** The set being sealed (behind the set being filled), and that seal. */
@@ -243,14 +246,20 @@ class StagingRound {
   }
 
   private openSet (): OpenSet {
-    this.open ??= { id: this.init.state.beginSet(this.now), dispatched: false, changes: [], newChunks: [], assigned: 0, rawBytes: 0, inFlight: new Set() }
+    this.open ??= { id: this.init.state.beginSet(this.now), dispatched: false, rows: new SetRows(), assigned: 0, rawBytes: 0, inFlight: new Set() }
     return this.open
   }
 
   private addChange (change: StagedChange): void {
     const open = this.openSet()
-    open.changes.push(change)
+    open.rows.addChange(change)
     open.assigned++
+    this.notePeakRows()
+  }
+
+  private notePeakRows (): void {
+    const held = (this.open?.rows.heldBytes ?? 0) + (this.closing?.rows.heldBytes ?? 0)
+    if (held > this.result.peakRowBytes) this.result.peakRowBytes = held
   }
 
   private used (): number { return this.spooledBefore + this.spooledNow + this.inFlightBound }
@@ -343,11 +352,12 @@ class StagingRound {
     r.chunks.forEach((c, i) => {
       ids.set(c.id, i * CHUNK_ID_BYTES)
       this.spooledNow += c.clen
-      open.newChunks.push({ id: c.id, segment: c.segment, offset: c.offset, clen: c.clen, rawlen: c.rawlen })
+      open.rows.addChunk(c)
     })
     const entry: StagedEntry = { folder: w.folder, path: w.item.rel, type: 'file', mode: r.tracked.mode, mtimeNs: BigInt(r.tracked.mtimeNs), size: r.tracked.size, chunks: ids }
     if (w.item.linkKey !== undefined) entry.linkKey = w.item.linkKey
-    open.changes.push({ entry, tracked: r.tracked })
+    open.rows.addChange({ entry, tracked: r.tracked })
+    this.notePeakRows()
   }
 
   /**
@@ -380,18 +390,19 @@ class StagingRound {
       await segments
       this.init.spool.syncDir()
     }
-    if (open.changes.length === 0) {
+    if (open.rows.changes === 0) {
       this.init.state.discardSet(open.id)
       this.init.spool.remove(this.init.spool.segmentsOfSet(open.id))
       this.closing = undefined
       return
     }
-    const summary = this.init.state.sealSet(open.id, open.changes, open.newChunks, this.init.clock.now())
+    const rows = open.rows.finish()
+    const summary = this.init.state.sealSet(open.id, rows.changes, rows.chunks, this.init.clock.now())
     this.closing = undefined
     testPausePoint('stage-sealed')
     this.result.sets.push(summary)
     this.result.set = summary
-    this.result.changed += open.changes.filter(c => c.entry.type !== 'deleted').length
+    this.result.changed += open.rows.present
     this.init.log.info('sealed staging set', { set: summary.id, entries: summary.entries, bytes: summary.rawBytes, spooled: summary.storedBytes })
   }
 

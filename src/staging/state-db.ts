@@ -192,7 +192,7 @@ export class AgentStateDb {
    * Seals a set in one transaction: its entries, the spool locations of its new chunks, and
    * the tracked state of every path it covers. Called only after the spool segments are fsynced.
    */
-  sealSet (setId: number, changes: StagedChange[], chunks: NewSpoolChunk[], now: number): SetSummary {
+  sealSet (setId: number, changes: Iterable<StagedChange>, chunks: Iterable<NewSpoolChunk>, now: number): SetSummary {
     return transaction(this.db, () => {
       const insertEntry = this.sql('INSERT INTO set_entries (set_id, seq, folder, path, type, mode, mtime_ns, size, chunks, target, link_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)')
       const upsertFile = this.sql(`INSERT INTO files (folder, path, parent, type, mode, size, mtime_ns, ctime_ns, ino, chunks, target, set_id, acked)
@@ -223,8 +223,8 @@ export class AgentStateDb {
         if (Number(r.changes) > 0) storedBytes += c.clen
       }
       this.sql("UPDATE sets SET state = 'sealed', sealed_at = ?, entries = ?, chunks = ?, raw_bytes = ?, stored_bytes = ? WHERE id = ?")
-        .run(now, changes.length, distinct.size, rawBytes, storedBytes, setId)
-      return { id: setId, sealedAt: now, entries: changes.length, chunks: distinct.size, rawBytes, storedBytes }
+        .run(now, seq, distinct.size, rawBytes, storedBytes, setId)
+      return { id: setId, sealedAt: now, entries: seq, chunks: distinct.size, rawBytes, storedBytes }
     })
   }
 

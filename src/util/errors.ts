@@ -69,6 +69,8 @@ export type HoldfastErrorCode =
   | 'PACK_BUSY'
   | 'STORE_INVARIANT'
   | 'WORKER_FAILED'
+  /** A staging set's row cannot be held compactly (a field out of range): a bug, named so the log says which. */
+  | 'SET_ROW_INVALID'
   /** The store's file system is out of space (ENOSPC) or quota (EDQUOT); nothing was committed. */
   | 'STORE_FULL'
   /** The restore would not fit in the free space of its target's file system; nothing was written. */

@@ -238,6 +238,21 @@ describe('integration: agent staging', function () {
     assert.equal(r.state.trackedCount(), 5 + 5 * 70)
   })
 
+  it('holds the rows of the sets being filled and sealed compactly: a few hundred bytes an entry (issue 12 item 8)', async () => {
+    const r = make({ maxSetEntries: 200 })
+    for (let d = 0; d < 5; d++) {
+      mkdirSync(join(r.folder, `d${d}`))
+      for (let i = 0; i < 200; i++) writeFileSync(join(r.folder, `d${d}`, `f${i}.txt`), `${d}/${i}`)
+    }
+    const round = await stageNow(r)
+    assert.ok(round.sets.length >= 4, `${round.sets.length} sets`)
+    assert.equal(round.changed, 5 + 5 * 200)
+    // at most two sets held at once (one sealing, one filling), each ≤ 200 + 201 entries; as
+    // objects an entry took ~1.1 KiB of heap, as bytes ~200 (blocks round it up at most 2×)
+    assert.ok(round.peakRowBytes > 200 * 100, `${round.peakRowBytes} bytes: rows not counted`)
+    assert.ok(round.peakRowBytes <= 2 * 401 * 512, `${round.peakRowBytes} bytes held for two sets of ≤ 401 entries`)
+  })
+
   it('stages every set of a round with one pool of workers, each set in segments of its own (issue 12)', async () => {
     const r = make({ maxSetEntries: 100 })
     for (let d = 0; d < 5; d++) {

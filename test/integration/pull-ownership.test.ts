@@ -78,9 +78,10 @@ describe('integration: ownership before dedup, acks and history over the wire', 
     await agent.start()
     // what the manager asks this agent for, seen at the agent's own spool (the fetch service's source)
     const asked: string[] = []
-    const spool = (agent as unknown as { spool: { readChunk: (id: Uint8Array) => Promise<unknown> } }).spool
-    const readChunk = spool.readChunk.bind(spool)
-    spool.readChunk = async (id: Uint8Array) => { asked.push(toHex(id)); return await readChunk(id) }
+    // (a batch is served through readChunks; a chunk looked up again alone, through readChunk)
+    const spool = (agent as unknown as { spool: { readChunk: (id: Uint8Array) => Promise<unknown>, readChunks: (ids: Uint8Array[], signal?: AbortSignal) => AsyncGenerator<unknown> } }).spool
+    const readChunks = spool.readChunks.bind(spool)
+    spool.readChunks = async function * (ids: Uint8Array[], signal?: AbortSignal) { for (const id of ids) asked.push(toHex(id)); yield * readChunks(ids, signal) }
     const status = agent.status()
     return { agent, folder, dataDir, asked, peer: { peerId: status.peerId, name, addrs: status.listen.map(a => multiaddr(a)) } }
   }

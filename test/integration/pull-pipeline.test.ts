@@ -84,15 +84,19 @@ describe('integration: pipelined sets', function () {
     const damagedId = toHex(chunkId(files[1].content))
     let damagedServed: () => void = () => {}
     const served = new Promise<void>(resolve => { damagedServed = resolve })
-    const spool = (agent as unknown as { spool: { readChunk: (id: Uint8Array) => Promise<{ rawLength: number, compressed: Uint8Array } | null> } }).spool
-    const readChunk = spool.readChunk.bind(spool)
-    spool.readChunk = async (id: Uint8Array) => {
-      const chunk = await readChunk(id)
-      if (chunk === null || toHex(id) !== damagedId) return chunk
-      const compressed = Buffer.from(chunk.compressed)
-      compressed[compressed.byteLength >> 1] ^= 0x40
-      damagedServed()
-      return { rawLength: chunk.rawLength, compressed }
+    type Served = { rawLength: number, compressed: Uint8Array } | null
+    const spool = (agent as unknown as { spool: { readChunks: (ids: Uint8Array[], signal?: AbortSignal) => AsyncGenerator<Served> } }).spool
+    const readChunks = spool.readChunks.bind(spool)
+    spool.readChunks = async function * (ids: Uint8Array[], signal?: AbortSignal) {
+      let i = 0
+      for await (const chunk of readChunks(ids, signal)) {
+        const id = ids[i++]
+        if (chunk === null || toHex(id) !== damagedId) { yield chunk; continue }
+        const compressed = Buffer.from(chunk.compressed)
+        compressed[compressed.byteLength >> 1] ^= 0x40
+        damagedServed()
+        yield { rawLength: chunk.rawLength, compressed }
+      }
     }
 
     manager = await createHoldfastNode({ privateKey: managerKey, fleetKey, listen: ['/ip4/127.0.0.1/tcp/0'] })

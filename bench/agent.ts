@@ -52,7 +52,7 @@ async function measureAgent (tree: string, work: string, options: { idleSeconds:
     const t0 = performance.now()
     await fleet.startAgent(agent, { cpus: options.cpus, env: options.env })
     // The agent starts its first staging round on start; scan-now joins it.
-    const first = await adminCall(agent.socket, 'scan-now', {}, { timeoutMs: 3600_000 }) as { sets: unknown[] }
+    const first = await adminCall(agent.socket, 'scan-now', { join: true }, { timeoutMs: 3600_000 }) as { sets: unknown[] }
     const stagingS = (performance.now() - t0) / 1000
     const pid = fleet.process('agent-bench')?.pid
     const staged = procSample(pid)

@@ -291,7 +291,7 @@ async function benchHoldfast (corpus: string, workdir: string, options: { nochan
     }
     let staged: ScanReply | undefined
     let tStaged = 0
-    const scanning = adminCall(agent.socket, 'scan-now', {}, { timeoutMs: LONG_MS }).then(r => { staged = r as ScanReply; tStaged = performance.now(); marks.staged = mono() })
+    const scanning = adminCall(agent.socket, 'scan-now', { join: true }, { timeoutMs: LONG_MS }).then(r => { staged = r as ScanReply; tStaged = performance.now(); marks.staged = mono() })
     scanning.catch(() => {})
     if (options.overlap) {
       // pull each set as soon as it is sealed, as a manager polling often would
@@ -607,7 +607,7 @@ async function benchSmallTree (wantedFiles: number, workdir: string, options: { 
     const t0 = performance.now()
     await fleet.startAgent(agent, { cpus: options.pin?.agent })
     const pid = fleet.process('agent-small')?.pid
-    const first = await adminCall(agent.socket, 'scan-now', {}, { timeoutMs: LONG_MS }) as ScanReply
+    const first = await adminCall(agent.socket, 'scan-now', { join: true }, { timeoutMs: LONG_MS }) as ScanReply
     const stagingS = sec(performance.now() - t0)
     const cpus = cpusAllowed(pid)
     const after = procSample(pid)

@@ -139,7 +139,8 @@ export interface ShelvedPackageInfo { version: string, sha256: string, size: num
 /** The agent's commands. */
 export type AgentCommands = {
   status: Cmd<NoArgs, AgentStatus>
-  'scan-now': Cmd<NoArgs, ScanReply>
+  /** join: take the running round's answer if one runs (what changed after it began may wait for the next); default: a round that starts after the request. */
+  'scan-now': Cmd<{ join?: boolean }, ScanReply>
 }
 
 /** A bare node's commands (roles/node/node.ts). */
@@ -303,7 +304,7 @@ export const MANAGER_API: RequestDecoders<ManagerCommands> = {
 
 export const AGENT_API: RequestDecoders<AgentCommands> = {
   status: none('status'),
-  'scan-now': none('scan-now')
+  'scan-now': args => defined({ join: new Fields('scan-now', args, ['join']).bool('join') })
 }
 
 export const NODE_API: RequestDecoders<NodeCommands> = {

@@ -13,6 +13,9 @@ export class FollowUpRunner<T> {
   /** The run going now, if any. */
   get current (): Promise<T> | undefined { return this.running }
 
+  /** The run going now if there is one (whatever it began before), else a new run. */
+  async join (): Promise<T> { return await (this.running ?? this.run()) }
+
   async run (): Promise<T> {
     const current = this.running
     if (current !== undefined) {

@@ -48,4 +48,18 @@ describe('unit: FollowUpRunner', function () {
     runs[2].resolve(8)
     assert.equal(await later, 8)
   })
+  it('join takes the running run (the bench\'s "first round after start"), or starts one when none runs', async function () {
+    const runs: Deferred[] = []
+    const runner = new FollowUpRunner(async () => { const d = deferred(); runs.push(d); return await d.promise })
+    const first = runner.run()
+    const joined = runner.join()
+    assert.equal(runs.length, 1)
+    runs[0].resolve(4)
+    assert.equal(await first, 4)
+    assert.equal(await joined, 4, 'join answers with the running run')
+    const fresh = runner.join()
+    assert.equal(runs.length, 2, 'join with nothing running starts a run')
+    runs[1].resolve(5)
+    assert.equal(await fresh, 5)
+  })
 })

@@ -312,7 +312,7 @@ export class Agent {
     this.discovery.start()
     this.admin = new AdminServer(this.config.adminSocket, AGENT_API, {
       status: async () => this.status(),
-      'scan-now': async () => await this.scanNow()
+      'scan-now': async req => req.join === true ? await this.rounds.join() : await this.scanNow()
     }, this.log, { group: this.config.admin.group })
     await this.admin.start()
     this.log.info('agent started', { peer: this.peerId, listen: node.getMultiaddrs().map(String), folders: this.config.agent.folders.map(f => f.path) })

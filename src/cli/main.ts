@@ -261,7 +261,7 @@ ${SOCKET_HELP}`,
   },
   'scan-now': {
     summary: 'make the agent scan and stage its folders now',
-    usage: `holdfast scan-now [options]\n${SOCKET_HELP}`,
+    usage: `holdfast scan-now [options]\n\nIf a staging round is running, waits for it and then scans again: what changed before\nyou asked is staged when this returns.\n${SOCKET_HELP}`,
     options: socketOptions,
     run: async (values) => {
       const result = await callAgent(socketPath(values, 'agent'), 'scan-now', {}, { timeoutMs: 24 * 3600_000 })

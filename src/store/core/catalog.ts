@@ -16,6 +16,21 @@ const RULE_COLUMNS: Record<typeof RULE_KEYS[number], string> = {
   keepLast: 'keep_last', keepHourly: 'keep_hourly', keepDaily: 'keep_daily', keepWeekly: 'keep_weekly', keepMonthly: 'keep_monthly', keepYearly: 'keep_yearly'
 }
 
+/** file_versions' columns as of catalog version 2: the schema and the migration's rebuild share them. */
+const FILE_VERSIONS_COLUMNS = `(
+  snapshot_id INTEGER NOT NULL REFERENCES snapshots (id),
+  endpoint_id INTEGER NOT NULL,
+  folder TEXT NOT NULL,
+  path BLOB NOT NULL,
+  type TEXT NOT NULL,
+  mode INTEGER NOT NULL,
+  mtime_ns INTEGER NOT NULL,
+  size INTEGER NOT NULL,
+  chunks BLOB NOT NULL,
+  target BLOB,
+  link_key TEXT
+)`
+
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS endpoints (
   id INTEGER PRIMARY KEY,
@@ -36,19 +51,7 @@ CREATE TABLE IF NOT EXISTS snapshots (
   new_bytes INTEGER NOT NULL,
   UNIQUE (endpoint_id, set_id)
 );
-CREATE TABLE IF NOT EXISTS file_versions (
-  snapshot_id INTEGER NOT NULL REFERENCES snapshots (id),
-  endpoint_id INTEGER NOT NULL,
-  folder TEXT NOT NULL,
-  path BLOB NOT NULL,
-  type TEXT NOT NULL,
-  mode INTEGER NOT NULL,
-  mtime_ns INTEGER NOT NULL,
-  size INTEGER NOT NULL,
-  chunks BLOB NOT NULL,
-  target BLOB,
-  link_key TEXT
-);
+CREATE TABLE IF NOT EXISTS file_versions ${FILE_VERSIONS_COLUMNS};
 CREATE INDEX IF NOT EXISTS file_versions_by_path ON file_versions (endpoint_id, folder, path, snapshot_id);
 CREATE INDEX IF NOT EXISTS file_versions_by_snapshot ON file_versions (snapshot_id);
 -- Pack files by a small integer: a chunk row names its pack in one or two bytes instead of a
@@ -144,19 +147,7 @@ END;
 export const CATALOG_VERSION = 2
 
 /** file_versions as of version 2; the migration rebuilds the table into it. */
-const FILE_VERSIONS_V2 = `CREATE TABLE file_versions_v2 (
-  snapshot_id INTEGER NOT NULL REFERENCES snapshots (id),
-  endpoint_id INTEGER NOT NULL,
-  folder TEXT NOT NULL,
-  path BLOB NOT NULL,
-  type TEXT NOT NULL,
-  mode INTEGER NOT NULL,
-  mtime_ns INTEGER NOT NULL,
-  size INTEGER NOT NULL,
-  chunks BLOB NOT NULL,
-  target BLOB,
-  link_key TEXT
-)`
+const FILE_VERSIONS_V2 = `CREATE TABLE file_versions_v2 ${FILE_VERSIONS_COLUMNS}`
 
 /** Whether endpoint ?1 owns stored chunk `c`. */
 const OWNED_BY = '(c.sent_by = ?1 OR EXISTS (SELECT 1 FROM chunk_owners o WHERE o.chunk = c.id AND o.endpoint_id = ?1))'

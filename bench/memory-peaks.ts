@@ -84,9 +84,13 @@ async function main (): Promise<void> {
   const { values, positionals } = parseArgs({ allowPositionals: true, options: { 'small-tree': { type: 'string' }, out: { type: 'string' }, workdir: { type: 'string' } } })
   const corpus = resolve(ensureCorpus(positionals[0]))
   const workdir = resolve(values.workdir ?? '/var/tmp')
-  const env = { NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --trace-gc`.trim() }
   const results: Record<string, unknown> = { bench: 'memory-peaks', corpus, date: new Date().toISOString() }
   const root = mkdtempSync(join(workdir, 'holdfast-mem-'))
+  // node refuses --trace-gc in NODE_OPTIONS: the daemons are started through a wrapper that
+  // puts it on node's command line, where the daemon's re-exec keeps it (process.execArgv)
+  const wrapper = join(root, 'node-trace-gc.sh')
+  writeFileSync(wrapper, '#!/bin/sh\nnode="$1"; shift\nexec "$node" --trace-gc "$@"\n', { mode: 0o755 })
+  const env = { prefix: [wrapper] }
   try {
     const fleet = new TestFleet(root)
     try {
@@ -95,8 +99,8 @@ async function main (): Promise<void> {
       const agent = await fleet.addAgent('mem', corpus, { mdns: false, listen: `/ip4/127.0.0.1/tcp/${port}` })
       // the agent's peer id exists only after `join`: list it as the manager's static peer now
       fleet.patchConfig(fleet.managerConfig, c => { c.staticPeers = [`/ip4/127.0.0.1/tcp/${port}/p2p/${agent.peerId}`] })
-      await fleet.startManager({ cpus: '1', env })
-      await fleet.startAgent(agent, { cpus: '0', env })
+      await fleet.startManager({ cpus: '1', ...env })
+      await fleet.startAgent(agent, { cpus: '0', ...env })
       const procs = [
         { key: 'agent', pid: fleet.process('agent-mem')?.pid as number, log: fleet.logFile('agent-mem') },
         { key: 'manager', pid: fleet.process('manager')?.pid as number, log: fleet.logFile('manager') }
@@ -120,7 +124,7 @@ async function main (): Promise<void> {
       try {
         await fleet2.init({ mdns: false })
         const agent = await fleet2.addAgent('small', tree, { mdns: false })
-        await fleet2.startAgent(agent, { cpus: '0', env })
+        await fleet2.startAgent(agent, { cpus: '0', ...env })
         const procs = [{ key: 'agent', pid: fleet2.process('agent-small')?.pid as number, log: fleet2.logFile('agent-small') }]
         say(`== the agent staging ${tree}`)
         results.smallTree = await phase('small-file tree', procs, async () => {

@@ -16,6 +16,16 @@ const RULE_COLUMNS: Record<typeof RULE_KEYS[number], string> = {
   keepLast: 'keep_last', keepHourly: 'keep_hourly', keepDaily: 'keep_daily', keepWeekly: 'keep_weekly', keepMonthly: 'keep_monthly', keepYearly: 'keep_yearly'
 }
 
+/** chunks' columns as of catalog version 1 (pack by packs.id): the schema and the migration's rebuild share them. */
+const CHUNKS_COLUMNS = `(
+  id BLOB PRIMARY KEY,
+  pack INTEGER NOT NULL,
+  offset INTEGER NOT NULL,
+  clen INTEGER NOT NULL,
+  rawlen INTEGER NOT NULL,
+  sent_by INTEGER
+) WITHOUT ROWID`
+
 /** file_versions' columns as of catalog version 2: the schema and the migration's rebuild share them. */
 const FILE_VERSIONS_COLUMNS = `(
   snapshot_id INTEGER NOT NULL REFERENCES snapshots (id),
@@ -61,14 +71,7 @@ CREATE TABLE IF NOT EXISTS packs (
   id INTEGER PRIMARY KEY AUTOINCREMENT,
   name TEXT NOT NULL UNIQUE
 );
-CREATE TABLE IF NOT EXISTS chunks (
-  id BLOB PRIMARY KEY,
-  pack INTEGER NOT NULL,
-  offset INTEGER NOT NULL,
-  clen INTEGER NOT NULL,
-  rawlen INTEGER NOT NULL,
-  sent_by INTEGER
-) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS chunks ${CHUNKS_COLUMNS};
 -- Added with browse and verify (IF NOT EXISTS: an older catalog gains them when it is opened).
 -- A point in time per endpoint (--at), and an endpoint's snapshots in order.
 CREATE INDEX IF NOT EXISTS snapshots_by_endpoint ON snapshots (endpoint_id, committed_at);
@@ -220,14 +223,7 @@ export class Catalog {
     transaction(this.db, () => {
       if (packType === 'TEXT') {
         this.db.exec(`INSERT OR IGNORE INTO packs (name) SELECT DISTINCT pack FROM chunks ORDER BY pack;
-          CREATE TABLE chunks_v1 (
-            id BLOB PRIMARY KEY,
-            pack INTEGER NOT NULL,
-            offset INTEGER NOT NULL,
-            clen INTEGER NOT NULL,
-            rawlen INTEGER NOT NULL,
-            sent_by INTEGER
-          ) WITHOUT ROWID;
+          CREATE TABLE chunks_v1 ${CHUNKS_COLUMNS};
           INSERT INTO chunks_v1 (id, pack, offset, clen, rawlen, sent_by)
             SELECT c.id, p.id, c.offset, c.clen, c.rawlen, c.sent_by FROM chunks c JOIN packs p ON p.name = c.pack ORDER BY c.id;
           DROP TABLE chunks;
